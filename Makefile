@@ -1,0 +1,44 @@
+# The README's two commands are `make demo` and `make test`; .ci/run runs `make test`.
+# Everything installs into .venv from the project's own files (pyproject.toml, tooling/).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install lint typecheck checks pytest kafka-jars clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: install, start the embedded broker and run the main job on it
+demo: $(STAMP)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo
+
+## test: install, then lint, type-check, check generated files and run every test tier
+test: $(STAMP) kafka-jars checks pytest
+
+kafka-jars:
+	@$(BIN)/python tooling/kafka/kafka_broker.py fetch
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+checks: lint typecheck
+	$(BIN)/mesh schemas check
+	$(BIN)/mesh topics validate
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

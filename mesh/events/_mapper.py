@@ -1,0 +1,241 @@
+"""The one serialisation boundary: event ↔ Kafka key, value and headers.
+
+Like eventsourcing's ``Mapper`` and Temporal's ``DataConverter``, nothing else in mesh turns events
+into bytes or back, so size limits, version checks and upcasting happen in exactly one place.
+
+Wire format (for non-Python producers):
+
+- key: the event's subject as UTF-8 (see each channel's key in ``schemas/asyncapi.yaml``);
+- value: the event as one UTF-8 JSON object, valid against
+  ``schemas/events/<type>/v<schema_version>.json``; ``type`` and ``schema_version`` are required;
+- headers (UTF-8 strings), so tools can route and filter without decoding the value:
+
+  ``mesh-type``            the event type, e.g. ``task.completed``
+  ``mesh-schema-version``  the schema version as a decimal integer, e.g. ``1``
+  ``mesh-correlation-id``  the ``correlation_id`` (the originating request)
+  ``mesh-event-id``        the ``event_id`` (a UUIDv7)
+
+  Headers are optional when decoding; when present they must agree with the value.
+
+Every error is one readable line (safe to copy into a dead-letter header).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import pydantic_core
+from pydantic import ValidationError
+
+from mesh.errors import EventTooLarge, InvalidEvent, UnknownEventType
+from mesh.events._catalog import REGISTRY
+from mesh.events._envelope import Event
+from mesh.events._registry import EventRegistry
+
+HEADER_TYPE = "mesh-type"
+HEADER_SCHEMA_VERSION = "mesh-schema-version"
+HEADER_CORRELATION_ID = "mesh-correlation-id"
+HEADER_EVENT_ID = "mesh-event-id"
+MESH_HEADERS = (HEADER_TYPE, HEADER_SCHEMA_VERSION, HEADER_CORRELATION_ID, HEADER_EVENT_ID)
+"""The headers the mapper writes on every record, in order."""
+
+DEFAULT_MAX_EVENT_BYTES = 1_000_000
+"""Same default as ``Settings.max_event_bytes`` (Kafka's default record limit is ~1 MiB)."""
+
+_MAX_REASON = 500
+
+HeaderValue = bytes | str | None
+Headers = Sequence[tuple[str, HeaderValue]] | Mapping[str, HeaderValue]
+"""Kafka headers as aiokafka gives them (pairs of name and bytes) or as a mapping (FastStream)."""
+
+
+class Encoded(NamedTuple):
+    """A Kafka record ready to send; unpacks as ``key, value, headers``."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class Mapper:
+    """Encodes and decodes events with one registry and one size limit."""
+
+    def __init__(
+        self,
+        registry: EventRegistry = REGISTRY,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        if max_event_bytes < 1:
+            raise ValueError("max_event_bytes must be positive")
+        self.registry = registry
+        self.max_event_bytes = max_event_bytes
+
+    def encode(self, event: Event) -> Encoded:
+        """The Kafka key, value and mesh headers of ``event``.
+
+        Raises ``UnknownEventType`` for a class the registry does not hold and ``EventTooLarge``
+        when the value exceeds ``max_event_bytes``.
+        """
+        cls = type(event)
+        event_type, version = cls.event_type(), cls.event_version()
+        if cls not in self.registry:
+            raise UnknownEventType(
+                f"{cls.__name__} ({event_type} v{version}) is not registered with this mapper",
+                event_type=event_type,
+                version=version,
+            )
+        value = event.model_dump_json().encode()
+        self._check_size(len(value), f"{event_type} v{version} event")
+        headers = [
+            (HEADER_TYPE, event_type.encode()),
+            (HEADER_SCHEMA_VERSION, str(version).encode()),
+            (HEADER_CORRELATION_ID, event.correlation_id.encode()),
+            (HEADER_EVENT_ID, str(event.event_id).encode()),
+        ]
+        return Encoded(event.key.encode(), value, headers)
+
+    def decode(self, value: bytes | None, headers: Headers | None = None) -> Event:
+        """The event in ``value``, as the newest model of its type (older versions upcast).
+
+        The type and version come from the headers when present, else from the value; both must
+        agree. Raises ``EventTooLarge``, ``UnknownEventType`` or ``InvalidEvent``.
+        """
+        if value is None:
+            raise InvalidEvent("the record has no value (a tombstone), not an event")
+        self._check_size(len(value), "record")
+        mesh = _mesh_headers(headers)
+        if HEADER_TYPE in mesh:  # reject unknown types before paying for the JSON parse
+            self.registry.latest(mesh[HEADER_TYPE])
+        data = _parse_object(bytes(value))
+        event_type, version = _routing(data, mesh)
+        latest = self.registry.latest(event_type)
+        label = f"{event_type} v{version}"
+        if version == latest.event_version():
+            raw = bytes(value)
+        else:
+            raw = pydantic_core.to_json(self.registry.upcast(event_type, version, data))
+            label += f" (upcast to v{latest.event_version()})"
+        try:
+            event = latest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise InvalidEvent(
+                _one_line(f"invalid {label} event: {_first_error(exc)}"),
+                event_type=event_type,
+                version=version,
+            ) from exc
+        _check_ids(event, mesh)
+        return event
+
+    def _check_size(self, size: int, what: str) -> None:
+        if size > self.max_event_bytes:
+            raise EventTooLarge(
+                f"{what} is {size} bytes, over the limit of {self.max_event_bytes} bytes "
+                "(max_event_bytes)",
+                size=size,
+                limit=self.max_event_bytes,
+            )
+
+
+def _mesh_headers(headers: Headers | None) -> dict[str, str]:
+    """The mesh headers as text; other headers are ignored, conflicting duplicates rejected."""
+    if headers is None:
+        return {}
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    found: dict[str, str] = {}
+    for raw_name, raw_value in pairs:
+        name = raw_name.lower()
+        if name not in MESH_HEADERS or raw_value is None:
+            continue
+        try:
+            text = raw_value.decode() if isinstance(raw_value, bytes) else str(raw_value)
+        except UnicodeDecodeError:
+            raise InvalidEvent(f"header {name} is not UTF-8 text") from None
+        if found.setdefault(name, text) != text:
+            raise InvalidEvent(f"header {name} appears twice with different values")
+    return found
+
+
+def _parse_object(value: bytes) -> dict[str, Any]:
+    try:
+        data = pydantic_core.from_json(value, allow_inf_nan=False)  # not JSON, cannot round-trip
+    except ValueError as exc:
+        raise InvalidEvent(_one_line(f"the value is not valid JSON: {exc}")) from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"the value must be a JSON object, not a JSON {_json_kind(data)}")
+    return data
+
+
+def _routing(data: dict[str, Any], mesh: dict[str, str]) -> tuple[str, int]:
+    """``(type, schema_version)`` from the value, checked against the headers."""
+    if "type" not in data:
+        raise InvalidEvent("the value has no 'type' field")
+    event_type = data["type"]
+    if not isinstance(event_type, str):
+        raise InvalidEvent(f"'type' must be a string, not a JSON {_json_kind(event_type)}")
+    if "schema_version" not in data:
+        raise InvalidEvent(f"the {event_type} value has no 'schema_version' field")
+    version = data["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidEvent(
+            f"'schema_version' of {event_type} must be a positive integer, got {version!r}"
+        )
+    header_type = mesh.get(HEADER_TYPE)
+    if header_type is not None and header_type != event_type:
+        raise InvalidEvent(
+            f"header {HEADER_TYPE} is {header_type!r} but the value's type is {event_type!r}"
+        )
+    header_version = mesh.get(HEADER_SCHEMA_VERSION)
+    if header_version is not None and header_version.strip() != str(version):
+        raise InvalidEvent(
+            f"header {HEADER_SCHEMA_VERSION} is {header_version!r} but the value's "
+            f"schema_version is {version}"
+        )
+    return event_type, version
+
+
+def _check_ids(event: Event, mesh: dict[str, str]) -> None:
+    header_id = mesh.get(HEADER_EVENT_ID)
+    if header_id is not None:
+        try:
+            same = UUID(header_id) == event.event_id
+        except ValueError:
+            same = False
+        if not same:
+            raise InvalidEvent(
+                f"header {HEADER_EVENT_ID} is {header_id!r} but the value's event_id is "
+                f"{str(event.event_id)!r}"
+            )
+    header_correlation = mesh.get(HEADER_CORRELATION_ID)
+    if header_correlation is not None and header_correlation != event.correlation_id:
+        raise InvalidEvent(
+            f"header {HEADER_CORRELATION_ID} is {header_correlation!r} but the value's "
+            f"correlation_id is {event.correlation_id!r}"
+        )
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    where = _location(first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(value)"
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"

@@ -1,0 +1,77 @@
+"""Topics as code: declarations in ``topics/*.yaml``, validated offline, planned and applied.
+
+Layers, each importing only those above it::
+
+    _configs   Kafka 4.x topic config keys and their value rules      (pure)
+    _spec      the declaration models and ``Problem``                  (pure)
+    _load      YAML files → ``TopicDeclarations``, with file and line  (files)
+    _validate  offline rules; ``load_topics`` = load + validate        (files)
+    _cluster   the observed cluster as plain data                      (pure)
+    _plan      ``diff_topics``: declarations + cluster → ``TopicPlan``  (pure)
+    _admin     the aiokafka adapter: read the cluster, make changes    (Kafka)
+    _apply     ``plan_topics``/``apply_topics``/``describe_topics``     (Kafka)
+
+Typical use::
+
+    declarations = load_topics(Path("topics"), prefix=settings.topic_prefix)
+    plan = await plan_topics(settings, declarations.topics)
+    result = await apply_topics(settings, declarations.topics, allow_delete=False)
+"""
+
+from mesh.topics._apply import (
+    ApplyResult,
+    apply_topics,
+    describe_topics,
+    plan_topics,
+    read_cluster,
+)
+from mesh.topics._cluster import (
+    Api,
+    BrokerCapabilities,
+    ClusterState,
+    ObservedConfig,
+    ObservedTopic,
+)
+from mesh.topics._configs import TOPIC_CONFIGS, config_problem
+from mesh.topics._load import DEFAULT_DIR, load_declarations
+from mesh.topics._plan import (
+    Change,
+    ChangeKind,
+    ChangeStatus,
+    ConfigDiff,
+    Note,
+    TopicPlan,
+    diff_topics,
+)
+from mesh.topics._spec import Problem, TopicDeclarations, TopicSpec
+from mesh.topics._validate import load_topics, summarize, validate_declarations
+
+__all__ = [
+    "DEFAULT_DIR",
+    "TOPIC_CONFIGS",
+    "Api",
+    "ApplyResult",
+    "BrokerCapabilities",
+    "Change",
+    "ChangeKind",
+    "ChangeStatus",
+    "ClusterState",
+    "ConfigDiff",
+    "Note",
+    "ObservedConfig",
+    "ObservedTopic",
+    "Problem",
+    "TopicDeclarations",
+    "TopicPlan",
+    "TopicSpec",
+    "apply_topics",
+    "config_problem",
+    "describe_topics",
+    "diff_topics",
+    "load_declarations",
+    "load_topics",
+    "plan_topics",
+    "read_cluster",
+    "summarize",
+    "validate_declarations",
+]

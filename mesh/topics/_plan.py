@@ -1,0 +1,334 @@
+"""The pure diff between declared topics and the observed cluster: a ``TopicPlan`` of ``Change``s.
+
+Every difference becomes a ``Change`` with a status that says what ``apply`` will do about it:
+
+- ``planned``: apply makes it (create, alter configs, add partitions, delete with
+  ``--allow-delete``);
+- ``blocked``: an undeclared topic under the prefix; deleted only with ``--allow-delete``;
+- ``refused``: mesh never does it (fewer partitions, another replication factor), with the reason;
+- ``unsupported``: the broker does not offer the API it needs (the embedded Tansu broker has no
+  AlterConfigs and no CreatePartitions), with the way out.
+
+``check`` fails on any change, whatever its status: each one is a real difference between the
+files and the cluster (a partition count the broker cannot change still breaks co-partitioning).
+What the broker does not report is never counted: a topic whose configs come back empty gets a
+note, "configs not reported by this broker", instead of every declared config as false drift.
+Only topics under the prefix are looked at; a topic outside it is never listed, let alone
+deleted, and with an empty prefix nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from mesh.topics._cluster import Api, BrokerCapabilities, ClusterState, ObservedTopic
+from mesh.topics._configs import same_value
+from mesh.topics._spec import TopicSpec
+
+
+class ChangeKind(StrEnum):
+    CREATE = "create"
+    ALTER_CONFIG = "alter_config"
+    ADD_PARTITIONS = "add_partitions"
+    REDUCE_PARTITIONS = "reduce_partitions"
+    CHANGE_REPLICATION_FACTOR = "change_replication_factor"
+    DELETE = "delete"
+
+
+class ChangeStatus(StrEnum):
+    PLANNED = "planned"
+    APPLIED = "applied"
+    BLOCKED = "blocked"
+    REFUSED = "refused"
+    UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True)
+class ConfigDiff:
+    """One config key whose value differs; ``None`` means unset (old) or removed (new)."""
+
+    key: str
+    old: str | None
+    new: str | None
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.old or '(unset)'} → {self.new or '(removed)'}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between a declared topic and the cluster, and what apply does about it."""
+
+    kind: ChangeKind
+    topic: str
+    """Full name on the cluster."""
+    name: str
+    """Logical name (the full name without the prefix)."""
+    status: ChangeStatus = ChangeStatus.PLANNED
+    reason: str | None = None
+    old: int | None = None
+    """Partitions or replication factor now (for those kinds)."""
+    new: int | None = None
+    config_diff: tuple[ConfigDiff, ...] = ()
+    config: Mapping[str, str] = field(default_factory=dict)
+    """For create and alter_config: the whole declared set of configs."""
+    replication_factor: int | None = None
+
+    def with_status(self, status: ChangeStatus, reason: str | None = None) -> Change:
+        return dataclasses.replace(self, status=status, reason=reason)
+
+    def summary(self) -> str:
+        """What the change is, in words, without its status."""
+        if self.kind is ChangeKind.CREATE:
+            return (
+                f"create {self.topic} ({self.new} partitions, replication factor "
+                f"{self.replication_factor}, {len(self.config)} configs)"
+            )
+        if self.kind is ChangeKind.ALTER_CONFIG:
+            return f"alter configs of {self.topic}: " + ", ".join(map(str, self.config_diff))
+        if self.kind is ChangeKind.DELETE:
+            verb = "would delete" if self.status is ChangeStatus.BLOCKED else "delete"
+            return f"{verb} {self.topic} (not declared; {self.old} partitions)"
+        what = {
+            ChangeKind.ADD_PARTITIONS: "add partitions to",
+            ChangeKind.REDUCE_PARTITIONS: "reduce partitions of",
+            ChangeKind.CHANGE_REPLICATION_FACTOR: "change replication factor of",
+        }[self.kind]
+        return f"{what} {self.topic}: {self.old} → {self.new}"
+
+    def details(self) -> dict[str, Any]:
+        if self.kind is ChangeKind.CREATE:
+            return {
+                "partitions": self.new,
+                "replication_factor": self.replication_factor,
+                "config": dict(self.config),
+            }
+        if self.kind is ChangeKind.ALTER_CONFIG:
+            return {"config": {d.key: {"old": d.old, "new": d.new} for d in self.config_diff}}
+        if self.kind is ChangeKind.DELETE:
+            return {"partitions": self.old}
+        field_name = (
+            "replication_factor"
+            if self.kind is ChangeKind.CHANGE_REPLICATION_FACTOR
+            else "partitions"
+        )
+        return {field_name: {"old": self.old, "new": self.new}}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": str(self.kind),
+            "topic": self.topic,
+            "name": self.name,
+            "status": str(self.status),
+            "reason": self.reason,
+            "details": self.details(),
+        }
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something worth knowing that is not a difference (e.g. configs not reported)."""
+
+    topic: str
+    """Full name, or empty for a note about the whole plan."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.message}" if self.topic else self.message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"topic": self.topic, "message": self.message}
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    """Every difference between the declarations and the cluster, in the order apply acts."""
+
+    prefix: str
+    changes: tuple[Change, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes
+
+    @property
+    def planned(self) -> tuple[Change, ...]:
+        """The changes apply will make."""
+        return tuple(c for c in self.changes if c.status is ChangeStatus.PLANNED)
+
+    @property
+    def held_back(self) -> tuple[Change, ...]:
+        """The changes apply will not make (blocked, refused, unsupported)."""
+        return tuple(c for c in self.changes if c.status is not ChangeStatus.PLANNED)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "in_sync": self.in_sync,
+            "changes": [c.as_dict() for c in self.changes],
+            "notes": [n.as_dict() for n in self.notes],
+        }
+
+
+REFUSE_FEWER_PARTITIONS = (
+    "Kafka cannot remove partitions; to have fewer, delete the topic (and its data) and apply again"
+)
+REFUSE_REPLICATION = (
+    "mesh does not move replicas; change the replication factor with a partition "
+    "reassignment (kafka-reassign-partitions.sh)"
+)
+NEEDS_ALLOW_DELETE = "apply deletes it only with --allow-delete"
+CONFIGS_NOT_REPORTED = "configs not reported by this broker; they cannot be compared"
+KEYS_MOVE = (
+    "adding partitions moves keys to other partitions; per-key order holds only among "
+    "messages written after the change"
+)
+NO_DELETE_WITHOUT_PREFIX = (
+    "the topic prefix is empty, so no topic is ever deleted (every topic of the cluster "
+    "would look undeclared)"
+)
+_ORDER = list(ChangeKind)
+
+
+def _unsupported(api: Api, remedy: str) -> str:
+    return f"the broker offers no {api.label} (API key {int(api)}); {remedy}"
+
+
+def diff_topics(
+    declared: Iterable[TopicSpec],
+    cluster: ClusterState,
+    *,
+    prefix: str,
+    allow_delete: bool = False,
+) -> TopicPlan:
+    """The plan that brings the topics under ``prefix`` to the declarations (pure)."""
+    caps = cluster.capabilities
+    owned = {topic.name: topic for topic in cluster.under(prefix)}
+    specs = {spec.name: spec for spec in declared}
+    changes: list[Change] = []
+    notes: list[Note] = []
+    for _name, spec in sorted(specs.items()):
+        full = spec.full_name(prefix)
+        observed = owned.get(full)
+        if observed is None:
+            changes.append(_create(spec, full, caps))
+            continue
+        found, noted = _differences(spec, observed, caps)
+        changes.extend(found)
+        notes.extend(noted)
+    declared_full = {spec.full_name(prefix) for spec in specs.values()}
+    undeclared = [t for t in owned.values() if t.name not in declared_full]
+    if undeclared and not prefix:
+        notes.append(Note("", NO_DELETE_WITHOUT_PREFIX))
+    elif undeclared:
+        changes.extend(_delete(topic, prefix, caps, allow_delete) for topic in undeclared)
+    changes.sort(key=lambda c: (_ORDER.index(c.kind), c.topic))
+    return TopicPlan(prefix, tuple(changes), tuple(notes))
+
+
+def _create(spec: TopicSpec, full: str, caps: BrokerCapabilities) -> Change:
+    change = Change(
+        ChangeKind.CREATE,
+        full,
+        spec.name,
+        new=spec.partitions,
+        replication_factor=spec.replication_factor,
+        config=dict(spec.config),
+    )
+    if not caps.offers(Api.CREATE_TOPICS):
+        return change.with_status(
+            ChangeStatus.UNSUPPORTED, _unsupported(Api.CREATE_TOPICS, "create it by hand")
+        )
+    return change
+
+
+def _differences(
+    spec: TopicSpec, observed: ObservedTopic, caps: BrokerCapabilities
+) -> tuple[list[Change], list[Note]]:
+    full = observed.name
+    changes: list[Change] = []
+    notes: list[Note] = []
+    if observed.replication_factor != spec.replication_factor:
+        changes.append(
+            Change(
+                ChangeKind.CHANGE_REPLICATION_FACTOR,
+                full,
+                spec.name,
+                ChangeStatus.REFUSED,
+                REFUSE_REPLICATION,
+                old=observed.replication_factor,
+                new=spec.replication_factor,
+            )
+        )
+    if spec.partitions < observed.partitions:
+        changes.append(
+            Change(
+                ChangeKind.REDUCE_PARTITIONS,
+                full,
+                spec.name,
+                ChangeStatus.REFUSED,
+                REFUSE_FEWER_PARTITIONS,
+                old=observed.partitions,
+                new=spec.partitions,
+            )
+        )
+    elif spec.partitions > observed.partitions:
+        grow = Change(
+            ChangeKind.ADD_PARTITIONS, full, spec.name, old=observed.partitions, new=spec.partitions
+        )
+        if not caps.offers(Api.CREATE_PARTITIONS):
+            remedy = "delete the topic (and its data) and apply again to get more partitions"
+            grow = grow.with_status(
+                ChangeStatus.UNSUPPORTED, _unsupported(Api.CREATE_PARTITIONS, remedy)
+            )
+        else:
+            notes.append(Note(full, KEYS_MOVE))
+        changes.append(grow)
+    if not observed.configs_reported:
+        notes.append(Note(full, CONFIGS_NOT_REPORTED))
+        return changes, notes
+    diff = config_diff(spec.config, observed)
+    if diff:
+        alter = Change(
+            ChangeKind.ALTER_CONFIG, full, spec.name, config_diff=diff, config=dict(spec.config)
+        )
+        if not caps.offers(Api.ALTER_CONFIGS):
+            remedy = "delete the topic (and its data) and apply again to change its configs"
+            alter = alter.with_status(
+                ChangeStatus.UNSUPPORTED, _unsupported(Api.ALTER_CONFIGS, remedy)
+            )
+        changes.append(alter)
+    return changes, notes
+
+
+def config_diff(declared: Mapping[str, str], observed: ObservedTopic) -> tuple[ConfigDiff, ...]:
+    """Declared keys whose value differs, then overrides set on the topic but not declared."""
+    diffs = [
+        ConfigDiff(key, observed.value_of(key), value)
+        for key, value in sorted(declared.items())
+        if not same_value(key, observed.value_of(key), value)
+    ]
+    diffs.extend(
+        ConfigDiff(key, value, None)
+        for key, value in observed.overrides().items()
+        if key not in declared
+    )
+    return tuple(diffs)
+
+
+def _delete(
+    topic: ObservedTopic, prefix: str, caps: BrokerCapabilities, allow_delete: bool
+) -> Change:
+    change = Change(ChangeKind.DELETE, topic.name, topic.name[len(prefix) :], old=topic.partitions)
+    if not caps.offers(Api.DELETE_TOPICS):
+        return change.with_status(
+            ChangeStatus.UNSUPPORTED, _unsupported(Api.DELETE_TOPICS, "delete it by hand")
+        )
+    if not allow_delete:
+        return change.with_status(ChangeStatus.BLOCKED, NEEDS_ALLOW_DELETE)
+    return change

