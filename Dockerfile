@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY mesh ./mesh
 COPY topics ./topics
 COPY schemas ./schemas
+COPY resources ./resources
 RUN pip install --no-cache-dir . && useradd --create-home mesh
 USER mesh
 CMD ["mesh", "--help"]

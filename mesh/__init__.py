@@ -1,5 +1,12 @@
-"""mesh: an event mesh on Apache Kafka that plans, runs and replays workflows of agents."""
+"""mesh: an event mesh on Apache Kafka that plans, runs and replays workflows of agents.
 
+The names here are the stable public surface; subpackages (``mesh.events``, ``mesh.topics``,
+``mesh.workflows`` …) hold the rest.
+"""
+
+from mesh.agents import TaskContext, TaskError, agent
+from mesh.broker import EmbeddedBroker
+from mesh.client import load_plan_file, send_command, submit_plan
 from mesh.errors import (
     AuthError,
     BrokerError,
@@ -21,13 +28,20 @@ __all__ = [
     "BrokerError",
     "BrokerUnavailable",
     "ConfigError",
+    "EmbeddedBroker",
     "EmbeddedBrokerError",
     "EventError",
     "EventTooLarge",
     "InvalidEvent",
     "MeshError",
     "Settings",
+    "TaskContext",
+    "TaskError",
     "TopicSpecError",
     "UnknownEventType",
     "UnsupportedByBroker",
+    "agent",
+    "load_plan_file",
+    "send_command",
+    "submit_plan",
 ]

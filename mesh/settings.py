@@ -6,11 +6,12 @@ everything that needs it; nothing deeper reads the environment.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_serializer, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -38,6 +39,24 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         default=Path.home() / ".mesh", description="Where pid files of local brokers are kept."
     )
+    # NoDecode + the validators below: these travel through the environment as plain text
+    # (``MESH_PLANNER_TEMPLATES=/a:/b``, ``MESH_PLANNER_CAPABILITY_MAP=design=shell,*=shell``),
+    # and serialise back to that text, so ``to_env`` hands them to child processes unchanged.
+    planner_templates: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(),
+        description="Extra Task Planner template directories (os.pathsep-separated in the "
+        "environment); later ones override earlier ones and the built-ins.",
+    )
+    planner_capability_map: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Rename template capabilities for the agents at hand, e.g. "
+        "`design=shell,code=shell` or `*=shell` (everything runs on command agents).",
+    )
+    resource_pools: Path | None = Field(
+        default=None,
+        description="YAML file of the Resource Allocator's pools; none = ./resources/pools.yaml "
+        "if it exists.",
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -48,8 +67,43 @@ class Settings(BaseSettings):
             raise ValueError("topic prefix may hold only letters, digits, '.', '_' and '-'")
         return value
 
+    @field_validator("planner_templates", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(part) for part in value.split(os.pathsep) if part.strip())
+        return value
+
+    @field_validator("planner_capability_map", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            name, sep, target = item.partition("=")
+            if not sep or not name.strip() or not target.strip():
+                raise ValueError(f"expected name=capability pairs separated by ',', got {item!r}")
+            pairs[name.strip()] = target.strip()
+        return pairs
+
+    @field_serializer("planner_templates")
+    def _join_paths(self, value: tuple[Path, ...]) -> str:
+        return os.pathsep.join(str(path) for path in value)
+
+    @field_serializer("planner_capability_map")
+    def _join_pairs(self, value: dict[str, str]) -> str:
+        return ",".join(f"{name}={target}" for name, target in value.items())
+
     def topic(self, name: str) -> str:
         """Full topic name for a logical name such as ``"workflow.events"``."""
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        """Consumer group (and transactional id) base for a component: namespaced by the topic
+        prefix, so two meshes (or two tests) on one cluster never share a group."""
         return f"{self.topic_prefix}{name}"
 
     def redacted(self) -> dict[str, object]:
@@ -58,3 +112,15 @@ class Settings(BaseSettings):
         if self.sasl_password is not None:
             data["sasl_password"] = "**********"  # noqa: S105 - the mask, not a password
         return data
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as ``MESH_*`` variables, for child processes (secrets travel in the
+        environment, never on a command line where ``ps`` would show them)."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"MESH_{name.upper()}"] = str(value)
+        return env

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from mesh.cli import agent as _agent
 from mesh.cli import broker as _broker
+from mesh.cli import control as _control
+from mesh.cli import dev as _dev
+from mesh.cli import plan as _plan
+from mesh.cli import replay as _replay
+from mesh.cli import resources as _resources
+from mesh.cli import run as _run
 from mesh.cli import schemas as _schemas
+from mesh.cli import submit as _submit
 from mesh.cli import topics as _topics
 from mesh.cli._app import app, main
 
 app.add_typer(_broker.app, name="broker")
+app.add_typer(_agent.app, name="agent")
+app.command("dev")(_dev.dev)
 app.add_typer(_topics.app, name="topics")
+app.add_typer(_run.app, name="run")
+app.command("replay")(_replay.replay)
 app.add_typer(_schemas.app, name="schemas")
+app.add_typer(_resources.app, name="resources")
+app.command("plan")(_plan.plan)
+app.command("submit")(_submit.submit)
+for _name in ("pause", "resume", "cancel", "retry", "signal"):
+    app.command(_name)(getattr(_control, _name))
 
 __all__ = ["app", "main"]

@@ -32,6 +32,7 @@ from mesh.events._resources import (
     QuotaSet,
     ResourceAllocated,
     ResourceDenied,
+    ResourceForecast,
     ResourceQueued,
     ResourceReleased,
     ResourceRequested,
@@ -44,6 +45,7 @@ from mesh.events._tasks import (
     TaskProgress,
     TaskReady,
     TaskStarted,
+    TaskWaiting,
 )
 from mesh.events._workflow import (
     TaskCancelled,
@@ -110,6 +112,10 @@ _HISTORY = (
     TaskCancelled,
     TaskSkipped,
     TaskReassigned,
+    # Inputs the Workflow Manager records as they are (the history alone rebuilds a workflow).
+    TaskAssigned,
+    ExternalEvent,
+    RetryTask,
 )
 
 _CHANNELS = (
@@ -156,8 +162,17 @@ _CHANNELS = (
         "tasks.results",
         "workflow id",
         "delete",
-        "What agents report about their attempts.",
-        (TaskStarted, TaskProgress, TaskCompleted, TaskFailed),
+        "What agents report about their attempts, and what dispatch decided about them "
+        "(assignments, reassignments, why a task waits), keyed by workflow id.",
+        (
+            TaskStarted,
+            TaskProgress,
+            TaskCompleted,
+            TaskFailed,
+            TaskWaiting,
+            TaskAssigned,
+            TaskReassigned,
+        ),
     ),
     Channel(
         "agents",
@@ -175,9 +190,9 @@ _CHANNELS = (
     ),
     Channel(
         "resources",
-        "`pool:<id>`, `allocation:<id>` or `quota:<tenant>`",
+        "`pool:<id>`, `allocation:<id>`, `quota:<tenant>` or `forecast:<workflow_id>`",
         "compact",
-        "The allocator's ledger: pools, allocations and quotas.",
+        "The allocator's ledger: pools, allocations, quotas and forecasts.",
         (
             PoolDeclared,
             ResourceRequested,
@@ -186,6 +201,7 @@ _CHANNELS = (
             ResourceDenied,
             ResourceReleased,
             QuotaSet,
+            ResourceForecast,
         ),
     ),
     Channel(
@@ -220,7 +236,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                 "task-planner",
                 "Turns requests into validated, optimised plans.",
                 sends=("plans", *_DLQ_REPLIES),
-                receives=("requests",),
+                receives=("requests", "workflow.events"),
             ),
             Component(
                 "workflow-manager",
@@ -255,7 +271,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
             Component(
                 "agent",
                 "One agent instance (command, Python or HTTP) running assigned attempts.",
-                sends=("tasks.results", "agents.heartbeats"),
+                sends=("tasks.results", "agents", "agents.heartbeats", "dlq"),
                 receives=("tasks.assigned",),
             ),
         )

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mesh.events._envelope import TaskEvent
 from mesh.events._plans import TaskSpec
-from mesh.events._types import Id, JsonObject, Name, ShortText, Text, UtcDatetime
+from mesh.events._types import Id, JsonObject, Name, Seq, ShortText, Text, UtcDatetime
 from mesh.events._values import CapabilityRequirement, Priority, Resources
 
 
@@ -122,3 +122,28 @@ class TaskFailed(TaskEvent):
     message: Text = Field(description="What went wrong, for humans.")
     retriable: bool = Field(description="False when retrying cannot help.")
     duration_seconds: float | None = Field(default=None, ge=0, description="Time until failure.")
+
+
+WaitingReason = Literal["no_capable_agent", "no_healthy_agent", "breaker_open"]
+"""Why the Agent Manager could not place an attempt on the agent it would otherwise use."""
+
+
+class TaskWaiting(TaskEvent):
+    """The Agent Manager could not place an attempt where it wanted, and says why.
+
+    ``placed_elsewhere`` false: no agent can take the attempt now; it stays queued and is placed
+    as soon as one can. True: it was placed, but not on an agent it would otherwise have gone
+    to, whose circuit breaker is open (so the history records that the agent was avoided).
+    """
+
+    type: Literal["task.waiting"] = "task.waiting"
+    schema_version: Literal[1] = 1
+
+    reason_kind: WaitingReason = Field(description="Machine-readable reason.")
+    reason: ShortText = Field(description="Why, for humans.")
+    placed_elsewhere: bool = Field(
+        default=False, description="True if placed despite the reason; false while it waits."
+    )
+    agent_ids: Seq[Id] = Field(
+        default=(), max_length=1_000, description="Agents that were ruled out, if any."
+    )

@@ -47,7 +47,7 @@ class WorkflowResumed(WorkflowEvent):
 
 
 class WorkflowCompleted(WorkflowEvent):
-    """Every task completed, or was skipped or failed under the `continue` failure policy."""
+    """Every task completed (a workflow with a task failed for good ends `workflow.failed`)."""
 
     type: Literal["workflow.completed"] = "workflow.completed"
     schema_version: Literal[1] = 1

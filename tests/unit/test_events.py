@@ -334,7 +334,7 @@ def test_components_only_use_known_channels() -> None:
 
 def test_channels_of_lists_every_channel_of_a_type() -> None:
     assert channels_of(TaskCompleted) == ("workflow.events", "tasks.results")
-    assert channels_of("task.assigned") == ("tasks.assigned",)
+    assert channels_of("task.assigned") == ("workflow.events", "tasks.assigned", "tasks.results")
     assert channels_of(completed()) == channels_of(TaskCompleted)
 
 

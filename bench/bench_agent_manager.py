@@ -1,0 +1,120 @@
+"""Agent Manager figures: placement decisions per second with 10, 100 and 1,000 registered agents,
+and how soon a dead agent is noticed (the reassignment threshold) at given heartbeat settings.
+
+The decision path is the one ``AgentManager._place`` runs for each waiting attempt: the agents'
+health at the round's instant (once per round), ``match_capabilities`` over all of them, then the
+strategy. Placement updates the chosen agent's outstanding count as the component does. No
+Kafka: the figure is the ceiling the component's placement can reach, separate from produce
+cost (measured by the Kafka benchmarks).
+
+    python -m bench.bench_agent_manager [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import time
+from datetime import UTC, datetime
+
+from bench._common import report
+from mesh.agentmanager import HealthPolicy, Registry, Requirements, choose, match_capabilities
+from mesh.agentmanager._matching import Strategy
+from mesh.events import (
+    AgentHeartbeat,
+    AgentRegistered,
+    Capability,
+    CapabilityRequirement,
+    Producer,
+    meta,
+)
+
+ME = Producer(component="bench", instance="bench")
+CAPS = ("code", "test", "review", "docs", "shell")
+
+
+def registry_of(agents: int, now: datetime) -> Registry:
+    registry = Registry()
+    rng = random.Random(agents)  # noqa: S311 - a benchmark's fixture, not cryptography
+    for i in range(agents):
+        agent_id = f"agent-{i}"
+        caps = rng.sample(CAPS, 2)
+        registry.fold_registry(
+            (0, i),
+            agent_id,
+            AgentRegistered(
+                **meta(ME, correlation_id=agent_id),
+                agent_id=agent_id,
+                kind="command",
+                capabilities=[Capability(name=c) for c in caps],
+                max_concurrency=4,
+            ),
+        )
+        registry.on_heartbeat(
+            AgentHeartbeat(
+                **meta(ME, correlation_id=agent_id),
+                agent_id=agent_id,
+                health="healthy",
+                running_tasks=0,
+                load=0,
+                interval_seconds=5,
+            )
+        )
+    return registry
+
+
+def decisions_per_second(agents: int, strategy: Strategy, seconds: float = 1.0) -> float:
+    now = datetime.now(UTC)
+    registry = registry_of(agents, now)
+    rng = random.Random(1)  # noqa: S311 - load balancing, not cryptography
+    needs = [Requirements(required=(CapabilityRequirement(name=c),)) for c in CAPS]
+    made = 0
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        # One round: the view once, then up to 500 placements (the component's batch size).
+        states = {a.agent_id: a for a in registry.agents(now)}
+        for i in range(500):
+            chosen = choose(
+                match_capabilities(needs[i % len(needs)], states.values()), strategy, rng
+            )
+            made += 1
+            if chosen is not None:
+                agent = chosen.agent
+                states[agent.agent_id] = dataclasses.replace(
+                    agent, outstanding=agent.outstanding + 1
+                )
+    return made / (time.perf_counter() - began)
+
+
+def detection_bound(interval: float, policy: HealthPolicy) -> float:
+    """Worst case from death to TaskReassigned: the beat the agent was about to send, the
+    threshold, and one placement round (the component re-evaluates at least every second)."""
+    return interval * (1 + policy.unhealthy_after) + 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows: list[list[object]] = []
+    for agents in (10, 100, 1_000):
+        for strategy in ("least_loaded", "power_of_two"):
+            rows.append([agents, strategy, decisions_per_second(agents, strategy)])
+    report(
+        "Agent Manager placement decisions per second",
+        ["agents", "strategy", "decisions/s"],
+        rows,
+        as_json=args.json,
+    )
+    policy = HealthPolicy()
+    report(
+        "Death → reassignment, upper bound (default policy: unhealthy after 2 missed beats)",
+        ["heartbeat s", "bound s"],
+        [[i, detection_bound(i, policy)] for i in (0.5, 1.0, 5.0)],
+        as_json=args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()

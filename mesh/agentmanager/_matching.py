@@ -1,0 +1,176 @@
+"""Capability matching and load balancing: requirements → ranked candidates → one agent (pure).
+
+``match_capabilities`` keeps the agents that may take an attempt now (they cover every required
+capability, have the resources it needs free, are healthy or degraded, ready, and their breaker
+is not open — a half-open breaker admits one probe at a time) and ranks them: more preferred
+capabilities first, then the least outstanding work weighted by capacity.
+
+Two strategies pick from that list:
+
+- ``least_loaded``: the head of the ranking (deterministic; ties by agent id);
+- ``power_of_two``: two random candidates of the best preference tier, the less loaded one wins
+  (Mitzenmacher's "power of two choices": near-optimal balance without every replica herding
+  onto the same least-loaded agent between two views of the load).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from mesh.agentmanager._health import ASSIGNABLE, HealthStatus
+from mesh.agents._matching import covers, meets
+from mesh.events import (
+    AgentKind,
+    BreakerState,
+    Capability,
+    CapabilityRequirement,
+    Resources,
+    TaskSpec,
+    WaitingReason,
+)
+
+Strategy = Literal["least_loaded", "power_of_two"]
+STRATEGIES: tuple[Strategy, ...] = ("least_loaded", "power_of_two")
+
+_DIMENSIONS = ("cpu", "memory_mb", "network_mbps", "storage_mb", "gpu")
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What an attempt needs (``required``), would like (``preferred``) and consumes."""
+
+    required: tuple[CapabilityRequirement, ...] = ()
+    preferred: tuple[CapabilityRequirement, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+
+    @classmethod
+    def of(cls, task: TaskSpec) -> Requirements:
+        return cls(required=tuple(task.capabilities), resources=task.resources)
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """One registered agent as the Agent Manager sees it at a moment."""
+
+    agent_id: str
+    kind: AgentKind
+    capabilities: tuple[Capability, ...]
+    max_concurrency: int
+    outstanding: int
+    health: HealthStatus
+    missed_heartbeats: float
+    last_seen: datetime
+    status: str = "ready"
+    breaker: BreakerState = "closed"
+    resources_free: Resources | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    host: str | None = None
+    version: str = ""
+
+    @property
+    def load(self) -> float:
+        """Outstanding attempts per unit of capacity."""
+        return self.outstanding / self.max_concurrency
+
+    def unavailable(self) -> str | None:
+        """Why this agent may not take new work now, or None if it may."""
+        if self.health not in ASSIGNABLE:
+            return f"agent is {self.health}"
+        if self.status != "ready":
+            return f"agent is {self.status}"
+        if self.breaker == "open":
+            return "circuit breaker open"
+        if self.breaker == "half_open" and self.outstanding > 0:
+            return "circuit breaker half-open, probe in flight"
+        return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An agent that may take the attempt, with what ranked it."""
+
+    agent: AgentState
+    preferred: int
+    """Preferred capabilities it meets."""
+
+    @property
+    def rank(self) -> tuple[int, float, int, str]:
+        agent = self.agent
+        after = (agent.outstanding + 1) / agent.max_concurrency
+        return (-self.preferred, after, agent.outstanding, agent.agent_id)
+
+
+def fits(needs: Resources, free: Resources | None) -> bool:
+    """True if nothing is needed, nothing is known, or every needed dimension is free."""
+    if free is None:
+        return True
+    return all(getattr(needs, d) <= getattr(free, d) for d in _DIMENSIONS if getattr(needs, d))
+
+
+def match_capabilities(requirements: Requirements, agents: Iterable[AgentState]) -> list[Candidate]:
+    """The agents that may take an attempt with ``requirements`` now, best first."""
+    found = [
+        Candidate(agent, _preferred(requirements.preferred, agent.capabilities))
+        for agent in agents
+        if agent.unavailable() is None
+        and covers(requirements.required, agent.capabilities)
+        and fits(requirements.resources, agent.resources_free)
+    ]
+    found.sort(key=lambda c: c.rank)
+    return found
+
+
+def choose(
+    candidates: Sequence[Candidate], strategy: Strategy, rng: random.Random | None = None
+) -> Candidate | None:
+    """One candidate of a ranked list, by ``strategy``; None if the list is empty."""
+    if not candidates:
+        return None
+    if strategy == "least_loaded" or len(candidates) == 1:
+        return candidates[0]
+    best = candidates[0].preferred
+    tier = [c for c in candidates if c.preferred == best]
+    if len(tier) == 1:
+        return tier[0]
+    first, second = (rng or random).sample(tier, 2)
+    return min(first, second, key=lambda c: c.rank)
+
+
+def why_not(
+    requirements: Requirements, agents: Iterable[AgentState]
+) -> tuple[WaitingReason, str, tuple[str, ...]]:
+    """Why no agent matches: the reason kind, a sentence, and the capable agents ruled out."""
+    names = ", ".join(r.name for r in requirements.required) or "no capability"
+    capable = [a for a in agents if covers(requirements.required, a.capabilities)]
+    if not capable:
+        return "no_capable_agent", f"no registered agent has [{names}]", ()
+    ids = tuple(sorted(a.agent_id for a in capable))
+    blocked = [a for a in capable if a.breaker != "closed" and a.unavailable() is not None]
+    if blocked and len(blocked) == len([a for a in capable if a.unavailable() is not None]):
+        why = "; ".join(f"{a.agent_id}: {a.unavailable()}" for a in blocked[:10])
+        return "breaker_open", f"every agent with [{names}] is behind its breaker ({why})", ids
+    why = "; ".join(
+        f"{a.agent_id}: {a.unavailable() or 'lacks the resources'}" for a in capable[:10]
+    )
+    return "no_healthy_agent", f"no agent with [{names}] can take work now ({why})", ids
+
+
+def _preferred(preferred: Sequence[CapabilityRequirement], caps: Sequence[Capability]) -> int:
+    return sum(1 for req in preferred if any(meets(req, cap) for cap in caps))
+
+
+__all__ = [
+    "STRATEGIES",
+    "AgentState",
+    "Candidate",
+    "Requirements",
+    "Strategy",
+    "choose",
+    "fits",
+    "match_capabilities",
+    "why_not",
+]

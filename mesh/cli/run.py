@@ -1,0 +1,231 @@
+"""``mesh run workflows`` — the Workflow Manager (and the simple dispatcher) in the foreground.
+
+It runs until SIGTERM or Ctrl-C, then shuts down cleanly and exits 0 (a second signal stops at
+once). Logs are structlog lines on stderr (JSON when piped); unless ``--log-level`` is given it
+logs at INFO, and the line ``workflows ready`` says it consumes (``mesh dev`` waits for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Literal
+
+import structlog
+import typer
+
+from mesh.cli._app import settings_of
+from mesh.log import configure_logging
+from mesh.settings import Settings
+from mesh.workflows.runtime import WorkflowManager
+
+app = typer.Typer(help="Run a mesh component in the foreground.", no_args_is_help=True)
+
+
+@app.command()
+def workflows(
+    ctx: typer.Context,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Consumer group; replicas sharing it share the partitions "
+            "[default: <topic prefix>workflows]"
+        ),
+    ] = None,
+    instance: Annotated[
+        str | None,
+        typer.Option(help="Name of this replica in events and logs [default: host-pid]"),
+    ] = None,
+    snapshot_every: Annotated[
+        int, typer.Option(min=1, help="Write a workflow's snapshot after this many events.")
+    ] = 100,
+    grace_seconds: Annotated[
+        float,
+        typer.Option(min=0, help="Keep a finished workflow's snapshot this long, then delete it."),
+    ] = 3600,
+    no_dispatch: Annotated[
+        bool,
+        typer.Option("--no-dispatch", help="Do not run the simple dispatcher in this process."),
+    ] = False,
+    transactional: Annotated[
+        bool | None,
+        typer.Option(
+            "--transactional/--no-transactional",
+            help="Exactly-once with Kafka transactions [default: if the broker has them]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the Workflow Manager: plans, commands and task results in; history, snapshots and
+    dispatches out.
+
+    Example: mesh run workflows --snapshot-every 100
+    """
+    settings = settings_of(ctx)
+    _service_logging(ctx, "workflows", instance)
+    manager = WorkflowManager(
+        settings,
+        group_id=group or settings.group("workflows"),
+        instance=instance,
+        snapshot_every=snapshot_every,
+        finished_grace_seconds=grace_seconds,
+        transactional=transactional,
+    )
+
+    async def main(stop: asyncio.Event) -> None:
+        jobs = [manager.run(stop)]
+        if not no_dispatch:
+            jobs.append(_dispatcher(settings, transactional, stop))
+        await _together(jobs, stop)
+
+    _serve(main)
+
+
+async def _dispatcher(settings: Settings, transactional: bool | None, stop: asyncio.Event) -> None:
+    from mesh.agents import Dispatcher  # the agents package is heavy; load it only when used
+
+    await Dispatcher(
+        settings, group_id=settings.group("dispatcher"), transactional=transactional
+    ).run(stop)
+
+
+async def _together(jobs: Sequence[Awaitable[None]], stop: asyncio.Event) -> None:
+    """Run ``jobs`` until all return; the first to fail stops the others and is re-raised."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            try:
+                await finished
+            except BaseException:
+                stop.set()
+                raise
+    finally:
+        stop.set()
+        for task in tasks:
+            if not task.done():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 30)
+
+
+def _serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    try:
+        asyncio.run(_until_signalled(main))
+    except asyncio.CancelledError:
+        raise typer.Exit(130) from None
+
+
+async def _until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)``; the first SIGTERM/SIGINT sets ``stop``, a second one cancels."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and task is not None:
+            task.cancel()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await main(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _service_logging(ctx: typer.Context, component: str, instance: str | None) -> None:
+    """Bind the component and, unless ``--log-level`` was given, log at INFO: a long-running
+    process that says nothing cannot be operated."""
+    configure_logging(component, instance=instance)
+    source = ctx.find_root().get_parameter_source("log_level")
+    if source is None or source.name == "DEFAULT":
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+
+
+@app.command()
+def planner(
+    ctx: typer.Context,
+    group: Annotated[str | None, typer.Option(help="Consumer group on requests.")] = None,
+    instance: Annotated[str | None, typer.Option(help="Name of this replica.")] = None,
+) -> None:
+    """Run the Task Planner: requests in, PlanCreated or PlanRejected out.
+
+    Example: mesh run planner
+    """
+    settings = settings_of(ctx)
+    _service_logging(ctx, "planner", instance)
+    from mesh.planner import run_planner
+
+    group_id = group or settings.group("planner")
+    _serve(lambda stop: run_planner(settings, stop, group_id=group_id, instance=instance))
+
+
+@app.command()
+def agents(
+    ctx: typer.Context,
+    strategy: Annotated[
+        Literal["least_loaded", "power_of_two"], typer.Option(help="Load balancing strategy.")
+    ] = "least_loaded",
+    missed_heartbeats: Annotated[
+        int | None, typer.Option(min=1, help="Missed heartbeats before an agent is unhealthy.")
+    ] = None,
+    instance: Annotated[str | None, typer.Option(help="Name of this replica.")] = None,
+    transactional: Annotated[
+        bool | None,
+        typer.Option(
+            "--transactional/--no-transactional",
+            help="Exactly-once with Kafka transactions [default: if the broker has them]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the Agent Manager: matches ready tasks to healthy agents and reassigns dead agents'
+    work.
+
+    Example: mesh run agents --strategy power_of_two
+    """
+    settings = settings_of(ctx)
+    _service_logging(ctx, "agent-manager", instance)
+    from mesh.agentmanager import run_agent_manager
+
+    _serve(
+        lambda stop: run_agent_manager(
+            settings,
+            stop,
+            strategy=strategy,
+            missed_heartbeats=missed_heartbeats,
+            transactional=transactional,
+            instance=instance,
+        )
+    )
+
+
+@app.command()
+def resources(
+    ctx: typer.Context,
+    group: Annotated[str | None, typer.Option(help="Consumer group of the allocator.")] = None,
+    instance: Annotated[str | None, typer.Option(help="Name of this replica.")] = None,
+    consume_ready: Annotated[
+        bool,
+        typer.Option("--consume-ready", help="Also allocate for every TaskReady on tasks.ready."),
+    ] = False,
+) -> None:
+    """Run the Resource Allocator: requests in, allocations, queue and denials out; the ledger
+    lives in the compacted resources topic.
+
+    Example: mesh run resources
+    """
+    settings = settings_of(ctx)
+    _service_logging(ctx, "resources", instance)
+    from mesh.resources import run_resources
+
+    group_id = group or settings.group("resources")
+    _serve(
+        lambda stop: run_resources(
+            settings, stop, group_id=group_id, instance=instance, consume_ready=consume_ready
+        )
+    )

@@ -1,0 +1,29 @@
+"""Client side of the mesh: publishing workflows and following them."""
+
+from mesh.client._control import send_command, send_external_event
+from mesh.client._planfile import PlanRequest, load_plan_file
+from mesh.client._submit import (
+    FINAL_TYPES,
+    HistoryCursor,
+    Submitted,
+    follow_history,
+    history_cursor,
+    new_workflow_id,
+    publish,
+    submit_plan,
+)
+
+__all__ = [
+    "FINAL_TYPES",
+    "HistoryCursor",
+    "PlanRequest",
+    "Submitted",
+    "follow_history",
+    "history_cursor",
+    "load_plan_file",
+    "new_workflow_id",
+    "publish",
+    "send_command",
+    "send_external_event",
+    "submit_plan",
+]

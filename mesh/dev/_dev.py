@@ -1,0 +1,167 @@
+"""Run the whole mesh locally: broker, topics, every component and a pool of demo agents.
+
+Like Temporal's ``server start-dev``: one command, readable logs, ``mesh ready`` once everything
+consumes, and Ctrl-C stops everything cleanly. Every component and agent is a real process
+(``python -m mesh ...``) so what runs here is what runs in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mesh.broker.embedded import EmbeddedBroker
+from mesh.errors import MeshError
+from mesh.settings import Settings
+from mesh.supervisor import Child, Supervisor
+from mesh.topics import apply_topics, load_topics
+
+READY_EVENTS = frozenset({"workflows ready", "agent ready"})
+"""Log events by which a component or an agent says that it consumes."""
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    """What ``mesh dev`` runs."""
+
+    bootstrap: str | None = None
+    port: int | None = None
+    shell_agents: int = 2
+    python_agents: int = 1
+    workflow_replicas: int = 1
+    agent_args: tuple[str, ...] = ()
+    """Extra ``mesh agent run`` arguments for the demo command agents (tests add a timeout …)."""
+    topics_dir: Path = Path("topics")
+    ready_within: float = 90.0
+
+
+def _mesh(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mesh", *args]
+
+
+class DevMesh:
+    """The running local mesh; ``async with DevMesh(...) as mesh:`` starts and stops it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: DevOptions,
+        *,
+        on_log: Callable[[Child, dict[str, Any] | str], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.settings = settings
+        self.broker: EmbeddedBroker | None = None
+        self.supervisor = Supervisor(on_log=on_log, is_ready=_is_ready)
+
+    async def __aenter__(self) -> DevMesh:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Broker, topics, components, agents; returns once all of them consume."""
+        if self.options.bootstrap is None:
+            self.broker = await asyncio.to_thread(EmbeddedBroker(self.options.port).start)
+            servers = self.broker.bootstrap_servers
+        else:
+            servers = self.options.bootstrap
+        self.settings = self.settings.model_copy(update={"bootstrap_servers": servers})
+        declarations = load_topics(self.options.topics_dir, prefix=self.settings.topic_prefix)
+        await apply_topics(self.settings, declarations.topics)
+        for i in range(1, self.options.workflow_replicas + 1):
+            await self.spawn_workflows(_replica_name(i, self.options.workflow_replicas))
+        for i in range(1, self.options.shell_agents + 1):
+            await self.supervisor.spawn(
+                f"shell-{i}",
+                _mesh(
+                    "agent",
+                    "run",
+                    "--kind",
+                    "command",
+                    "--id",
+                    self.agent_id(f"shell-{i}"),
+                    "--capability",
+                    "shell",
+                    "--allow-task-command",
+                    *self.options.agent_args,
+                ),
+                env=self.settings.to_env(),
+            )
+        for i in range(1, self.options.python_agents + 1):
+            await self.supervisor.spawn(
+                f"python-{i}",
+                _mesh(
+                    "agent",
+                    "run",
+                    "--kind",
+                    "python",
+                    "--id",
+                    self.agent_id(f"python-{i}"),
+                    "--module",
+                    "mesh.agents.demo",
+                ),
+                env=self.settings.to_env(),
+            )
+        missing = await self.supervisor.wait_ready(self.options.ready_within)
+        if missing:
+            details = "; ".join(_last_words(self.supervisor.children[name]) for name in missing)
+            raise MeshError(f"not ready within {self.options.ready_within:.0f} s: {details}")
+
+    def agent_id(self, name: str) -> str:
+        """Demo agent ids carry the topic prefix so meshes sharing a cluster do not collide."""
+        prefix = self.settings.topic_prefix.rstrip(".")
+        return f"demo-{name}" if prefix in ("", "mesh") else f"{prefix}-{name}"
+
+    async def spawn_workflows(self, name: str = "workflows") -> Child:
+        """Start a Workflow Manager replica (also used to replace a killed one)."""
+        return await self.supervisor.spawn(
+            name,
+            _mesh("run", "workflows", "--group", self.settings.group("workflows")),
+            env=self.settings.to_env(),
+        )
+
+    async def wait(self, stop: asyncio.Event) -> str | None:
+        """Run until ``stop`` is set or a process dies; returns the name of a dead process."""
+        while not stop.is_set():
+            for name, child in self.supervisor.children.items():
+                if not child.running:
+                    return name
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+        return None
+
+    async def stop(self) -> None:
+        """Stop agents first (they finish or give back their work), then components, then the
+        broker."""
+        agents = [n for n in self.supervisor.children if not n.startswith("workflows")]
+        await asyncio.gather(*(self.supervisor.stop(n) for n in agents))
+        await self.supervisor.stop_all()
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
+            self.broker = None
+
+
+def _replica_name(i: int, replicas: int) -> str:
+    return "workflows" if replicas == 1 else f"workflows-{i}"
+
+
+def _is_ready(_child: Child, entry: dict[str, Any]) -> bool:
+    return entry.get("event") in READY_EVENTS
+
+
+def _last_words(child: Child) -> str:
+    state = "exited" if not child.running else "still starting"
+    last = child.lines[-1] if child.lines else "no output"
+    return f"{child.name} {state} ({last[:200]})"

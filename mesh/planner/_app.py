@@ -1,0 +1,377 @@
+"""The planner component: a FastStream app with one KafkaRouter (``mesh run planner``).
+
+- ``requests`` (consumer group, manual commit after handling): each TaskRequest becomes a
+  PlanCreated or a PlanRejected on ``plans``, keyed by the workflow id. That id is derived from
+  the request id, so a redelivered request yields a plan for the same workflow, which the
+  Workflow Manager ignores as a repeat (at-least-once in, idempotent effect out). A record that
+  is not a readable TaskRequest goes to ``dlq``; a readable one that cannot be planned gets a
+  PlanRejected, since a client waiting on its workflow id needs an answer.
+- ``workflow.events`` (no group, from the earliest offset, on every start): the history is
+  folded into the estimator and the bandit, so every replica rebuilds the same learned state
+  from Kafka alone. Requests wait (up to ``catch_up_timeout``) until that replay has reached the
+  end offsets seen at start, and ``planner ready`` is logged then.
+
+Records are decoded and encoded only by ``mesh.events.Mapper``: handlers take the raw
+``KafkaMessage`` (not a FastStream-decoded body) because the one serialisation boundary also
+decides what is a dead letter, and the dead letter needs the record's topic, partition and offset.
+
+Extension point: ``unknown_type_hook`` (off by default) is awaited for a request whose type no
+template knows; it may return tasks (e.g. after asking a planner agent through the mesh with a
+TaskReady for a ``plan`` capability and awaiting its TaskCompleted) which are then validated and
+optimised like any other plan, or None to reject as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker, KafkaRouter, Topic
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+from mesh.errors import EventTooLarge, InvalidEvent, MeshError
+from mesh.events import (
+    HEADER_CORRELATION_ID,
+    Encoded,
+    Mapper,
+    PlanCreated,
+    PlanRejected,
+    Producer,
+    TaskRequest,
+    TaskSpec,
+    meta,
+)
+from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.log import bind_event_context, get_logger
+from mesh.planner._api import Planner, rejection
+from mesh.planner._errors import PlanningError
+from mesh.planner._request import workflow_id_for
+from mesh.settings import Settings
+
+COMPONENT = "task-planner"
+DEFAULT_GROUP = "mesh-planner"
+
+UnknownTypeHook = Callable[[TaskRequest], Awaitable[Sequence[TaskSpec] | None]]
+"""Asked to decompose a request of an unknown type; returns tasks, or None to reject it."""
+
+log = get_logger("mesh.planner")
+
+
+def faststream_broker(settings: Settings) -> KafkaBroker:
+    """A FastStream KafkaBroker with the mesh's connection settings (SASL/TLS included)."""
+    kwargs = client_kwargs(settings)
+    security: BaseSecurity | None = None
+    ssl_context = kwargs.get("ssl_context")
+    use_ssl = settings.security_protocol in ("SSL", "SASL_SSL")
+    if settings.security_protocol.startswith("SASL"):
+        sasl = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }
+        security = sasl[kwargs["sasl_mechanism"]](
+            kwargs["sasl_plain_username"] or "",
+            kwargs["sasl_plain_password"] or "",
+            ssl_context=ssl_context,
+            use_ssl=use_ssl,
+        )
+    elif use_ssl:
+        security = BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    quiet = logging.getLogger("mesh.planner.faststream")
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=settings.client_id,
+        request_timeout_ms=settings.request_timeout_ms,
+        security=security,
+        acks="all",
+        logger=quiet,
+        log_level=logging.DEBUG,  # FastStream's per-message lines: debug, not the mesh's INFO
+    )
+
+
+class PlannerService:
+    """The planner component: broker, router, planner, and the history catch-up state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        planner: Planner | None = None,
+        group_id: str = DEFAULT_GROUP,
+        instance: str | None = None,
+        unknown_type_hook: UnknownTypeHook | None = None,
+        catch_up_timeout: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.planner = planner or Planner.from_settings(settings)
+        self.group_id = group_id
+        self.producer = Producer(component=COMPONENT, instance=instance or _instance())
+        self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+        self.unknown_type_hook = unknown_type_hook
+        self.catch_up_timeout = catch_up_timeout
+        self.caught_up = asyncio.Event()
+        self._folded = asyncio.Condition()
+        self._announcer: asyncio.Task[None] | None = None
+        self._targets: dict[int, int] | None = None
+        self._positions: dict[int, int] = {}
+        self.broker = faststream_broker(settings)
+        self.publishers: dict[str, Any] = {}
+        self.router = planner_router(self)
+        self.broker.include_router(self.router)
+
+    async def start(self) -> None:
+        """Connect, subscribe, and learn where the history ends (for the catch-up signal)."""
+        for problem in self.planner.templates.problems():
+            log.warning("template problem", problem=problem)
+        try:
+            with kafka_errors(self.settings, "start the planner"):
+                await self.broker.start()
+                self._targets = await _end_offsets(
+                    self.settings, self.settings.topic("workflow.events")
+                )
+        except BaseException:
+            await self.stop()
+            raise
+        self._check_caught_up()
+        log.info(
+            "planner starting",
+            group_id=self.group_id,
+            history_to_replay=sum(self._targets.values()),
+        )
+        self._announcer = asyncio.get_running_loop().create_task(self._announce())
+
+    async def stop(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._announcer
+            self._announcer = None
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+
+    async def _announce(self) -> None:
+        await self.caught_up.wait()
+        log.info(
+            "planner ready",
+            learned=self.planner.learning.version,
+            types=list(self.planner.templates.types),
+        )
+
+    # -- handlers (called by the router) -----------------------------------------------------
+
+    async def on_request(self, record: ConsumedRecord) -> None:
+        """Plan one request record; publish the outcome (or dead-letter the record)."""
+        try:
+            event = self.mapper.decode(record.value, record.headers)
+            if not isinstance(event, TaskRequest):
+                raise InvalidEvent(f"expected a request.submitted event, got {event.type}")
+        except MeshError as exc:
+            await self._dead_letter(record, exc)
+            return
+        workflow_id = workflow_id_for(event.request_id)
+        bind_event_context(workflow_id=workflow_id, correlation_id=event.correlation_id)
+        await self._wait_caught_up()
+        try:
+            outcome = await self._decide(event)
+            encoded = self.mapper.encode(outcome)
+        except EventTooLarge as exc:
+            outcome = rejection(event, self.producer, PlanningError("too_large", str(exc)))
+            encoded = self.mapper.encode(outcome)
+        except MeshError as exc:
+            if exc.retriable:  # e.g. the broker went away under the hook: redeliver, try again
+                raise
+            outcome, encoded = await self._give_up(record, event, exc)
+        except Exception as exc:  # a planner bug: answer the client, keep the record for redrive
+            outcome, encoded = await self._give_up(record, event, exc)
+        await self._publish("plans", encoded)
+        if isinstance(outcome, PlanCreated):
+            log.info("plan created", request_id=event.request_id, tasks=len(outcome.plan.tasks))
+        else:
+            log.info("plan rejected", request_id=event.request_id, reason=outcome.reason)
+
+    async def _give_up(
+        self, record: ConsumedRecord, request: TaskRequest, error: Exception
+    ) -> tuple[PlanRejected, Encoded]:
+        log.exception("planning failed", request_id=request.request_id)
+        await self._dead_letter(record, error)
+        outcome = rejection(
+            request, self.producer, PlanningError("internal", f"{type(error).__name__}: {error}")
+        )
+        return outcome, self.mapper.encode(outcome)
+
+    async def _decide(self, request: TaskRequest) -> PlanCreated | PlanRejected:
+        outcome = self.planner.decide(request, self.producer)
+        hook = self.unknown_type_hook
+        if hook is None or not (
+            isinstance(outcome, PlanRejected) and outcome.reason.startswith("unknown_type:")
+        ):
+            return outcome
+        tasks = await hook(request)
+        if not tasks:
+            return outcome
+        try:
+            report = self.planner.plan_tasks(request, tasks)
+        except PlanningError as exc:
+            return rejection(request, self.producer, exc)
+        return PlanCreated(
+            **meta(self.producer, causation=request),
+            workflow_id=workflow_id_for(request.request_id),
+            request_id=request.request_id,
+            plan=report.plan,
+        )
+
+    async def on_history(self, record: ConsumedRecord) -> None:
+        """Fold one history record into the learned state (unreadable ones are skipped: the
+        Workflow Manager owns that topic and dead-letters for it)."""
+        try:
+            event = self.mapper.decode(record.value, record.headers)
+        except MeshError:
+            event = None
+        if event is not None:
+            self.planner.observe(event)
+        self._positions[record.partition] = record.offset + 1
+        self._check_caught_up()
+        async with self._folded:
+            self._folded.notify_all()
+
+    async def learned(self, version: int) -> None:
+        """Return once the learned state has reached ``version`` (for tests and probes)."""
+        async with self._folded:
+            await self._folded.wait_for(lambda: self.planner.learning.version >= version)
+
+    def _check_caught_up(self) -> None:
+        if self._targets is None or self.caught_up.is_set():
+            return
+        if all(self._positions.get(p, 0) >= end for p, end in self._targets.items()):
+            self.caught_up.set()
+
+    async def _wait_caught_up(self) -> None:
+        if self.caught_up.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.caught_up.wait(), self.catch_up_timeout)
+        except TimeoutError:
+            log.warning("history replay not finished; planning with what is learned so far")
+            self.caught_up.set()
+
+    async def _dead_letter(self, record: ConsumedRecord, error: BaseException) -> None:
+        letter = dead_letter(
+            record,
+            error,
+            COMPONENT,
+            producer=self.producer,
+            max_event_bytes=self.settings.max_event_bytes,
+        )
+        await self._publish("dlq", letter)
+        log.warning("request dead-lettered", error=str(error), offset=record.offset)
+
+    async def _publish(self, channel: str, encoded: Encoded) -> None:
+        headers = {name: value.decode() for name, value in encoded.headers}
+        with kafka_errors(self.settings, f"publish to {self.settings.topic(channel)}"):
+            await self.publishers[channel].publish(
+                encoded.value,
+                key=encoded.key,
+                headers=headers,
+                correlation_id=headers.get(HEADER_CORRELATION_ID),
+            )
+
+
+def planner_router(service: PlannerService) -> KafkaRouter:
+    """The component's one router: requests in, plans out; history in, for learning."""
+    settings = service.settings
+    router = KafkaRouter()
+    # Topics come from topics/ (mesh topics apply); declare=False keeps FastStream from
+    # creating them with its own defaults.
+    requests = Topic(settings.topic("requests"), declare=False)
+    history = Topic(settings.topic("workflow.events"), declare=False)
+
+    service.publishers["plans"] = router.publisher(
+        settings.topic("plans"), title="plans", description="PlanCreated or PlanRejected"
+    )
+    service.publishers["dlq"] = router.publisher(
+        settings.topic("dlq"), title="dlq", description="Requests the planner cannot read"
+    )
+
+    @router.subscriber(
+        requests,
+        group_id=service.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="requests",
+        description="TaskRequest from clients",
+    )
+    async def on_request(message: KafkaMessage) -> None:
+        await service.on_request(_record(message))
+
+    @router.subscriber(
+        history,
+        auto_offset_reset="earliest",
+        title="workflow.events",
+        description="The history the planner learns durations and method outcomes from",
+    )
+    async def on_history(message: KafkaMessage) -> None:
+        await service.on_history(_record(message))
+
+    return router
+
+
+def _record(message: Any) -> ConsumedRecord:
+    record = message.raw_message
+    if isinstance(record, tuple):  # batch subscribers give tuples; ours are single
+        raise TypeError("expected one record per message")
+    return record  # type: ignore[no-any-return]
+
+
+async def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition → end offset of ``topic`` now (what 'caught up' means at start)."""
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise MeshError(f"topic {topic} does not exist; run 'mesh topics apply'")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: int(ends[tp]) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+def _instance() -> str:
+    return f"{''.join(socket.gethostname().split()) or 'host'}-{os.getpid()}"
+
+
+async def run_planner(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    planner: Planner | None = None,
+    unknown_type_hook: UnknownTypeHook | None = None,
+    group_id: str = DEFAULT_GROUP,
+    instance: str | None = None,
+) -> None:
+    """Run the planner until ``stop`` is set."""
+    service = PlannerService(
+        settings,
+        planner=planner,
+        group_id=group_id,
+        instance=instance,
+        unknown_type_hook=unknown_type_hook,
+    )
+    await service.start()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()

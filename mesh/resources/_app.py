@@ -1,0 +1,345 @@
+"""The Resource Allocator component: ``run_resources(settings, stop)`` (``mesh run resources``).
+
+Inputs and outputs:
+
+- ``resources`` (whole, no group): the ledger. ``ResourceRequested`` records on it are the
+  requests; the decisions the allocator publishes there come back and are folded idempotently.
+  ``QuotaSet`` (``set_quotas`` over Kafka), ``PoolDeclared`` and ``ResourceForecast`` are
+  applied as they arrive.
+- ``agents`` and ``agents.heartbeats`` (whole, no group): hosts agents report become nodes;
+  allocations on an agent that terminates or stops heartbeating are released.
+- ``tasks.results`` and ``workflow.events`` (consumer group): completions, failures, timeouts,
+  reassignments, cancellations and finished workflows release their allocations. With
+  ``consume_ready`` also ``tasks.ready``: each ``TaskReady`` becomes a ``ResourceRequested``.
+- Records of ``resources`` and of the input group that are not valid events go to ``dlq``
+  (``mesh.kafka.dlq.dead_letter``); the ledger remembers how far it dead-lettered (offsets
+  committed under ``<group>-ledger``), so a restart does not dead-letter the same record again.
+
+On start the ledger is rebuilt by reading ``resources`` to its end (the embedded broker does not
+compact: the whole log is read and the idempotent fold keeps the last word per key), then the
+pools of the pools file are published where the ledger differs. Decisions are made by one
+replica at a time: the one the input group gives partition 0 of ``tasks.results`` (Kafka's group
+protocol is the lease; no home-made coordinator). Others fold the same ledger and release what
+their input partitions end, ready to take over. Processing is at-least-once and idempotent:
+decisions are keyed by allocation id and a decided request is never decided again; input
+offsets are committed after the releases they caused are acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from mesh.errors import EventError
+from mesh.events import (
+    AgentTerminated,
+    Event,
+    Mapper,
+    PoolDeclared,
+    Producer,
+    ResourceDenied,
+    ResourceReleased,
+    ResourceRequested,
+    TaskReady,
+)
+from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.log import bind_event_context, get_logger
+from mesh.resources._api import COMPONENT, Allocator, default_producer
+from mesh.resources._outbox import Outbox
+from mesh.resources._placement import NodeTable
+from mesh.resources._pools import PoolsConfig, load_pools, pools_path
+from mesh.resources._reader import LEDGER_TOPICS, TopicReader, fold_record, partitions_of
+from mesh.resources._requests import request_for_ready
+from mesh.settings import Settings
+
+log = get_logger("mesh.resources")
+
+_POLL_MS = 100
+_COMMIT_LEDGER_EVERY = 5.0
+_SWEEP_EVERY = 60.0
+_ENVELOPE = {"event_id", "occurred_at", "correlation_id", "causation_id", "producer", "type"}
+
+
+class ResourceService:
+    """The allocator as a Kafka component: ``await ResourceService(settings).run(stop)``.
+
+    ``pools`` (or else ``pools_file``, ``MESH_RESOURCE_POOLS``, ``./resources/pools.yaml``) gives
+    the declared pools and defaults. ``ready`` is set once the ledger is rebuilt and the pools are
+    declared; ``allocator`` is the live in-process state (tests read it).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pools_file: Path | None = None,
+        pools: PoolsConfig | None = None,
+        group_id: str = "mesh-resources",
+        instance: str | None = None,
+        consume_ready: bool = False,
+        tick_seconds: float = 1.0,
+        retain_seconds: float = 86_400.0,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.consume_ready = consume_ready
+        self.tick_seconds = tick_seconds
+        self.retain = timedelta(seconds=retain_seconds)
+        self.pools: PoolsConfig = pools or load_pools(
+            pools_path(pools_file or settings.resource_pools)
+        )
+        me = default_producer()
+        self.me = Producer(component=COMPONENT, instance=instance or me.instance)
+        self.allocator = Allocator(config=self.pools.config, producer=self.me)
+        self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+        self.ready = asyncio.Event()
+        self.leader = False
+        """Whether this replica decides (it holds the lease: ``tasks.results`` partition 0)."""
+        self.assigned = False
+        """Whether the input group has given this replica any partitions yet."""
+        self.outbox = Outbox(settings, self.mapper, self.me)
+        self._new_requests = False
+        self._agents_moved = False
+        self._seen_version = -1
+        self._table: NodeTable | None = None
+        self._reader: TopicReader | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Allocate until ``stop`` is set."""
+        async with self._clients() as (reader, inputs):
+            count = await reader.catch_up(self._fold)
+            self._declare()
+            log.info(
+                "resource ledger rebuilt",
+                records=count,
+                pools=len(self.allocator.ledger.pools),
+                allocations=len(self.allocator.ledger.held),
+                waiting=len(self.allocator.ledger.waiting),
+            )
+            await self._flush()
+            inputs.subscribe(self._input_topics(), listener=_Leadership(self, inputs))
+            self.ready.set()
+            log.info("resources ready", group_id=self.group_id, consume_ready=self.consume_ready)
+            await self._loop(stop, reader, inputs)
+        log.info("resource allocator stopped")
+
+    def _input_names(self) -> list[str]:
+        ready = ["tasks.ready"] if self.consume_ready else []
+        return ["tasks.results", "workflow.events", *ready]
+
+    def _input_topics(self) -> list[str]:
+        return [self.settings.topic(name) for name in self._input_names()]
+
+    @contextlib.asynccontextmanager
+    async def _clients(self) -> AsyncIterator[tuple[TopicReader, AIOKafkaConsumer]]:
+        kwargs = client_kwargs(self.settings)
+        reader = TopicReader(self.settings, LEDGER_TOPICS, commit_group=f"{self.group_id}-ledger")
+        inputs = AIOKafkaConsumer(
+            **kwargs, group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        producer = AIOKafkaProducer(**kwargs, acks="all")
+        try:
+            await reader.start()
+            with kafka_errors(self.settings, "connect the resource allocator to Kafka"):
+                await producer.start()
+                await inputs.start()
+                for name in (*self._input_names(), "dlq"):
+                    await partitions_of(inputs, self.settings, name)
+            self._reader, self._producer = reader, producer
+            yield reader, inputs
+        finally:
+            for closing in (inputs.stop(), producer.stop()):
+                with contextlib.suppress(Exception):
+                    await closing
+            await reader.stop()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _loop(
+        self, stop: asyncio.Event, reader: TopicReader, inputs: AIOKafkaConsumer
+    ) -> None:
+        last_tick = last_commit = last_sweep = 0.0
+        while not stop.is_set():
+            for record in await reader.poll(timeout_ms=_POLL_MS):
+                self._fold(record)
+            with kafka_errors(self.settings, "read task results"):
+                batch = await inputs.getmany(timeout_ms=_POLL_MS, max_records=500)
+            for records in batch.values():
+                for record in records:
+                    self._input(record)
+            now_mono = time.monotonic()
+            tick = now_mono - last_tick >= self.tick_seconds
+            if self.leader:
+                self._round(tick=tick)
+                if now_mono - last_sweep >= _SWEEP_EVERY:
+                    self._sweep()
+                    last_sweep = now_mono
+            if tick:
+                last_tick = now_mono
+            await self._flush()
+            if batch:
+                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+                with contextlib.suppress(Exception):  # a revoked partition is re-read: idempotent
+                    await inputs.commit(offsets)
+            if now_mono - last_commit >= _COMMIT_LEDGER_EVERY:
+                with contextlib.suppress(Exception):
+                    await reader.commit()
+                last_commit = now_mono
+        with contextlib.suppress(Exception):  # a clean stop remembers what was dead-lettered
+            await reader.commit()
+
+    def _fold(self, record: Any) -> None:
+        try:
+            event = fold_record(self.allocator, self.settings, self.mapper, record)
+        except EventError as exc:
+            # The ledger is ours to dead-letter (once: not again after a restart); a bad record
+            # on the agent topics is their owners' to dead-letter, so it is only skipped here.
+            ours = record.topic == self.settings.topic("resources")
+            if ours and self._reader is not None and not self._reader.seen_before(record):
+                self.outbox.dead_letter(record, exc)
+            else:
+                log.warning("unreadable record skipped", topic=record.topic, error=str(exc))
+            return
+        if isinstance(event, ResourceRequested):
+            self._new_requests = True
+        elif isinstance(event, AgentTerminated):
+            self._agents_moved = True
+
+    def _input(self, record: Any) -> None:
+        try:
+            event = self.mapper.decode(record.value, record.headers)
+        except EventError as exc:
+            self.outbox.dead_letter(record, exc)
+            return
+        bind_event_context(
+            workflow_id=getattr(event, "workflow_id", None), correlation_id=event.correlation_id
+        )
+        if isinstance(event, TaskReady):
+            self._ready(event)
+            return
+        for out in self.allocator.observe(event):
+            self.outbox.event(out)
+            log.info("resources released", allocation_id=getattr(out, "allocation_id", None))
+
+    def _ready(self, ready: TaskReady) -> None:
+        """The task path: a ready attempt asks for its resources (once per attempt)."""
+        request = request_for_ready(ready, self.me)
+        if request.allocation_id in self.allocator.ledger.records:
+            return  # a redelivered TaskReady: already asked
+        self.allocator.apply(request)
+        self._new_requests = True
+        self.outbox.event(request)
+
+    def _round(self, *, tick: bool) -> None:
+        """Decide what waits, if anything changed; release what ran on lost agents."""
+        allocator = self.allocator
+        now = datetime.now(UTC)
+        lost = allocator.reconcile(now) if tick or self._agents_moved else []
+        self._agents_moved = False
+        table = allocator.node_table(now)
+        changed = (
+            self._new_requests
+            or lost
+            or table is not self._table
+            or allocator.ledger.version != self._seen_version
+        )
+        self._table = table
+        decisions: list[Event] = []
+        if allocator.ledger.waiting and changed:
+            decisions = list(allocator.decide(now))
+        self._new_requests = False
+        self._seen_version = allocator.ledger.version
+        for event in (*lost, *decisions, *allocator.reassert()):
+            self.outbox.event(event)
+        if decisions:
+            log.info(
+                "resource round", decisions=len(decisions), waiting=len(allocator.ledger.waiting)
+            )
+
+    def _sweep(self) -> None:
+        """Tombstone finished allocations older than the retention, so the ledger stays small."""
+        cutoff = datetime.now(UTC) - self.retain
+        ledger = self.allocator.ledger
+        old = [
+            i
+            for i, r in ledger.records.items()
+            if isinstance(r, ResourceReleased | ResourceDenied) and r.occurred_at < cutoff
+        ]
+        for allocation_id in old:
+            key = f"allocation:{allocation_id}"
+            ledger.forget(key)
+            self.outbox.tombstone(key)
+
+    def _declare(self) -> None:
+        """Publish the file's pools where the ledger differs, and its quotas where it has none."""
+        ledger = self.allocator.ledger
+        for pool in self.pools.pools(self.me):
+            if not _same_pool(ledger.pools.get(pool.pool_id), pool):
+                self.allocator.apply(pool)
+                self.outbox.event(pool)
+        for quota in self.pools.quotas(self.me):
+            if quota.tenant not in ledger.quotas:
+                self.allocator.apply(quota)
+                self.outbox.event(quota)
+
+    async def _flush(self) -> None:
+        if self._producer is not None:
+            await self.outbox.flush(self._producer)
+
+
+def _same_pool(current: PoolDeclared | None, wanted: PoolDeclared) -> bool:
+    if current is None:
+        return False
+    return current.model_dump(exclude=_ENVELOPE) == wanted.model_dump(exclude=_ENVELOPE)
+
+
+class _Leadership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Decides whether this replica makes decisions: it does while it owns ``tasks.results`` 0."""
+
+    def __init__(self, service: ResourceService, consumer: AIOKafkaConsumer) -> None:
+        self.service = service
+        self.lease = TopicPartition(service.settings.topic("tasks.results"), 0)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service.assigned = False
+        if self.lease in revoked:
+            self.service.leader = False
+            log.info("resource allocator stands by")
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.service.assigned = bool(assigned)
+        if self.lease in assigned:
+            self.service.leader = True
+            self.service._table = None  # a new leader looks at everything once
+            log.info("resource allocator decides")
+
+
+async def run_resources(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    group_id: str = "mesh-resources",
+    instance: str | None = None,
+    consume_ready: bool = False,
+) -> None:
+    """Run the Resource Allocator until ``stop`` is set (``mesh run resources``).
+
+    Pools come from ``settings.resource_pools`` (``MESH_RESOURCE_POOLS``), else
+    ``./resources/pools.yaml``. ``consume_ready`` makes it also turn every ``TaskReady`` on
+    ``tasks.ready`` into a request (the task path; off while the simple dispatcher assigns ready
+    tasks directly).
+    """
+    service = ResourceService(
+        settings, group_id=group_id, instance=instance, consume_ready=consume_ready
+    )
+    await service.run(stop)

@@ -1,0 +1,102 @@
+"""Read one partition from an offset up to the end it had when reading began (read_committed).
+
+Rebuild and replay both need "everything committed so far, then stop": the end offset is taken
+once at the start (the last stable offset, under read_committed), and the read is over when the
+consumer's position reaches it, which also steps over transaction markers and aborted records
+that are never returned as records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from mesh.errors import BrokerError
+from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.settings import Settings
+
+_POLL_MS = 200
+_PROBE_MS = 10
+_MAX_RECORDS = 5_000
+
+
+def reader(settings: Settings) -> AIOKafkaConsumer:
+    """A group-less consumer for reading partitions by hand (call ``start`` and ``stop``)."""
+    return AIOKafkaConsumer(
+        **client_kwargs(settings),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        # A fetch long-polls an idle partition for this long, and offset requests on the same
+        # connection queue behind it: the broker default (500 ms) would make every partition
+        # switch of a rebuild cost half a second.
+        fetch_max_wait_ms=20,
+    )
+
+
+async def bounds(
+    consumer: AIOKafkaConsumer, settings: Settings, tps: list[TopicPartition]
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Log start and end offset (the last stable offset under read_committed) of each of
+    ``tps``, in two requests however many partitions there are."""
+    if not tps:
+        return {}
+    with kafka_errors(settings, "read partition offsets"):
+        consumer.assign([])
+        firsts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+    return {tp: (int(firsts[tp]), int(ends[tp])) for tp in tps}
+
+
+async def read_range(
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    tp: TopicPartition,
+    start: int = 0,
+    limits: tuple[int, int] | None = None,
+) -> AsyncIterator[list[Any]]:
+    """Batches of records of ``tp`` from ``start`` (clamped to the log start) up to its end
+    offset; ``limits`` (log start, end) as :func:`bounds` gives them, else asked now. Raises
+    ``BrokerError`` if the read stops making progress.
+
+    The end is also taken from the first fetch response (its last stable offset), and the
+    larger of the two wins: the embedded broker answers ListOffsets with the start of the last
+    record batch rather than the end of the log, which would cut the last batch off.
+    """
+    if limits is None:
+        limits = (await bounds(consumer, settings, [tp]))[tp]
+    first, end = limits
+    begin = max(start, first)
+    with kafka_errors(settings, f"read {tp.topic}[{tp.partition}]"):
+        consumer.assign([tp])
+        consumer.seek(tp, begin)
+    patience = settings.request_timeout_ms / 1000
+    last_progress = time.monotonic()
+    position = begin
+    probed = False
+    while True:
+        with kafka_errors(settings, f"read {tp.topic}[{tp.partition}]"):
+            # getmany waits its whole timeout when nothing comes: poll briefly until the first
+            # fetch response says where the end is, so an empty partition costs milliseconds.
+            wait = _POLL_MS if probed else _PROBE_MS
+            batch = await consumer.getmany(tp, timeout_ms=wait, max_records=_MAX_RECORDS)
+            if not probed and (stable := consumer.last_stable_offset(tp)) is not None:
+                end, probed = max(end, stable), True
+            records = [r for r in batch.get(tp, ()) if begin <= r.offset < end]
+            moved = await consumer.position(tp)
+        if records:
+            yield records
+        if probed and moved >= end:
+            return
+        if moved > position:
+            position = moved
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress > patience:
+            raise BrokerError(
+                f"reading {tp.topic}[{tp.partition}] stalled at offset {position} "
+                f"(end {end}); is the broker healthy?"
+            )

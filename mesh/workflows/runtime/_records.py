@@ -1,0 +1,114 @@
+"""The records the Workflow Manager reads and writes: which inputs it takes from which topic,
+what it reads of a fetched record, and what it hands to the producer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mesh.events import (
+    CancelTask,
+    CancelWorkflow,
+    Encoded,
+    Event,
+    ExternalEvent,
+    PauseWorkflow,
+    PlanCreated,
+    PlanRejected,
+    ResumeWorkflow,
+    RetryTask,
+    TaskAssigned,
+    TaskCompleted,
+    TaskFailed,
+    TaskProgress,
+    TaskReady,
+    TaskReassigned,
+    TaskStarted,
+    channels_of,
+)
+
+COMPONENT = "workflow-manager"
+"""The component name in produced events and dead letters (the catalog's name for it)."""
+
+COMMANDS = (PauseWorkflow, ResumeWorkflow, CancelWorkflow, RetryTask, ExternalEvent)
+INPUTS: Mapping[str, tuple[type[Event], ...]] = {
+    "plans": (PlanCreated,),
+    "commands": COMMANDS,
+    # TaskAssigned comes from the dispatcher (recorded in order with the attempt's results) and
+    # TaskReassigned from the Agent Manager; both are decider inputs on this topic.
+    "tasks.results": (
+        TaskAssigned,
+        TaskStarted,
+        TaskProgress,
+        TaskCompleted,
+        TaskFailed,
+        TaskReassigned,
+    ),
+}
+"""Input channel → the event types the manager handles from it."""
+IGNORED: Mapping[str, tuple[type[Event], ...]] = {"plans": (PlanRejected,)}
+"""Events that belong on an input channel but concern other components."""
+
+_DISPATCH_CHANNEL: Mapping[type[Event], str] = {
+    TaskReady: "tasks.ready",
+    CancelTask: "tasks.assigned",
+}
+
+
+class InputRecord(Protocol):
+    """What the work reads of a fetched record (aiokafka's ``ConsumerRecord`` fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to produce, to a logical channel; ``partition`` None = by key."""
+
+    channel: str
+    key: bytes
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
+    workflow_id: str | None = None
+    """Set on history records, so their offsets can be mapped back to the workflow."""
+
+    @classmethod
+    def of(
+        cls,
+        channel: str,
+        record: Encoded,
+        *,
+        partition: int | None = None,
+        workflow_id: str | None = None,
+    ) -> Outgoing:
+        return cls(channel, record.key, record.value, record.headers, partition, workflow_id)
+
+
+@dataclass
+class Counts:
+    """What a unit of work did, for logs."""
+
+    inputs: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    snapshots: int = 0
+    tombstones: int = 0
+
+
+def channel_of(message: Event) -> str:
+    """The channel a dispatch goes to (TaskReady → tasks.ready, CancelTask → tasks.assigned)."""
+    channel = _DISPATCH_CHANNEL.get(type(message))
+    return channel if channel is not None else channels_of(message)[0]

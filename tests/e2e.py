@@ -1,0 +1,155 @@
+"""End-to-end cases: the whole task path with real processes (Workflow Manager, dispatcher,
+command agents) on a real broker. The same case runs on every broker tier that supports it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mesh.client import follow_history, load_plan_file, submit_plan
+from mesh.client._submit import Submitted, history_cursor
+from mesh.dev import DevMesh, DevOptions
+from mesh.events import WorkflowEvent
+from mesh.settings import Settings
+from mesh.workflows import WorkflowState, evolve
+from mesh.workflows.runtime import replay_workflow
+from tests.helpers import run_mesh
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.asynccontextmanager
+async def running_mesh(settings: Settings, **options: Any) -> AsyncIterator[DevMesh]:
+    """Workflow Manager(s), dispatcher and demo agents as real processes on ``settings``."""
+    dev_options = DevOptions(
+        bootstrap=settings.bootstrap_servers, topics_dir=ROOT / "topics", **options
+    )
+    async with DevMesh(settings, dev_options) as mesh:
+        yield mesh
+
+
+def plan_file(tmp_path: Path, plan: dict[str, Any], name: str = "plan.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+async def submit(settings: Settings, path: Path) -> Submitted:
+    return await submit_plan(settings, load_plan_file(path))
+
+
+async def wait_final(
+    settings: Settings,
+    submitted: Submitted,
+    *,
+    idle_timeout: float = 120,
+    on_event: Callable[[WorkflowEvent, WorkflowState], Any] | None = None,
+) -> tuple[WorkflowState, list[WorkflowEvent]]:
+    """Follow a workflow's history until it ends; the folded state and the events seen."""
+    state: WorkflowState | None = None
+    events: list[WorkflowEvent] = []
+    async for event in follow_history(
+        settings, submitted.workflow_id, submitted.cursor, idle_timeout=idle_timeout
+    ):
+        state = evolve(state, event)
+        events.append(event)
+        if on_event is not None:
+            result = on_event(event, state)
+            if asyncio.iscoroutine(result):
+                await result
+    assert state is not None
+    return state, events
+
+
+async def history_of(settings: Settings, workflow_id: str) -> list[WorkflowEvent]:
+    """Every history event of a finished workflow, read from the start of its partition."""
+    cursor = await history_cursor(settings, workflow_id, from_end=False)
+    events = []
+    async for event in follow_history(settings, workflow_id, cursor, idle_timeout=30):
+        events.append(event)
+    return events
+
+
+async def wait_for(condition: Callable[[], bool], *, within: float, what: str) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def run_log_counts(path: Path) -> dict[str, int]:
+    """How many times each task appended itself to the run log (agents run the append)."""
+    counts: dict[str, int] = {}
+    if not path.exists():
+        return counts
+    for line in path.read_text().splitlines():
+        task = line.split()[0]
+        counts[task] = counts.get(task, 0) + 1
+    return counts
+
+
+def append_command(run_log: Path, extra: str = "") -> list[str]:
+    """A task command that appends `<task_id> <attempt>` to the run log (no shell)."""
+    code = (
+        "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + ' ' + sys.argv[3] + '\\n')" + extra
+    )
+    return ["python3", "-c", code, str(run_log), "{task_id}", "{attempt}"]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+async def check_diamond(settings: Settings) -> None:
+    """The diamond completes, D gets B's and C's outputs, the history is in order, replay equals
+    the live snapshot — through the real `mesh submit --wait --json` command."""
+    async with running_mesh(settings, shell_agents=2, python_agents=0):
+        run = await asyncio.to_thread(
+            run_mesh,
+            "submit",
+            str(ROOT / "examples" / "diamond.yaml"),
+            "--wait",
+            "--json",
+            env=settings.to_env(),
+            timeout=240,
+        )
+        assert run.code == 0, run.stderr
+        result = json.loads(run.stdout)
+        assert result["status"] == "completed"
+        assert result["tasks"]["D"]["output"]["json"] == {"joined": "HELLO olleh"}
+        workflow_id = result["workflow_id"]
+        replay = await replay_workflow(settings, workflow_id)
+    assert replay.equal is True, replay.differences
+    assert replay.state.status == "completed"
+    seq = [(e.type, getattr(e, "task_id", None)) for e in replay.events]
+    assert seq[0] == ("workflow.started", None)
+    assert seq[-1] == ("workflow.completed", None)
+    assert [e.sequence for e in replay.events] == list(range(1, len(replay.events) + 1))
+
+    def at(kind: str, task: str) -> int:
+        return seq.index((kind, task))
+
+    assert at("task.completed", "A") < at("task.scheduled", "B")
+    assert at("task.completed", "A") < at("task.scheduled", "C")
+    assert at("task.completed", "B") < at("task.scheduled", "D")
+    assert at("task.completed", "C") < at("task.scheduled", "D")
+    for task in "ABCD":
+        assert at("task.scheduled", task) < at("task.started", task) < at("task.completed", task)

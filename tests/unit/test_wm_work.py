@@ -1,0 +1,442 @@
+"""One unit of the Workflow Manager's work, in memory: records in, history, dispatches,
+snapshots, replies, dead letters and tombstones out, and nothing changed until ``apply``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from mesh.events import (
+    DeadLetter,
+    Event,
+    ExecutionPlan,
+    Mapper,
+    PauseWorkflow,
+    PlanCreated,
+    Producer,
+    Reply,
+    RetryPolicy,
+    TaskCancelled,
+    TaskCompleted,
+    TaskReady,
+    TaskSpec,
+    TaskStarted,
+    TaskTimedOut,
+    WorkflowEvent,
+    WorkflowSnapshot,
+    WorkflowStarted,
+    meta,
+)
+from mesh.kafka.dlq import HEADER_ERROR_CLASS, HEADER_ORIGINAL_OFFSET, HEADER_ORIGINAL_TOPIC
+from mesh.kafka.partitions import partition_for
+from mesh.workflows import WorkflowState, fold
+from mesh.workflows.runtime._partition import Partition, Tracked
+from mesh.workflows.runtime._records import Outgoing
+from mesh.workflows.runtime._snapshots import SnapshotPolicy
+from mesh.workflows.runtime._work import Work
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+PREFIX = "mesh."
+PARTITIONS = 6
+ME = Producer(component="workflow-manager", instance="wm-test")
+CLIENT = Producer(component="client", instance="cli")
+CHANNELS = {f"{PREFIX}{c}": c for c in ("plans", "commands", "tasks.results")}
+MAPPER = Mapper()
+WID = "wf-unit-1"
+
+
+@pytest.fixture(autouse=True)
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Log entries of the test, with the bound context (and none printed: structlog may have
+    been configured by an earlier in-process CLI test with a stream that is closed now)."""
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
+        yield entries
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Record:
+    """A consumed record as aiokafka gives it (the fields ``Work`` reads)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    timestamp: int = 0
+
+
+class Harness:
+    """A partition, a clock and a fake log: ``feed`` inputs, ``commit`` like the manager."""
+
+    def __init__(self, *, every: int = 100, mapper: Mapper = MAPPER, grace: float = 60.0) -> None:
+        self.partition = Partition(partition_for(WID, PARTITIONS), timedelta(seconds=grace))
+        self.clock = Clock()
+        self.mapper = mapper
+        self.policy = SnapshotPolicy(every)
+        self.offsets = {"plans": 0, "commands": 0, "tasks.results": 0}
+        self.history: list[WorkflowEvent] = []
+        self.log_end = 0
+        self.snapshots: list[WorkflowSnapshot | None] = []
+        self.messages: list[Outgoing] = []
+
+    def work(self) -> Work:
+        return Work(
+            self.partition,
+            mapper=self.mapper,
+            me=ME,
+            policy=self.policy,
+            channels=CHANNELS,
+            partitions=PARTITIONS,
+            clock=self.clock,
+        )
+
+    def record(self, channel: str, event: Event | None = None, **raw: Any) -> Record:
+        offset = self.offsets[channel]
+        self.offsets[channel] += 1
+        if event is not None:
+            key, value, headers = MAPPER.encode(event)
+            raw = {"key": key, "value": value, "headers": headers, **raw}
+        raw.setdefault("partition", self.partition.number)
+        return Record(topic=f"{PREFIX}{channel}", offset=offset, **raw)
+
+    def feed(self, channel: str, event: Event | None = None, **raw: Any) -> Work:
+        work = self.work()
+        work.handle(self.record(channel, event, **raw))
+        self.commit(work)
+        return work
+
+    def commit(self, work: Work) -> list[Outgoing]:
+        """Write the work's history to the fake log, take its snapshots, apply it."""
+        positions: dict[str, tuple[int, int]] = {}
+        for out in work.history:
+            assert out.workflow_id is not None
+            assert out.value is not None
+            self.history.append(MAPPER.decode(out.value, out.headers))  # type: ignore[arg-type]
+            first = positions.get(out.workflow_id, (self.log_end, 0))[0]
+            positions[out.workflow_id] = (first, self.log_end)
+            self.log_end += 1
+        snapshots = work.snapshots(positions)
+        for out in snapshots:
+            decoded = MAPPER.decode(out.value, out.headers) if out.value is not None else None
+            assert decoded is None or isinstance(decoded, WorkflowSnapshot)
+            self.snapshots.append(decoded)
+        self.messages.extend(work.messages)
+        work.apply()
+        return snapshots
+
+    def sent(self, kind: type[Event]) -> list[Any]:
+        return [
+            m
+            for m in (MAPPER.decode(o.value, o.headers) for o in self.messages if o.value)
+            if isinstance(m, kind)
+        ]
+
+    @property
+    def state(self) -> WorkflowState:
+        return self.partition.workflows[WID].state
+
+
+def plan_created(*tasks: TaskSpec, workflow_id: str = WID) -> PlanCreated:
+    return PlanCreated(
+        **meta(CLIENT, correlation_id="req-1", occurred_at=T0),
+        workflow_id=workflow_id,
+        request_id="req-1",
+        plan=ExecutionPlan(plan_id="p", workflow_type="dag", tasks=tasks),
+    )
+
+
+def spec(task_id: str, *deps: str, timeout: float | None = None) -> TaskSpec:
+    return TaskSpec(
+        task_id=task_id,
+        name=task_id,
+        depends_on=deps,
+        timeout_seconds=timeout,
+        retry=RetryPolicy(max_attempts=2, jitter=0.0),
+    )
+
+
+def result(kind: type[TaskStarted | TaskCompleted], ready: TaskReady) -> Event:
+    return kind(
+        **meta(CLIENT, causation=ready, occurred_at=T0),
+        workflow_id=ready.workflow_id,
+        task_id=ready.task_id,
+        attempt=ready.attempt,
+        agent_id="agent-1",
+    )
+
+
+def started_state(status: str = "running") -> WorkflowState:
+    plan = plan_created(spec("a"))
+    started = WorkflowStarted(
+        **meta(ME, causation=plan, occurred_at=T0),
+        workflow_id=WID,
+        request_id="req-1",
+        plan=plan.plan,
+        sequence=1,
+    )
+    state = fold([started])
+    assert state is not None
+    if status != "running":
+        state = state.model_copy(update={"status": status, "ended_at": T0})
+    return state
+
+
+def tracked(state: WorkflowState, since: int = 0, *, snapshotted: bool = True) -> Tracked:
+    return Tracked(state, since_snapshot=since, snapshotted=snapshotted)
+
+
+# -- the happy path ----------------------------------------------------------------------------
+
+
+def test_a_plan_starts_the_workflow_dispatches_and_snapshots() -> None:
+    """PlanCreated → history (started, scheduled) on partition p, a TaskReady, a snapshot that
+    records the offset of the last history event, and the state in the partition."""
+    h = Harness()
+    work = h.feed("plans", plan_created(spec("a"), spec("b", "a")))
+    assert [e.type for e in h.history] == ["workflow.started", "task.scheduled"]
+    assert all(o.partition == h.partition.number for o in work.history)
+    assert [(r.task_id, r.attempt) for r in h.sent(TaskReady)] == [("a", 1)]
+    (snapshot,) = h.snapshots
+    assert snapshot is not None
+    assert (snapshot.history_sequence, snapshot.history_offset) == (2, 1)
+    assert WorkflowState.from_snapshot_state(snapshot.state) == h.state
+    assert h.partition.workflows[WID].last_offset == 1
+    assert h.partition.workflows[WID].snapshotted
+
+
+def test_nothing_changes_before_apply() -> None:
+    h = Harness()
+    work = h.work()
+    work.handle(h.record("plans", plan_created(spec("a"))))
+    assert WID not in h.partition.workflows
+    work.discard()
+    assert WID not in h.partition.workflows
+
+
+def test_duplicates_have_no_effect() -> None:
+    """A redelivered plan or result records nothing and dispatches nothing."""
+    h = Harness()
+    created = plan_created(spec("a"), spec("b", "a"))
+    h.feed("plans", created)
+    (ready,) = h.sent(TaskReady)
+    h.feed("tasks.results", result(TaskCompleted, ready))
+    before = (len(h.history), len(h.messages), h.state)
+    h.feed("plans", created)
+    h.feed("tasks.results", result(TaskCompleted, ready))
+    assert (len(h.history), len(h.messages), h.state) == before
+
+
+def test_snapshots_are_bounded_by_every_n_events() -> None:
+    """A ten-task chain writes a snapshot at the start, every 4 events, and at the end."""
+    h = Harness(every=4)
+    tasks = [spec(f"t{i}", *([f"t{i - 1}"] if i else [])) for i in range(10)]
+    h.feed("plans", plan_created(*tasks))
+    for _ in range(10):
+        ready = h.sent(TaskReady)[-1]
+        h.feed("tasks.results", result(TaskCompleted, ready))
+    assert h.state.status == "completed"
+    sequences = [s.history_sequence for s in h.snapshots if s is not None]
+    assert len(h.history) == h.state.sequence == 22
+    assert len(sequences) < len(h.history) / 2
+    assert sequences[0] == 2
+    assert sequences[-1] == 22
+    assert all(b - a <= 4 + 2 for a, b in itertools.pairwise(sequences))
+
+
+def test_a_snapshot_too_large_becomes_a_start_marker() -> None:
+    """Over max_event_bytes the snapshot is skipped; a new workflow gets a marker instead that
+    points just before its workflow.started, and no marker is written twice."""
+    tasks = [spec(f"t{i}") for i in range(60)]
+    created = plan_created(*tasks)
+    plan_size = len(MAPPER.encode(created).value)
+    h = Harness(mapper=Mapper(max_event_bytes=plan_size + 5_000))
+    h.log_end = 7  # the workflow's history starts at offset 7
+    h.feed("plans", created)
+    (marker,) = h.snapshots
+    assert marker is not None
+    assert (marker.history_sequence, marker.history_offset, marker.state) == (0, 6, {})
+    assert h.partition.workflows[WID].snapshotted
+    h.feed("commands", PauseWorkflow(**meta(CLIENT, correlation_id="c"), workflow_id=WID))
+    assert len(h.snapshots) == 1
+
+
+def test_without_transactions_a_new_workflow_is_marked_before_its_history() -> None:
+    """The at-least-once path writes a start marker pointing at the partition's end first, so
+    history written just before a crash is still found by the rebuild."""
+    h = Harness()
+    h.partition.log_end = 12
+    work = h.work()
+    work.handle(h.record("plans", plan_created(spec("a"))))
+    (marker,) = [MAPPER.decode(o.value, o.headers) for o in work.markers() if o.value]
+    assert isinstance(marker, WorkflowSnapshot)
+    assert (marker.history_sequence, marker.history_offset, marker.workflow_id) == (0, 11, WID)
+    h.log_end = 12
+    (snapshot,) = h.commit(work)
+    assert MAPPER.decode(snapshot.value, snapshot.headers).history_sequence == 2  # type: ignore[attr-defined]
+    assert h.partition.log_end == 14
+    assert h.partition.workflows[WID].snapshotted
+
+
+# -- what goes to the dead-letter topic --------------------------------------------------------
+
+
+def dead(h: Harness) -> list[DeadLetter]:
+    return h.sent(DeadLetter)
+
+
+def test_undecodable_bytes_are_dead_lettered_with_their_origin() -> None:
+    h = Harness()
+    h.feed("plans", key=WID.encode(), value=b"\x00garbage")
+    (letter,) = dead(h)
+    assert (letter.original_topic, letter.original_offset) == (f"{PREFIX}plans", 0)
+    assert letter.error_class == "InvalidEvent"
+    out = h.messages[-1]
+    headers = dict(out.headers)
+    assert headers[HEADER_ERROR_CLASS] == b"InvalidEvent"
+    assert headers[HEADER_ORIGINAL_TOPIC] == f"{PREFIX}plans".encode()
+    assert headers[HEADER_ORIGINAL_OFFSET] == b"0"
+    assert not h.history
+    assert WID not in h.partition.workflows
+
+
+def test_events_on_the_wrong_topic_key_or_partition_are_dead_lettered() -> None:
+    h = Harness()
+    h.feed("plans", plan_created(spec("a")))
+    (ready,) = h.sent(TaskReady)
+    h.feed("plans", result(TaskCompleted, ready))
+    h.feed("tasks.results", result(TaskCompleted, ready), key=b"someone-else")
+    other = (h.partition.number + 1) % PARTITIONS
+    h.feed("tasks.results", result(TaskCompleted, ready), partition=other)
+    reasons = [d.error_message for d in dead(h)]
+    assert [d.error_class for d in dead(h)] == ["MisplacedInput"] * 3
+    assert "does not belong on" in reasons[0]
+    assert "is not the workflow id" in reasons[1]
+    assert "hashes to partition" in reasons[2]
+    assert h.state.tasks["a"].status == "ready"
+
+
+def test_a_result_for_an_unknown_workflow_is_dead_lettered(
+    logs: list[MutableMapping[str, Any]],
+) -> None:
+    """DecisionError → dead letter, logged with the input's workflow and correlation ids."""
+    h = Harness()
+    h.feed("plans", plan_created(spec("a")))
+    (ready,) = h.sent(TaskReady)
+    h.feed("plans", plan_created(spec("a"), workflow_id="wf-other"), partition=99)  # ignored
+    stray = result(TaskCompleted, ready).model_copy(update={"workflow_id": "wf-unknown"})
+    h.feed(
+        "tasks.results",
+        stray,
+        key=b"wf-unknown",
+        partition=partition_for("wf-unknown", PARTITIONS),
+    )
+    assert dead(h)[-1].error_class == "DecisionError"
+    assert "unknown" in dead(h)[-1].error_message
+    (warning,) = [e for e in logs if e.get("error_class") == "DecisionError"]
+    assert warning["workflow_id"] == "wf-unknown"
+    assert warning["correlation_id"] == stray.correlation_id
+    assert warning["error_class"] == "DecisionError"
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def test_commands_are_answered_on_replies() -> None:
+    """A command is recorded and answered ok; one that cannot apply is dead-lettered and
+    answered with the error, under the command's correlation id."""
+    h = Harness()
+    h.feed("plans", plan_created(spec("a")))
+    h.feed("commands", PauseWorkflow(**meta(CLIENT, correlation_id="call-1"), workflow_id=WID))
+    assert h.history[-1].type == "workflow.paused"
+    unknown = "wf-nobody"
+    h.feed(
+        "commands",
+        PauseWorkflow(**meta(CLIENT, correlation_id="call-2"), workflow_id=unknown),
+        partition=partition_for(unknown, PARTITIONS),
+    )
+    ok, failed = h.sent(Reply)
+    assert (ok.correlation_id, ok.ok, ok.result["status"]) == ("call-1", True, "paused")
+    assert (failed.correlation_id, failed.ok) == ("call-2", False)
+    assert failed.error is not None
+    assert failed.error.kind == "DecisionError"
+
+
+# -- timers ------------------------------------------------------------------------------------
+
+
+def tick_due(h: Harness) -> Work:
+    work = h.work()
+    for workflow_id in h.partition.timers.pop_due(h.clock.now):
+        work.tick(workflow_id)
+    return work
+
+
+def test_a_due_timeout_is_recorded_and_the_agent_told() -> None:
+    h = Harness()
+    h.feed("plans", plan_created(spec("a", timeout=5)))
+    (ready,) = h.sent(TaskReady)
+    h.feed("tasks.results", result(TaskStarted, ready))
+    assert h.partition.timers.next_at() == T0 + timedelta(seconds=5)
+    h.clock.now = T0 + timedelta(seconds=4)
+    assert tick_due(h).empty
+    h.clock.now = T0 + timedelta(seconds=6)
+    h.commit(tick_due(h))
+    assert any(isinstance(e, TaskTimedOut) for e in h.history)
+    assert h.state.tasks["a"].status in {"retrying", "ready"}
+
+
+def test_an_aborted_tick_puts_its_timer_back() -> None:
+    h = Harness()
+    h.feed("plans", plan_created(spec("a", timeout=5)))
+    h.feed("tasks.results", result(TaskStarted, h.sent(TaskReady)[0]))
+    h.clock.now = T0 + timedelta(seconds=6)
+    tick_due(h).discard()
+    assert h.partition.timers.next_at() == T0 + timedelta(seconds=5)
+
+
+def test_a_finished_workflow_is_tombstoned_after_its_grace_period() -> None:
+    h = Harness(grace=30)
+    h.feed("plans", plan_created(spec("a")))
+    h.feed("tasks.results", result(TaskCompleted, h.sent(TaskReady)[0]))
+    assert h.state.is_final
+    ended = h.state.ended_at
+    assert ended is not None
+    assert h.partition.timers.next_at() == ended + timedelta(seconds=30)
+    h.clock.now = ended + timedelta(seconds=31)
+    h.commit(tick_due(h))
+    tombstone = h.messages[-1]
+    assert (tombstone.channel, tombstone.key, tombstone.value) == (
+        "workflow.state",
+        WID.encode(),
+        None,
+    )
+    assert tombstone.partition == h.partition.number
+    assert WID not in h.partition.workflows
+    assert h.partition.timers.next_at() is None
+
+
+def test_cancelling_tells_no_agent_about_a_task_never_assigned() -> None:
+    """Sanity check of the wiring of ``dispatches``: CancelWorkflow records TaskCancelled."""
+    from mesh.events import CancelWorkflow
+
+    h = Harness()
+    h.feed("plans", plan_created(spec("a")))
+    h.feed("commands", CancelWorkflow(**meta(CLIENT, correlation_id="c"), workflow_id=WID))
+    assert any(isinstance(e, TaskCancelled) for e in h.history)
+    assert h.state.status == "cancelled"
