@@ -16,7 +16,17 @@ from rich.table import Table
 
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json, say
-from mesh.client import Submitted, follow_history, load_plan_file, submit_plan
+from mesh.client import (
+    Submitted,
+    follow_history,
+    load_plan_file,
+    submit_plan,
+    submit_request,
+    wait_for_plan,
+)
+from mesh.errors import ConfigError, MeshError
+from mesh.events import PlanRejected, TaskRequest
+from mesh.planner import is_request_document, read_document, request_from_document, workflow_id_for
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
 
@@ -49,16 +59,25 @@ def submit(
         float, typer.Option(help="With --wait: give up after this many seconds without progress.")
     ] = 300.0,
 ) -> None:
-    """Publish a workflow whose plan is given in FILE; with --wait, exit 0 only if it completed.
+    """Publish a request (planned by the Task Planner) or a workflow whose plan is given in FILE;
+    with --wait, follow it live and exit 0 only if it completed.
 
     Example: mesh submit examples/diamond.yaml --wait
     """
     settings = settings_of(ctx)
     text = sys.stdin.read() if file == "-" else None
-    request = load_plan_file("stdin.yaml" if file == "-" else Path(file), text=text)
-    if workflow_id is not None:
-        request = dataclasses.replace(request, workflow_id=workflow_id)
-    submitted = asyncio.run(submit_plan(settings, request))
+    source = "stdin.yaml" if file == "-" else file
+    document = read_document(source, text=text)
+    if is_request_document(document):
+        request = request_from_document(document, source)
+        submitted = asyncio.run(
+            _submit_request(settings, request, workflow_id, wait=wait, as_json=as_json)
+        )
+    else:
+        plan_request = load_plan_file(Path(source), text=text if file == "-" else None)
+        if workflow_id is not None:
+            plan_request = dataclasses.replace(plan_request, workflow_id=workflow_id)
+        submitted = asyncio.run(submit_plan(settings, plan_request))
     if not wait:
         if as_json:
             print_json({"workflow_id": submitted.workflow_id, "status": "submitted"})
@@ -72,6 +91,35 @@ def submit(
         say(f"workflow {state.workflow_id} {state.status}", _STYLES.get(state.status))
     if state is None or state.status != "completed":
         raise typer.Exit(1)
+
+
+async def _submit_request(
+    settings: Settings, request: TaskRequest, workflow_id: str | None, *, wait: bool, as_json: bool
+) -> Submitted:
+    """Publish a plain request; with ``wait``, fail at once (one line) if it is rejected."""
+    if workflow_id is not None:
+        raise ConfigError(
+            "--workflow-id applies to plan files; the planner names a request's workflow"
+        )
+    target = workflow_id_for(request.request_id)
+    submitted, plans = await submit_request(settings, request, target)
+    if wait:
+        answer = await wait_for_plan(settings, target, plans, within=120)
+        if isinstance(answer, PlanRejected):
+            if as_json:
+                print_json(
+                    {
+                        "workflow_id": target,
+                        "status": "rejected",
+                        "reason": answer.reason,
+                        "problems": list(answer.problems),
+                    }
+                )
+                raise typer.Exit(1)
+            raise MeshError(f"request {request.request_id} rejected: {answer.reason}")
+        if not as_json:
+            say(f"planned {len(answer.plan.tasks)} tasks for request {request.request_id}")
+    return submitted
 
 
 async def _follow(

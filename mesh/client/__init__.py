@@ -2,6 +2,7 @@
 
 from mesh.client._control import send_command, send_external_event
 from mesh.client._planfile import PlanRequest, load_plan_file
+from mesh.client._request import submit_request, wait_for_plan
 from mesh.client._submit import (
     FINAL_TYPES,
     HistoryCursor,
@@ -26,4 +27,6 @@ __all__ = [
     "send_command",
     "send_external_event",
     "submit_plan",
+    "submit_request",
+    "wait_for_plan",
 ]

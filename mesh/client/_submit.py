@@ -94,7 +94,8 @@ class Submitted:
     """A published workflow and where its history starts."""
 
     workflow_id: str
-    event: PlanCreated
+    event: PlanCreated | None
+    """The plan published, or None for a plain request that the planner decomposes."""
     cursor: HistoryCursor
     submitted_at: float = field(default_factory=time.monotonic)
 

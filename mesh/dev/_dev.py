@@ -21,7 +21,7 @@ from mesh.settings import Settings
 from mesh.supervisor import Child, Supervisor
 from mesh.topics import apply_topics, load_topics
 
-READY_EVENTS = frozenset({"workflows ready", "agent ready"})
+READY_EVENTS = frozenset({"workflows ready", "agent ready", "planner ready"})
 """Log events by which a component or an agent says that it consumes."""
 
 
@@ -34,6 +34,7 @@ class DevOptions:
     shell_agents: int = 2
     python_agents: int = 1
     workflow_replicas: int = 1
+    planner: bool = True
     agent_args: tuple[str, ...] = ()
     """Extra ``mesh agent run`` arguments for the demo command agents (tests add a timeout …)."""
     topics_dir: Path = Path("topics")
@@ -82,6 +83,17 @@ class DevMesh:
         await apply_topics(self.settings, declarations.topics)
         for i in range(1, self.options.workflow_replicas + 1):
             await self.spawn_workflows(_replica_name(i, self.options.workflow_replicas))
+        if self.options.planner:
+            # The demo agents offer `shell`: map every template capability onto it unless the
+            # user chose a mapping.
+            planner_env = self.settings.to_env()
+            if not self.settings.planner_capability_map:
+                planner_env["MESH_PLANNER_CAPABILITY_MAP"] = "*=shell"
+            await self.supervisor.spawn(
+                "planner",
+                _mesh("run", "planner", "--group", self.settings.group("planner")),
+                env=planner_env,
+            )
         for i in range(1, self.options.shell_agents + 1):
             await self.supervisor.spawn(
                 f"shell-{i}",
@@ -145,7 +157,8 @@ class DevMesh:
     async def stop(self) -> None:
         """Stop agents first (they finish or give back their work), then components, then the
         broker."""
-        agents = [n for n in self.supervisor.children if not n.startswith("workflows")]
+        components = ("workflows", "planner")
+        agents = [n for n in self.supervisor.children if not n.startswith(components)]
         await asyncio.gather(*(self.supervisor.stop(n) for n in agents))
         await self.supervisor.stop_all()
         if self.broker is not None:
