@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.client import follow_history, load_plan_file, submit_plan
 from mesh.client._submit import Submitted, history_cursor
 from mesh.dev import DevMesh, DevOptions
 from mesh.events import WorkflowEvent
+from mesh.kafka.connection import client_kwargs
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
 from mesh.workflows.runtime import replay_workflow
@@ -118,7 +120,7 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-async def check_diamond(settings: Settings) -> None:
+async def check_diamond(settings: Settings, *, exact_offsets: bool = False) -> None:
     """The diamond completes, D gets B's and C's outputs, the history is in order, replay equals
     the live snapshot — through the real `mesh submit --wait --json` command."""
     async with running_mesh(settings, shell_agents=2, python_agents=0):
@@ -152,4 +154,25 @@ async def check_diamond(settings: Settings) -> None:
     assert at("task.completed", "B") < at("task.scheduled", "D")
     assert at("task.completed", "C") < at("task.scheduled", "D")
     for task in "ABCD":
-        assert at("task.scheduled", task) < at("task.started", task) < at("task.completed", task)
+        assert at("task.scheduled", task) < at("task.assigned", task) < at("task.started", task)
+        assert at("task.started", task) < at("task.completed", task)
+    if exact_offsets:  # Tansu's ListOffsets is not exact; real Kafka's is
+        assert await dead_letter_count(settings) == 0
+
+
+async def dead_letter_count(settings: Settings) -> int:
+    """Records on the DLQ topic (end minus beginning offsets, read_committed)."""
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), isolation_level="read_committed")
+    await consumer.start()
+    try:
+        topic = settings.topic("dlq")
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert parts, f"no partitions for {topic}"
+        ends = await consumer.end_offsets(parts)
+        starts = await consumer.beginning_offsets(parts)
+        return sum(ends[p] - starts[p] for p in parts)
+    finally:
+        await consumer.stop()

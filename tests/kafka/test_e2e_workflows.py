@@ -28,7 +28,7 @@ from tests.e2e import (
 
 
 async def test_diamond_completes_on_real_kafka(kafka_settings: Settings) -> None:
-    await check_diamond(kafka_settings)
+    await check_diamond(kafka_settings, exact_offsets=True)
 
 
 def _layered_plan(run_log: Path, width: int, depth: int) -> dict[str, Any]:

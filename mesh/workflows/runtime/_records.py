@@ -94,7 +94,10 @@ class Outgoing:
         partition: int | None = None,
         workflow_id: str | None = None,
     ) -> Outgoing:
-        return cls(channel, record.key, record.value, record.headers, partition, workflow_id)
+        # A history record is keyed by its workflow whatever the event's own subject is (a
+        # recorded TaskAssigned is about an agent): readers follow a workflow by key.
+        key = workflow_id.encode() if workflow_id is not None else record.key
+        return cls(channel, key, record.value, record.headers, partition, workflow_id)
 
 
 @dataclass

@@ -195,14 +195,17 @@ class Work:
         if not isinstance(event, INPUTS[channel] + IGNORED.get(channel, ())):
             raise MisplacedInput(f"{event.type} does not belong on {record.topic}")
         key = record.key.decode(errors="replace") if record.key is not None else None
-        if key != event.key:
+        # Inputs are keyed by workflow, including those whose own subject is an agent (the
+        # dispatcher's copy of a TaskAssigned on tasks.results).
+        expected = event.workflow_id if isinstance(event, WorkflowEvent) else event.key
+        if key != expected:
             raise MisplacedInput(
-                f"record key {key!r} is not the workflow id {event.key!r} of the {event.type}"
+                f"record key {key!r} is not the workflow id {expected!r} of the {event.type}"
             )
-        home = partition_for(event.key, self._partitions)
+        home = partition_for(expected, self._partitions)
         if home != record.partition:
             raise MisplacedInput(
-                f"workflow {event.key} hashes to partition {home}, but the record is on "
+                f"workflow {expected} hashes to partition {home}, but the record is on "
                 f"partition {record.partition}; produce with the default (murmur2) partitioner"
             )
 
