@@ -11,32 +11,12 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.errors import BrokerError, MeshError
+from mesh.errors import MeshError
 from mesh.events import Mapper, PlanCreated, PlanRejected, TaskRequest
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.partitions import partition_for
 from mesh.settings import Settings
 
-from ._submit import HistoryCursor, Submitted, history_cursor, publish
-
-
-async def _plans_cursor(settings: Settings, workflow_id: str) -> HistoryCursor:
-    topic = settings.topic("plans")
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
-    with kafka_errors(settings, "read the plans topic"):
-        await consumer.start()
-        try:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                raise BrokerError(f"topic {topic} does not exist; run 'mesh topics apply'")
-            tp = TopicPartition(topic, partition_for(workflow_id, len(partitions)))
-            end = (await consumer.end_offsets([tp]))[tp]
-        finally:
-            await consumer.stop()
-    return HistoryCursor(topic, tp.partition, int(end))
+from ._submit import HistoryCursor, Submitted, history_cursor, key_cursor, publish
 
 
 async def submit_request(
@@ -44,7 +24,7 @@ async def submit_request(
 ) -> tuple[Submitted, HistoryCursor]:
     """Publish ``request`` on ``requests``; returns the history cursor (for the workflow the
     planner will start) and the plans cursor to wait on."""
-    plans = await _plans_cursor(settings, workflow_id)
+    plans = await key_cursor(settings, "plans", workflow_id, from_end=True)
     history = await history_cursor(settings, workflow_id, from_end=True)
     await publish(settings, request, topic=settings.topic("requests"))
     return Submitted(workflow_id, None, history), plans

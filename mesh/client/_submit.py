@@ -53,11 +53,16 @@ class HistoryCursor:
     offset: int
 
 
-async def history_cursor(settings: Settings, workflow_id: str, *, from_end: bool) -> HistoryCursor:
-    """The workflow's history partition, positioned at its end (new workflow) or start."""
-    topic = settings.topic("workflow.events")
+async def key_cursor(
+    settings: Settings, channel: str, key: str, *, from_end: bool
+) -> HistoryCursor:
+    """The partition of ``channel`` that ``key`` maps to, positioned at its end or start.
+
+    Taken before publishing, the end is where the answers to what we publish will appear.
+    """
+    topic = settings.topic(channel)
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
-    with kafka_errors(settings, "read the workflow history"):
+    with kafka_errors(settings, f"read {topic}"):
         await consumer.start()
         try:
             partitions = consumer.partitions_for_topic(topic)
@@ -66,13 +71,18 @@ async def history_cursor(settings: Settings, workflow_id: str, *, from_end: bool
                 partitions = consumer.partitions_for_topic(topic)
             if not partitions:
                 raise BrokerError(f"topic {topic} does not exist; run 'mesh topics apply'")
-            tp = TopicPartition(topic, partition_for(workflow_id, len(partitions)))
+            tp = TopicPartition(topic, partition_for(key, len(partitions)))
             offsets = await (
                 consumer.end_offsets([tp]) if from_end else consumer.beginning_offsets([tp])
             )
         finally:
             await consumer.stop()
     return HistoryCursor(topic, tp.partition, int(offsets[tp]))
+
+
+async def history_cursor(settings: Settings, workflow_id: str, *, from_end: bool) -> HistoryCursor:
+    """The workflow's history partition, positioned at its end (new workflow) or start."""
+    return await key_cursor(settings, "workflow.events", workflow_id, from_end=from_end)
 
 
 async def publish(settings: Settings, *events: Event, topic: str) -> None:
