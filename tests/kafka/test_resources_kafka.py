@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from mesh.events import Mapper, ResourceAllocated, Resources, TaskCompleted, meta
 from mesh.resources import ResourceService
@@ -82,9 +83,17 @@ async def test_a_restart_mid_run_rebuilds_the_same_usage_and_allocates_nothing_t
         "MESH_TOPIC_PREFIX": kafka_settings.topic_prefix,
         "MESH_RESOURCE_POOLS": "/dev/null",
     }
-    usage = run_mesh("resources", "usage", "--json", env=env)
-    assert usage.code == 0, usage.stderr
-    data = json.loads(usage.stdout)
+    # The CLI rebuilds the ledger from the topics as they are now; under load the last writes
+    # of the stopped service and partition leadership can lag, so wait (bounded) for the read
+    # to converge on what the service held, then check it exactly.
+    deadline = time.monotonic() + 60
+    while True:
+        usage = run_mesh("resources", "usage", "--json", env=env)
+        assert usage.code == 0, usage.stderr
+        data = json.loads(usage.stdout)
+        if data["allocations"] == len(final) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
     assert data["allocations"] == len(final)
     assert data["used"] == Resources(cpu=2 * len(final), memory_mb=GB * len(final)).model_dump()
 
