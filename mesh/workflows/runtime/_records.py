@@ -3,9 +3,8 @@ what it reads of a fetched record, and what it hands to the producer."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from mesh.events import (
     CancelTask,
@@ -27,6 +26,7 @@ from mesh.events import (
     TaskStarted,
     channels_of,
 )
+from mesh.kafka.dlq import ConsumedRecord
 
 COMPONENT = "workflow-manager"
 """The component name in produced events and dead letters (the catalog's name for it)."""
@@ -56,21 +56,8 @@ _DISPATCH_CHANNEL: Mapping[type[Event], str] = {
 }
 
 
-class InputRecord(Protocol):
-    """What the work reads of a fetched record (aiokafka's ``ConsumerRecord`` fits)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+InputRecord = ConsumedRecord
+"""What the work reads of a fetched record: the same shape ``dead_letter`` reads."""
 
 
 @dataclass(frozen=True)
