@@ -327,10 +327,10 @@ class AgentManager(Dispatcher):
             isolation_level="read_committed",
         )
         producer = AIOKafkaProducer(**kwargs, acks="all")
-        with kafka_errors(self.settings, "start the agent registry guard"):
-            await consumer.start()
-            await producer.start()
         try:
+            with kafka_errors(self.settings, "start the agent registry guard"):
+                await consumer.start()
+                await producer.start()
             consumer.subscribe([self.settings.topic("agents")])
             while not stop.is_set():
                 with kafka_errors(self.settings, "read the agent registry"):

@@ -551,10 +551,17 @@ class Dispatcher:
                 transactional_id=f"{self.group_id}-{tp.topic}-{tp.partition}",
                 acks="all",
             )
-            with kafka_errors(self.settings, "open the dispatcher's transactional producer"):
-                await producer.start()  # init_transactions: fences the partition's last owner
-        with kafka_errors(self.settings, "read the dispatcher's committed offset"):
-            committed = await self._ready_consumer.committed(tp)
+        try:
+            if producer is not None:
+                with kafka_errors(self.settings, "open the dispatcher's transactional producer"):
+                    await producer.start()  # init_transactions: fences the partition's last owner
+            with kafka_errors(self.settings, "read the dispatcher's committed offset"):
+                committed = await self._ready_consumer.committed(tp)
+        except BaseException:
+            if producer is not None:  # started or not, it holds sockets until stopped
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+            raise
         return _Partition(tp, committed=committed, next_offset=committed, producer=producer)
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:

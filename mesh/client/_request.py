@@ -39,9 +39,9 @@ async def wait_for_plan(
         **client_kwargs(settings), enable_auto_commit=False, isolation_level="read_committed"
     )
     tp = TopicPartition(cursor.topic, cursor.partition)
-    with kafka_errors(settings, "wait for the plan"):
-        await consumer.start()
     try:
+        with kafka_errors(settings, "wait for the plan"):
+            await consumer.start()
         consumer.assign([tp])
         consumer.seek(tp, cursor.offset)
         deadline = time.monotonic() + within

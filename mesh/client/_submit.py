@@ -63,8 +63,8 @@ async def key_cursor(
     topic = settings.topic(channel)
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
     with kafka_errors(settings, f"read {topic}"):
-        await consumer.start()
         try:
+            await consumer.start()
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
                 await consumer._client.force_metadata_update()
@@ -90,8 +90,8 @@ async def publish(settings: Settings, *events: Event, topic: str) -> None:
     mapper = Mapper(max_event_bytes=settings.max_event_bytes)
     producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
     with kafka_errors(settings, f"publish to {topic}"):
-        await producer.start()
         try:
+            await producer.start()
             for event in events:
                 key, value, headers = mapper.encode(event)
                 await producer.send_and_wait(topic, value, key=key, headers=headers)
@@ -146,9 +146,9 @@ async def follow_history(
         **client_kwargs(settings), enable_auto_commit=False, isolation_level="read_committed"
     )
     tp = TopicPartition(cursor.topic, cursor.partition)
-    with kafka_errors(settings, "follow the workflow history"):
-        await consumer.start()
     try:
+        with kafka_errors(settings, "follow the workflow history"):
+            await consumer.start()
         consumer.assign([tp])
         consumer.seek(tp, cursor.offset)
         last_seen = time.monotonic()

@@ -334,8 +334,8 @@ def _record(message: Any) -> ConsumedRecord:
 async def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Partition → end offset of ``topic`` now (what 'caught up' means at start)."""
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             await consumer._client.force_metadata_update()
