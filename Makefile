@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck checks pytest kafka-jars clean
+.PHONY: demo test install lint typecheck checks pytest kafka-jars tools clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,14 @@ demo: $(STAMP)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo
 
 ## test: install, then lint, type-check, check generated files and run every test tier
-test: $(STAMP) kafka-jars checks pytest
+test: $(STAMP) kafka-jars tools checks pytest
 
 kafka-jars:
 	@$(BIN)/python tooling/kafka/kafka_broker.py fetch
+
+# kcat, for the test of the README's kcat one-liner (from Debian's packages)
+tools:
+	@bash tooling/kcat/install
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
