@@ -1,4 +1,5 @@
-"""``mesh submit FILE [--wait] [--json]`` — publish a workflow and, optionally, follow it live."""
+"""``mesh submit [FILE | --type T --description D …] [--wait] [--json]`` — publish a request or a
+workflow and, optionally, follow it live."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
+from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from mesh.cli._app import settings_of
@@ -47,7 +52,10 @@ _STYLES = {
 
 def submit(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="Plan file (YAML or JSON); '-' reads stdin.")],
+    file: Annotated[
+        str | None,
+        typer.Argument(help="Request or plan file (YAML or JSON); '-' reads stdin."),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the workflow until it ends.")
     ] = False,
@@ -58,23 +66,112 @@ def submit(
     idle_timeout: Annotated[
         float, typer.Option(help="With --wait: give up after this many seconds without progress.")
     ] = 300.0,
+    task_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            help="Without FILE: the request type (feature, bugfix …).",
+            rich_help_panel="Request from flags",
+        ),
+    ] = None,
+    description: Annotated[
+        str | None,
+        typer.Option(
+            help="Without FILE: what to do, in words.", rich_help_panel="Request from flags"
+        ),
+    ] = None,
+    requirement: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--requirement",
+            "-r",
+            help="A requirement (repeat).",
+            rich_help_panel="Request from flags",
+        ),
+    ] = None,
+    constraint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--constraint",
+            "-c",
+            help="NAME=VALUE, e.g. max_parallelism=2 (repeat).",
+            rich_help_panel="Request from flags",
+        ),
+    ] = None,
+    context: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--context",
+            help="KEY=VALUE context for planning (repeat).",
+            rich_help_panel="Request from flags",
+        ),
+    ] = None,
+    priority: Annotated[
+        str | None,
+        typer.Option(help="low, normal, high or critical.", rich_help_panel="Request from flags"),
+    ] = None,
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            help="ISO 8601 time or a duration from now (4h).", rich_help_panel="Request from flags"
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            help="Whose quota the work counts against.", rich_help_panel="Request from flags"
+        ),
+    ] = None,
+    request_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id", help="Request id [default: new].", rich_help_panel="Request from flags"
+        ),
+    ] = None,
 ) -> None:
-    """Publish a request (planned by the Task Planner) or a workflow whose plan is given in FILE;
-    with --wait, follow it live and exit 0 only if it completed.
+    """Publish a request (planned by the Task Planner) or a workflow whose plan is given in FILE,
+    or a request given by flags; with --wait, follow it live and exit 0 only if it completed.
+    Everything is validated against the event schemas before anything is published.
 
-    Example: mesh submit examples/diamond.yaml --wait
+    Examples: mesh submit examples/diamond.yaml --wait;
+    mesh submit --type bugfix --description "Fix the login timeout" -c max_parallelism=2 --wait;
+    cat request.yaml | mesh submit -
     """
     settings = settings_of(ctx)
-    text = sys.stdin.read() if file == "-" else None
-    source = "stdin.yaml" if file == "-" else file
-    document = read_document(source, text=text)
-    if is_request_document(document):
+    flags = {
+        "type": task_type,
+        "description": description,
+        "requirements": requirement or None,
+        "constraints": _pairs(constraint, "--constraint") or None,
+        "context": _pairs(context, "--context") or None,
+        "priority": priority,
+        "deadline": deadline,
+        "tenant": tenant,
+        "id": request_id,
+    }
+    given = {key: value for key, value in flags.items() if value is not None}
+    text: str | None = None
+    if file is None:
+        if not given:
+            raise ConfigError(
+                "give a FILE ('-' for stdin) or a request with --type and --description"
+            )
+        source, document = "flags", given
+    elif given:
+        raise ConfigError(
+            f"give either FILE or request flags, not both (got FILE and --{next(iter(given))})"
+        )
+    else:
+        text = sys.stdin.read() if file == "-" else None
+        source = "stdin.yaml" if file == "-" else file
+        document = read_document(source, text=text)
+    if file is None or is_request_document(document):
         request = request_from_document(document, source)
         submitted = asyncio.run(
             _submit_request(settings, request, workflow_id, wait=wait, as_json=as_json)
         )
     else:
-        plan_request = load_plan_file(Path(source), text=text if file == "-" else None)
+        plan_request = load_plan_file(Path(source), text=text)
         if workflow_id is not None:
             plan_request = dataclasses.replace(plan_request, workflow_id=workflow_id)
         submitted = asyncio.run(submit_plan(settings, plan_request))
@@ -91,6 +188,21 @@ def submit(
         say(f"workflow {state.workflow_id} {state.status}", _STYLES.get(state.status))
     if state is None or state.status != "completed":
         raise typer.Exit(1)
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``NAME=VALUE`` flags as a mapping; values read as YAML scalars (2 → int, true → bool)."""
+    pairs: dict[str, Any] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        pairs[name.strip()] = parsed if isinstance(parsed, str | int | float | bool) else value
+    return pairs
 
 
 async def _submit_request(
@@ -145,24 +257,30 @@ async def _follow(
     return state
 
 
-def _table(state: WorkflowState, elapsed: float) -> Table:
+def _table(state: WorkflowState, elapsed: float) -> Group:
+    """The live view: a progress bar with elapsed time over the task table."""
     done = sum(1 for t in state.tasks.values() if t.is_final)
-    table = Table(
-        title=f"{state.workflow_id} — {state.status} — {done}/{len(state.tasks)} tasks — "
+    total = len(state.tasks)
+    progress = Table.grid(padding=(0, 1))
+    progress.add_row(
+        ProgressBar(total=max(total, 1), completed=done, width=40),
+        f"{done}/{total} tasks",
         f"{elapsed:.1f} s",
-        header_style="bold",
     )
-    for column in ("task", "status", "attempt", "agent"):
+    table = Table(title=f"{state.workflow_id} — {state.status}", header_style="bold")
+    for column in ("task", "status", "attempt", "agent", "note"):
         table.add_column(column)
     for task in state.tasks.values():
         style = _STYLES.get(task.status)
+        note = task.error_message or getattr(task, "waiting_reason", None) or ""
         table.add_row(
             task.task_id,
             f"[{style}]{task.status}[/]" if style else task.status,
             str(task.attempt),
             task.agent_id or "",
+            escape(str(note))[:80],
         )
-    return table
+    return Group(progress, table)
 
 
 def _summary(workflow_id: str, state: WorkflowState | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mesh.planner import Planner
+from mesh.planner import Planner, workflow_id_for
 from mesh.settings import Settings
 from tests.e2e import ROOT, running_mesh
 from tests.helpers import run_mesh
@@ -55,26 +55,59 @@ async def test_every_built_in_type_plans_and_completes(
         assert result["tasks"], kind
 
 
-async def test_feature_example_and_a_rejected_request(
+async def test_feature_example_flags_stdin_and_a_rejected_request(
     embedded_settings: Settings, tmp_path: Path
 ) -> None:
     bad = tmp_path / "unknown.yaml"
     bad.write_text(yaml.safe_dump({"type": "teleport", "description": "no template for this"}))
+    env = embedded_settings.to_env()
     async with running_mesh(embedded_settings, shell_agents=2, python_agents=0):
-        feature = await asyncio.to_thread(
-            run_mesh,
-            "submit",
-            str(ROOT / "examples" / "feature.yaml"),
-            "--wait",
-            "--json",
-            env=embedded_settings.to_env(),
-            timeout=300,
+        feature, by_flags, from_stdin, rejected = await asyncio.gather(
+            asyncio.to_thread(
+                run_mesh,
+                "submit",
+                str(ROOT / "examples" / "feature.yaml"),
+                "--wait",
+                "--json",
+                env=env,
+                timeout=300,
+            ),
+            asyncio.to_thread(
+                run_mesh,
+                "submit",
+                "--type",
+                "bugfix",
+                "--description",
+                "Fix the login timeout",
+                "-r",
+                "A test reproduces the timeout",
+                "-c",
+                "max_parallelism=2",
+                "--context",
+                "repository=.",
+                "--id",
+                "req-by-flags",
+                "--wait",
+                "--json",
+                env=env,
+                timeout=300,
+            ),
+            asyncio.to_thread(
+                run_mesh,
+                "submit",
+                "-",
+                "--wait",
+                "--json",
+                env=env,
+                timeout=300,
+                stdin="type: documentation\ndescription: Document mesh submit\n",
+            ),
+            asyncio.to_thread(run_mesh, "submit", str(bad), "--wait", env=env, timeout=300),
         )
-        rejected = await asyncio.to_thread(
-            run_mesh, "submit", str(bad), "--wait", env=embedded_settings.to_env(), timeout=300
-        )
-    assert feature.code == 0, feature.stderr
-    assert json.loads(feature.stdout)["status"] == "completed"
+    for run in (feature, by_flags, from_stdin):
+        assert run.code == 0, run.stderr
+        assert json.loads(run.stdout)["status"] == "completed"
+    assert json.loads(by_flags.stdout)["workflow_id"] == workflow_id_for("req-by-flags")
     assert rejected.code == 1
     assert "rejected" in rejected.stderr
     assert "unknown_type" in rejected.stderr
