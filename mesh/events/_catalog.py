@@ -114,6 +114,7 @@ _HISTORY = (
     TaskReassigned,
     # Inputs the Workflow Manager records as they are (the history alone rebuilds a workflow).
     TaskAssigned,
+    TaskWaiting,
     ExternalEvent,
     RetryTask,
 )

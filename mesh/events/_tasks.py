@@ -124,15 +124,18 @@ class TaskFailed(TaskEvent):
     duration_seconds: float | None = Field(default=None, ge=0, description="Time until failure.")
 
 
-WaitingReason = Literal["no_capable_agent", "no_healthy_agent", "breaker_open"]
-"""Why the Agent Manager could not place an attempt on the agent it would otherwise use."""
+WaitingReason = Literal["no_capable_agent", "no_healthy_agent", "breaker_open", "resources"]
+"""Why dispatch could not place an attempt (where it wanted): no agent can run it, none is
+healthy, the agent's breaker is open, or its resources are not allocated yet (queued by the
+Resource Allocator)."""
 
 
 class TaskWaiting(TaskEvent):
-    """The Agent Manager could not place an attempt where it wanted, and says why.
+    """Dispatch (the Agent Manager or the dispatcher) could not place an attempt where it
+    wanted, and says why; the Workflow Manager records it and shows the reason.
 
-    ``placed_elsewhere`` false: no agent can take the attempt now; it stays queued and is placed
-    as soon as one can. True: it was placed, but not on an agent it would otherwise have gone
+    ``placed_elsewhere`` false: the attempt cannot be placed now; it stays queued and is placed
+    as soon as it can. True: it was placed, but not on an agent it would otherwise have gone
     to, whose circuit breaker is open (so the history records that the agent was avoided).
     """
 

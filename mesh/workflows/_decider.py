@@ -14,6 +14,12 @@ What each input does (the state after it is what ``evolve`` folds from the retur
   attempt, reports that repeat what is known (a second TaskStarted, a TaskAssigned after the
   start), and reports after the task or workflow ended are [] (idempotent). A report about an
   attempt never scheduled, or about a task not in the plan: DecisionError.
+- TaskWaiting (why dispatch holds the current attempt back: no capable or healthy agent, an open
+  breaker, resources queued; or that it placed it elsewhere) → the input re-recorded while the
+  attempt waits (``ready``; a ``placed_elsewhere`` note also once it is out) and the workflow
+  has not ended, unless the same note (kind, placed, reason) was already recorded for the
+  attempt; else []. It only notes why (``waiting_reason``): the
+  attempt's status, timers and outcome are untouched.
 - TaskProgress → [] (not recorded; DecisionError only if the task is not in the plan).
 - PauseWorkflow → WorkflowPaused if running, else []. While paused nothing is scheduled; results
   are still recorded, deadlines and trigger waits still fire, retries that come due wait.
@@ -55,6 +61,7 @@ from mesh.events import (
     TaskProgress,
     TaskReassigned,
     TaskStarted,
+    TaskWaiting,
     WorkflowEvent,
     WorkflowPaused,
     WorkflowResumed,
@@ -68,7 +75,13 @@ from mesh.workflows._failures import after_failure, end_all, finish_if_done
 from mesh.workflows._graph import graph_of
 from mesh.workflows._replay import evolve, fold
 from mesh.workflows._scheduling import schedule
-from mesh.workflows._state import FAILED_STATUSES, IN_FLIGHT_STATUSES, TaskState, WorkflowState
+from mesh.workflows._state import (
+    FAILED_STATUSES,
+    IN_FLIGHT_STATUSES,
+    TaskState,
+    WorkflowState,
+    wait_key,
+)
 from mesh.workflows._timers import any_due, fire_timers
 
 __all__ = [
@@ -104,6 +117,7 @@ WorkflowInput = (
     | RetryTask
     | ExternalEvent
     | TaskReassigned
+    | TaskWaiting
     | Tick
 )
 """Everything ``decide`` accepts."""
@@ -153,6 +167,8 @@ def decide(
         return []
     if isinstance(command, _RESULTS):
         return _result(state, command, ctx)
+    if isinstance(command, TaskWaiting):
+        return _waiting(state, command, ctx)
     if isinstance(command, RetryTask):
         return _retry(state, command, ctx)
     if state.is_final:
@@ -218,6 +234,27 @@ def _result(
         schedule(decision, retries=capped)
     elif isinstance(command, TaskReassigned):
         schedule(decision, retries=capped)
+    return decision.events
+
+
+def _waiting(state: WorkflowState, command: TaskWaiting, ctx: DecideContext) -> list[WorkflowEvent]:
+    task = _task(state, command.task_id)
+    if command.attempt > task.attempt:
+        raise DecisionError(
+            f"{command.type} for attempt {command.attempt} of task {command.task_id!r}, which "
+            f"has been scheduled only {task.attempt} time(s)"
+        )
+    key = wait_key(command.reason_kind, command.placed_elsewhere, command.reason)
+    if (
+        state.is_final
+        or command.attempt < task.attempt
+        or task.status not in IN_FLIGHT_STATUSES
+        or (task.status != "ready" and not command.placed_elsewhere)
+        or key in task.waits
+    ):
+        return []  # stale attempt, placed or ended since, or a note already recorded
+    decision = Decision(state, ctx, command)
+    decision.record(command)
     return decision.events
 
 

@@ -6,8 +6,8 @@ The history (``workflow.events``) holds, each with its ``sequence``:
   TaskTimedOut, TaskCancelled, TaskSkipped, WorkflowPaused/Resumed/Completed/Failed/Cancelled,
   and TaskFailed with ``error_kind="trigger_timeout"`` when a trigger never came;
 - inputs re-recorded as they arrived: TaskAssigned, TaskStarted, TaskCompleted, TaskFailed,
-  TaskReassigned, ExternalEvent (its payload feeds the triggered tasks) and RetryTask (it
-  reopens a failure, see ``_transitions``).
+  TaskReassigned, TaskWaiting (why an attempt waits), ExternalEvent (its payload feeds the
+  triggered tasks) and RetryTask (it reopens a failure, see ``_transitions``).
 
 That is all a replay needs: ``fold(history)`` rebuilds the live state exactly, and
 ``fold(events_after, snapshot_state)`` continues from a snapshot.

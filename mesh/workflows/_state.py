@@ -67,6 +67,11 @@ FAILED_STATUSES: frozenset[TaskStatus] = frozenset({"failed", "timed_out"})
 FINAL_WORKFLOW_STATUSES: frozenset[WorkflowStatus] = frozenset({"completed", "failed", "cancelled"})
 
 
+def wait_key(kind: str, placed_elsewhere: bool, reason: str) -> str:
+    """What makes two TaskWaiting notes about one attempt the same note (see ``waits``)."""
+    return f"{kind}|{'placed' if placed_elsewhere else 'waits'}|{reason}"
+
+
 class _StateModel(BaseModel):
     # Not strict, unlike events: a snapshot comes back as JSON text, whose datetimes are strings.
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -99,6 +104,14 @@ class TaskState(_StateModel):
     """When an event-driven task stops waiting for its trigger and fails (``trigger_timeout``)."""
     trigger_payload: dict[str, JsonValue] | None = None
     """Payload of the external event that triggered the task; None until it came."""
+    waiting_kind: str | None = None
+    """Machine-readable reason the current attempt waits (a TaskWaiting's ``reason_kind``, e.g.
+    ``resources`` or ``no_capable_agent``); None once it is placed, or if nothing said why."""
+    waiting_reason: str | None = None
+    """Why the current attempt waits, for humans (status views show it)."""
+    waits: tuple[str, ...] = ()
+    """The TaskWaiting notes recorded for the current attempt (``kind|placed|reason``), so a
+    repeated or redelivered note is not recorded twice."""
 
     @property
     def is_final(self) -> bool:

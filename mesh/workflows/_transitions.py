@@ -32,6 +32,7 @@ from mesh.events import (
     TaskSkipped,
     TaskStarted,
     TaskTimedOut,
+    TaskWaiting,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowEvent,
@@ -47,6 +48,7 @@ from mesh.workflows._state import (
     TaskState,
     TaskStatus,
     WorkflowStatus,
+    wait_key,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ _FROM: dict[type[WorkflowEvent], frozenset[TaskStatus]] = {
     TaskRetryScheduled: FAILED_STATUSES,
     TaskSkipped: frozenset({"pending"}),
     TaskCancelled: frozenset({"pending", "ready", "assigned", "running", "retrying"}),
+    TaskWaiting: IN_FLIGHT_STATUSES,
 }
 
 
@@ -82,7 +85,12 @@ _TASK_EVENTS = (
     TaskReassigned,
     TaskCancelled,
     TaskSkipped,
+    TaskWaiting,
 )
+
+_PLACED = {"waiting_kind": None, "waiting_reason": None}
+"""What every change of a task but a TaskWaiting does to its waiting reason: the attempt is no
+longer waiting (it was assigned, ended, or replaced by a new attempt)."""
 
 
 def apply(state: Folding, event: WorkflowEvent) -> None:
@@ -167,12 +175,18 @@ def _checked(state: Folding, event: WorkflowEvent, task_id: str) -> TaskState:
 
 
 def _apply_task(state: Folding, event: WorkflowEvent, task: TaskState, at: datetime) -> None:
+    if isinstance(event, TaskWaiting):
+        _waiting(state, event, task, at)
+        return
+    if task.waiting_kind is not None or task.waiting_reason is not None:
+        task = task.model_copy(update=_PLACED)
     timeout = state.graph.specs[task.task_id].timeout_seconds
     deadline = at + timedelta(seconds=timeout) if timeout is not None else None
     if isinstance(event, TaskScheduled):
         state.put(
             task,
             at,
+            waits=(),
             status="ready",
             attempt=event.attempt,
             scheduled_at=at,
@@ -248,6 +262,17 @@ def _apply_task(state: Folding, event: WorkflowEvent, task: TaskState, at: datet
             deadline=None,
             wait_deadline=None,
         )
+
+
+def _waiting(state: Folding, event: TaskWaiting, task: TaskState, at: datetime) -> None:
+    """Note why an attempt waits (or was placed elsewhere); its status and timers stay as they
+    are: a TaskWaiting never changes what becomes of the attempt."""
+    key = wait_key(event.reason_kind, event.placed_elsewhere, event.reason)
+    changes: dict[str, Any] = {"waits": (*task.waits, key)} if key not in task.waits else {}
+    if not event.placed_elsewhere and task.status == "ready":
+        changes.update(waiting_kind=event.reason_kind, waiting_reason=event.reason)
+    if changes:
+        state.put(task, at, **changes)
 
 
 def _external(state: Folding, event: ExternalEvent) -> None:

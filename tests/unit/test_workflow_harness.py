@@ -38,6 +38,8 @@ from mesh.events import (
     TaskReassigned,
     TaskSpec,
     TaskStarted,
+    TaskWaiting,
+    WaitingReason,
     WorkflowEvent,
     meta,
 )
@@ -238,6 +240,28 @@ class Flow:
                 reason="heartbeat expired",
             )
         )
+
+    def waiting(
+        self,
+        task_id: str,
+        kind: WaitingReason = "no_capable_agent",
+        reason: str = "no agent offers shell",
+        *,
+        placed_elsewhere: bool = False,
+        attempt: int | None = None,
+    ) -> TaskWaiting:
+        return TaskWaiting(
+            **meta(MANAGER, correlation_id=REQUEST, occurred_at=self.now),
+            workflow_id=self.workflow_id,
+            task_id=task_id,
+            attempt=self._attempt(task_id, attempt),
+            reason_kind=kind,
+            reason=reason,
+            placed_elsewhere=placed_elsewhere,
+        )
+
+    def wait(self, task_id: str, *args: Any, **kwargs: Any) -> list[WorkflowEvent]:
+        return self.run(self.waiting(task_id, *args, **kwargs))
 
     def progress(self, task_id: str) -> list[WorkflowEvent]:
         return self.run(

@@ -23,6 +23,7 @@ from mesh.events import (
     TaskReady,
     TaskScheduled,
     TaskSpec,
+    WaitingReason,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowEvent,
@@ -89,6 +90,7 @@ _ACTIONS = (
     *("external",) * 2,
     "duplicate",
     "progress",
+    "wait",
 )
 """Weighted towards progress so that runs get far (retries, timeouts, reopening)."""
 
@@ -98,7 +100,7 @@ def _input(flow: Flow, data: st.DataObject, seen: list[WorkflowInput]) -> Workfl
     action = data.draw(st.sampled_from(_ACTIONS))
     tasks = flow.s.tasks
     out = sorted(t for t, task in tasks.items() if task.status in _IN_FLIGHT)
-    if action in {"assign", "start", "complete", "fail", "reassign", "progress"} and out:
+    if action in {"assign", "start", "complete", "fail", "reassign", "progress", "wait"} and out:
         task_id = data.draw(st.sampled_from(out))
         if action == "assign":
             return flow.assigned(task_id, data.draw(st.sampled_from(["g1", "g2"])))
@@ -113,6 +115,12 @@ def _input(flow: Flow, data: st.DataObject, seen: list[WorkflowInput]) -> Workfl
         if action == "reassign":
             flow.reassign(task_id)
             return None
+        if action == "wait":
+            kinds: list[WaitingReason] = ["resources", "no_capable_agent", "breaker_open"]
+            kind = data.draw(st.sampled_from(kinds))
+            return flow.waiting(
+                task_id, kind, f"{kind} now", placed_elsewhere=kind == "breaker_open"
+            )
         flow.progress(task_id)
         return None
     if action == "stale":

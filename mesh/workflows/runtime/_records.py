@@ -24,6 +24,7 @@ from mesh.events import (
     TaskReady,
     TaskReassigned,
     TaskStarted,
+    TaskWaiting,
     channels_of,
 )
 from mesh.kafka.dlq import ConsumedRecord
@@ -36,7 +37,8 @@ INPUTS: Mapping[str, tuple[type[Event], ...]] = {
     "plans": (PlanCreated,),
     "commands": COMMANDS,
     # TaskAssigned comes from the dispatcher (recorded in order with the attempt's results) and
-    # TaskReassigned from the Agent Manager; both are decider inputs on this topic.
+    # TaskReassigned and TaskWaiting (why an attempt waits) from the Agent Manager; all are
+    # decider inputs on this topic.
     "tasks.results": (
         TaskAssigned,
         TaskStarted,
@@ -44,6 +46,7 @@ INPUTS: Mapping[str, tuple[type[Event], ...]] = {
         TaskCompleted,
         TaskFailed,
         TaskReassigned,
+        TaskWaiting,
     ),
 }
 """Input channel → the event types the manager handles from it."""
