@@ -13,6 +13,7 @@ from mesh.cli import run as _run
 from mesh.cli import schemas as _schemas
 from mesh.cli import submit as _submit
 from mesh.cli import topics as _topics
+from mesh.cli import watch as _watch
 from mesh.cli._app import app, main
 
 app.add_typer(_broker.app, name="broker")
@@ -21,6 +22,9 @@ app.command("dev")(_dev.dev)
 app.add_typer(_topics.app, name="topics")
 app.add_typer(_run.app, name="run")
 app.command("replay")(_replay.replay)
+app.command("status")(_watch.status)
+app.command("watch")(_watch.watch)
+app.command("list")(_watch.list_workflows)
 app.add_typer(_schemas.app, name="schemas")
 app.add_typer(_resources.app, name="resources")
 app.command("plan")(_plan.plan)

@@ -18,6 +18,11 @@ DOMAIN = (
     "mesh.settings",
     "mesh.planner._",
     "mesh.resources._",
+    "mesh.replay._times",
+    "mesh.replay._diff",
+    "mesh.replay._timeline",
+    "mesh.replay._stepper",
+    "mesh.replay._file",
 )
 """Pure: no Kafka client, no I/O framework, nothing from the layers above."""
 

@@ -1,0 +1,151 @@
+"""How a workflow's state is shown by ``mesh status``, ``mesh replay`` and its ``--step``: one
+tasks table and one JSON shape, so the views agree with each other."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+
+from mesh.workflows import TaskState, WorkflowState
+
+STYLES = {
+    "succeeded": "green",
+    "running": "cyan",
+    "assigned": "cyan",
+    "ready": "blue",
+    "retrying": "yellow",
+    "failed": "red",
+    "timed_out": "red",
+    "cancelled": "magenta",
+    "skipped": "dim",
+    "completed": "green",
+    "paused": "yellow",
+}
+
+
+def waiting_reason(task: TaskState) -> str | None:
+    """Why a task waits, when the state records it (the Resource Allocator's ``TaskWaiting``;
+    older states have no such field)."""
+    value = getattr(task, "waiting_reason", None)
+    return str(value) if value else None
+
+
+def in_plan_order(state: WorkflowState) -> list[TaskState]:
+    """The tasks in the order the plan lists them."""
+    return [state.tasks[spec.task_id] for spec in state.plan.tasks if spec.task_id in state.tasks]
+
+
+def seconds_between(start: datetime | None, end: datetime | None, now: datetime) -> float | None:
+    """Elapsed seconds from ``start`` to ``end`` (to ``now`` while it has no end)."""
+    if start is None:
+        return None
+    return max(0.0, ((end or now) - start).total_seconds())
+
+
+def duration_text(seconds: float | None) -> str:
+    """``1.2 s``, ``3 m 04 s`` or ``2 h 05 m``; empty for unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
+def task_dict(task: TaskState, now: datetime) -> dict[str, Any]:
+    """One task as plain data (``--json``)."""
+    return {
+        "task_id": task.task_id,
+        "status": task.status,
+        "attempt": task.attempt,
+        "failures": task.failures,
+        "agent_id": task.agent_id,
+        "waiting_reason": waiting_reason(task),
+        "scheduled_at": task.scheduled_at,
+        "started_at": task.started_at,
+        "ended_at": task.ended_at,
+        "retry_at": task.retry_at,
+        "queued_seconds": seconds_between(task.scheduled_at, task.started_at, now)
+        if task.scheduled_at
+        else None,
+        "run_seconds": seconds_between(task.started_at, task.ended_at, now),
+        "error_kind": task.error_kind,
+        "error": task.error_message,
+    }
+
+
+def state_dict(state: WorkflowState, now: datetime | None = None) -> dict[str, Any]:
+    """The workflow as plain data (``--json``)."""
+    at = now or datetime.now(UTC)
+    return {
+        "workflow_id": state.workflow_id,
+        "status": state.status,
+        "reason": state.reason,
+        "sequence": state.sequence,
+        "started_at": state.started_at,
+        "ended_at": state.ended_at,
+        "duration_seconds": seconds_between(state.started_at, state.ended_at, at),
+        "counts": dict(state.counts()),
+        "tasks": [task_dict(task, at) for task in in_plan_order(state)],
+    }
+
+
+def tasks_table(
+    state: WorkflowState, *, title: str | None = None, now: datetime | None = None
+) -> Table:
+    """The tasks as a table: state, attempt, agent, why waiting, durations, error."""
+    at = now or datetime.now(UTC)
+    tasks = in_plan_order(state)
+    show_waiting = any(waiting_reason(t) for t in tasks)
+    table = Table(title=title, header_style="bold")
+    columns = ["task", "status", "attempt", "agent"]
+    columns += ["waiting"] if show_waiting else []
+    columns += ["queued", "ran", "error"]
+    for column in columns:
+        table.add_column(column)
+    for task in tasks:
+        style = STYLES.get(task.status)
+        row = [
+            task.task_id,
+            f"[{style}]{task.status}[/]" if style else task.status,
+            str(task.attempt),
+            task.agent_id or "",
+        ]
+        if show_waiting:
+            row.append(waiting_reason(task) or "")
+        queued = (
+            seconds_between(task.scheduled_at, task.started_at, at) if task.scheduled_at else None
+        )
+        row += [
+            duration_text(queued),
+            duration_text(seconds_between(task.started_at, task.ended_at, at)),
+            _short(task.error_message),
+        ]
+        table.add_row(*row)
+    return table
+
+
+def _short(text: str | None, width: int = 60) -> str:
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def headline(state: WorkflowState, now: datetime | None = None) -> str:
+    """``workflow wf-… completed — 4/4 tasks final — 12.3 s`` (with rich markup)."""
+    at = now or datetime.now(UTC)
+    done = sum(1 for t in state.tasks.values() if t.is_final)
+    style = STYLES.get(state.status)
+    status = f"[{style}]{state.status}[/]" if style else state.status
+    elapsed = duration_text(seconds_between(state.started_at, state.ended_at, at))
+    reason = f" ({state.reason})" if state.reason else ""
+    return (
+        f"workflow {state.workflow_id} {status}{reason} — {done}/{len(state.tasks)} tasks final "
+        f"— {elapsed}"
+    )

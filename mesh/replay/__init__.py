@@ -1,0 +1,53 @@
+"""Replay for debugging: timelines, stepping, diffs against live, exports and shadow replays.
+
+Layers, each importing only those above it::
+
+    _times     parse --since/--until instants                          (pure)
+    _diff      every field path where two states differ                (pure)
+    _timeline  history → steps (event, time, task, state change); cut  (pure)
+    _stepper   next / previous / jump over a history                   (pure)
+    _file      history ↔ JSON lines (export, --from-file)              (files)
+    _kafka     one workflow's history, snapshots, offsets by time      (Kafka)
+    _shadow    every workflow of a time window, compared with live     (Kafka)
+"""
+
+from mesh.replay._diff import Difference, diff, diff_states
+from mesh.replay._file import export_history, load_history
+from mesh.replay._kafka import (
+    History,
+    Live,
+    latest_snapshots,
+    live_state,
+    read_history,
+    snapshot_state,
+)
+from mesh.replay._shadow import ShadowResult, shadow_replay
+from mesh.replay._stepper import Stepper
+from mesh.replay._timeline import Recorded, Step, cut, replayed_state, timeline, timeline_of
+from mesh.replay._times import from_millis, parse_time, to_millis
+
+__all__ = [
+    "Difference",
+    "History",
+    "Live",
+    "Recorded",
+    "ShadowResult",
+    "Step",
+    "Stepper",
+    "cut",
+    "diff",
+    "diff_states",
+    "export_history",
+    "from_millis",
+    "latest_snapshots",
+    "live_state",
+    "load_history",
+    "parse_time",
+    "read_history",
+    "replayed_state",
+    "shadow_replay",
+    "snapshot_state",
+    "timeline",
+    "timeline_of",
+    "to_millis",
+]
