@@ -22,6 +22,7 @@ from datetime import datetime
 from mesh.agentmanager._health import HealthPolicy, classify, missed_heartbeats
 from mesh.agentmanager._matching import AgentState
 from mesh.agents import AgentDirectory
+from mesh.agents._breaker import BREAKER_PREFIX, breaker_name
 from mesh.agents._matching import DEFAULT_HEARTBEAT_SECONDS
 from mesh.events import (
     AgentHeartbeat,
@@ -36,13 +37,6 @@ from mesh.events import (
 
 Position = tuple[int, int]
 """(partition, offset) of an ``agents`` record."""
-
-BREAKER_PREFIX = "agent:"
-"""Breakers of agents are named ``agent:<agent id>``."""
-
-
-def breaker_name(agent_id: str) -> str:
-    return f"{BREAKER_PREFIX}{agent_id}"
 
 
 @dataclass(frozen=True)

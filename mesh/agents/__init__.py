@@ -6,11 +6,13 @@ Layers, each importing only those above it::
     _matching   capability matching and the placement policy           (pure)
     _outcome    what an attempt yields; the Runner interface           (pure)
     _command    command agents: argv in a process group, capped output (processes)
+    _http       HTTP agents: POST the task, map the status and capped body   (network)
     _sdk        Python agents: @agent, TaskContext, TaskError          (imports user code)
     _offsets    which offset is safe to commit                         (pure)
     _directory  the agent view folded from the registry and results    (pure)
     _host       host resources and version an agent reports            (OS)
     _metadata   topic partitions; the partition an agent id hashes to  (Kafka)
+    _breaker    what counts against an agent's breaker; its last state (Kafka)
     _worker     the agent process: register, heartbeat, run, report    (Kafka)
     _dispatcher TaskReady → TaskAssigned, transactional where possible (Kafka)
     demo        demo functions for ``mesh dev`` and benchmarks         (SDK user)
@@ -35,6 +37,7 @@ from mesh.agents._command import (
 )
 from mesh.agents._directory import AgentDirectory
 from mesh.agents._dispatcher import Dispatcher
+from mesh.agents._http import HttpConfig, HttpRunner
 from mesh.agents._matching import AgentView, choose_agent, covers
 from mesh.agents._metadata import partition_for
 from mesh.agents._outcome import Failure, Outcome, Runner, Success
@@ -61,6 +64,8 @@ __all__ = [
     "CommandRunner",
     "Dispatcher",
     "Failure",
+    "HttpConfig",
+    "HttpRunner",
     "Outcome",
     "PythonRunner",
     "Runner",

@@ -282,6 +282,9 @@ class CommandRunner:
         limit = time_limit(assigned, self.config.timeout, datetime.now(UTC))
         if limit is not None and limit <= 0:
             return Failure("timeout", "the attempt's deadline passed before it started", True)
+        # The agent's own program failing to start is the agent's failure (its breaker counts
+        # it); a task's own command failing to start is the task's.
+        own = assigned.task.command is None
         env = child_environment(
             {
                 **self.config.env,
@@ -305,16 +308,29 @@ class CommandRunner:
                 "not_found",
                 f"executable {argv[0]!r} not found (agent {self.agent_id!r}, PATH of the agent)",
                 retriable=False,
+                infrastructure=own,
             )
         except PermissionError:
-            return Failure("not_executable", f"{argv[0]!r} is not executable", retriable=False)
+            return Failure(
+                "not_executable", f"{argv[0]!r} is not executable", False, infrastructure=own
+            )
         except (OSError, ValueError) as exc:  # E2BIG, a NUL byte in an argument …
-            return Failure("exec_failed", f"could not start {argv[0]!r}: {exc}", retriable=False)
+            return Failure(
+                "exec_failed", f"could not start {argv[0]!r}: {exc}", False, infrastructure=own
+            )
         return outcome_of(result, limit)
 
 
+_CANNOT_EXECUTE = (126, 127)
+"""Shell conventions for "found but not executable" and "not found": the agent is broken."""
+
+
 def outcome_of(result: CommandResult, limit: float | None) -> Outcome:
-    """Exit 0 is success; a timeout or another status is a retriable failure of the task."""
+    """Exit 0 is success; a timeout or another status is a retriable failure of the task.
+
+    A non-zero exit is the task's own result ("tests failed") and does not count against the
+    agent's breaker, except 126/127; a timeout does (a hung CLI is the agent's failure).
+    """
     if result.timed_out:
         assert limit is not None
         return timed_out(limit)
@@ -323,7 +339,8 @@ def outcome_of(result: CommandResult, limit: float | None) -> Outcome:
     code = result.exit_code
     how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited {code}"
     tail = result.stderr.strip()[-_STDERR_IN_MESSAGE:]
-    return Failure("exit_code", f"the command {how}" + (f": {tail}" if tail else ""), True)
+    message = f"the command {how}" + (f": {tail}" if tail else "")
+    return Failure("exit_code", message, True, infrastructure=code in _CANNOT_EXECUTE)
 
 
 __all__ = [

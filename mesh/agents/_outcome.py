@@ -24,11 +24,17 @@ class Success:
 
 @dataclass(frozen=True)
 class Failure:
-    """The attempt failed; ``kind`` is matched against the retry policy's ``non_retryable``."""
+    """The attempt failed; ``kind`` is matched against the retry policy's ``non_retryable``.
+
+    ``infrastructure`` says whether the failure is the agent's (its endpoint, its program) rather
+    than the task's own verdict, i.e. whether the agent's circuit breaker counts it; None lets
+    ``retriable`` decide (see :mod:`mesh.agents._breaker`).
+    """
 
     kind: str
     message: str
     retriable: bool
+    infrastructure: bool | None = None
 
 
 Outcome = Success | Failure

@@ -7,6 +7,12 @@ committed only after the attempt's result is produced, and only below the oldest
 record, so a crash re-runs attempts rather than losing them (the Workflow Manager ignores the
 duplicate results). A fresh agent id starts at the end of its partition, committed *before* the
 agent registers: nothing is addressed to it earlier, and nothing after is skipped on a restart.
+
+Every attempt runs through the agent's circuit breaker (:mod:`mesh.agents._breaker`): while it is
+open an assignment fails fast as a retriable ``breaker_open`` (the Agent Manager has not yet
+seen the state and the Workflow Manager's retry goes elsewhere), and in half-open exactly one
+attempt is the trial. State changes go to ``breakers``; the breaker's last published state is
+resumed on start, and a closed breaker's record is removed on a graceful stop.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import contextlib
 import os
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,11 +32,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from mesh.agents._breaker import (
+    DEFAULT_FAIL_MAX,
+    DEFAULT_RESET_TIMEOUT,
+    breaker_name,
+    counted,
+    last_state,
+    refused,
+)
 from mesh.agents._command import shrink_output
 from mesh.agents._host import free_resources, host_name, host_resources, mesh_version
 from mesh.agents._metadata import partition_for, partitions_of
 from mesh.agents._offsets import OffsetTracker
 from mesh.agents._outcome import Failure, Outcome, Runner, Success
+from mesh.breakers import AsyncBreaker, BreakerOpen, ChangeListener
 from mesh.errors import BrokerError, ConfigError, EventError, EventTooLarge
 from mesh.events import (
     AgentHeartbeat,
@@ -38,6 +53,7 @@ from mesh.events import (
     AgentRegistered,
     AgentTerminated,
     AgentUpdated,
+    BreakerStateChanged,
     CancelTask,
     Event,
     Mapper,
@@ -57,6 +73,8 @@ from mesh.settings import Settings
 COMPONENT = "agent"
 _POLL_MS = 200
 _REMEMBERED_CANCELS = 1_000
+_BREAKER_RETRY_SECONDS = 1.0
+_BREAKER_FLUSH_SECONDS = 10.0
 _NAME_INVALID = re.compile(r"[^A-Za-z0-9_.:/@+-]")
 
 AttemptKey = tuple[str, str, int]
@@ -76,6 +94,10 @@ class WorkerConfig:
     grace_period: float = 10.0
     """On shutdown, how long running attempts may go on before they are cancelled."""
     labels: dict[str, str] = field(default_factory=dict)
+    breaker_fail_max: int = DEFAULT_FAIL_MAX
+    """Consecutive counted failures that open the agent's circuit breaker."""
+    breaker_reset_timeout: float = DEFAULT_RESET_TIMEOUT
+    """Seconds an open breaker waits before it lets one trial attempt through."""
 
     def __post_init__(self) -> None:
         if not self.agent_id or any(c.isspace() for c in self.agent_id):
@@ -86,6 +108,10 @@ class WorkerConfig:
             raise ConfigError("--max-concurrency must be at least 1")
         if self.heartbeat_interval <= 0:
             raise ConfigError("--heartbeat-interval must be positive")
+        if self.breaker_fail_max < 1:
+            raise ConfigError("--breaker-fail-max must be at least 1")
+        if self.breaker_reset_timeout <= 0:
+            raise ConfigError("--breaker-reset-timeout must be positive")
 
     @property
     def backlog(self) -> int:
@@ -130,6 +156,16 @@ class AgentWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._tracker: OffsetTracker | None = None
         self._partition: TopicPartition | None = None
+        self._breaker_changes: deque[BreakerStateChanged] = deque()
+        self._breaker_moved = asyncio.Event()
+        self._breaker_recorded = False
+        self.breaker = AsyncBreaker(
+            breaker_name(config.agent_id),
+            fail_max=config.breaker_fail_max,
+            reset_timeout=config.breaker_reset_timeout,
+            neutral=(BrokerError,),  # Kafka trouble says nothing about the agent's endpoint
+            listeners=[ChangeListener(self.me, self._on_breaker_change)],
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -137,6 +173,7 @@ class AgentWorker:
         """Serve until ``stop`` is set, then shut down gracefully."""
         async with self._clients():
             await self._take_partition()
+            await self._restore_breaker()
             await self._publish(self._description(AgentRegistered))
             log.info(
                 "agent ready",
@@ -145,16 +182,24 @@ class AgentWorker:
                 capabilities=[c.name for c in self.runner.capabilities],
                 partition=self._tp.partition,
             )
-            heartbeats = asyncio.create_task(self._heartbeats())
+            helpers = [
+                asyncio.create_task(self._heartbeats()),
+                asyncio.create_task(self.breaker.watch()),
+                asyncio.create_task(self._publish_breaker_changes()),
+            ]
             try:
                 await self._consume(stop)
                 await self._shut_down()
             finally:
-                heartbeats.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeats
+                for helper in helpers:
+                    helper.cancel()
+                for helper in helpers:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await helper
+                await self._close_runner()
             if self._fatal is not None:
                 raise self._fatal
+            await self._flush_breaker_changes()
             await self._publish(
                 AgentTerminated(
                     **meta(self.me, correlation_id=self.config.agent_id),
@@ -164,6 +209,9 @@ class AgentWorker:
                 )
             )
             await self._send(self.settings.topic("agents"), self.config.agent_id.encode(), None)
+            if self._breaker_recorded and self.breaker.state == "closed":
+                # Nothing to remember: keep the compacted topic to the breakers that matter.
+                await self._send(self.settings.topic("breakers"), self.breaker.name.encode(), None)
             log.info("agent terminated", agent_id=self.config.agent_id)
 
     @contextlib.asynccontextmanager
@@ -337,11 +385,19 @@ class AgentWorker:
 
     async def _execute(self, attempt: _Attempt) -> Outcome:
         async with self._slots:
-            attempt.running = True
-            attempt.began = time.monotonic()
-            await self._publish(self._started_event(attempt.assigned))
-            log.info("attempt started")
-            return await self.runner.run(attempt.assigned, self._progress_for(attempt.assigned))
+            try:
+                return await self.breaker.judged(counted, self._start_and_run, attempt)
+            except BreakerOpen as exc:
+                log.info("attempt refused by the circuit breaker", error=str(exc))
+                return refused(str(exc))
+
+    async def _start_and_run(self, attempt: _Attempt) -> Outcome:
+        """Inside the breaker: admitted, so the attempt really starts."""
+        attempt.running = True
+        attempt.began = time.monotonic()
+        await self._publish(self._started_event(attempt.assigned))
+        log.info("attempt started")
+        return await self.runner.run(attempt.assigned, self._progress_for(attempt.assigned))
 
     def _outcome_of(self, attempt: _Attempt, execution: asyncio.Task[Outcome]) -> Outcome | None:
         if execution.cancelled():
@@ -450,6 +506,71 @@ class AgentWorker:
 
         return progress
 
+    # -- the circuit breaker ------------------------------------------------------------------
+
+    async def _restore_breaker(self) -> None:
+        """Resume the state last published under this agent's breaker (a restart)."""
+        topic = "breakers"
+        partitions = await partitions_of(self._kafka_producer, self.settings, topic)
+        last = await last_state(self.settings, self.breaker.name, partitions)
+        if last is None:
+            return
+        self._breaker_recorded = True
+        self.breaker.restore(last.new_state, failures=last.failure_count, opened_at=last.opened_at)
+        if last.new_state != "closed":
+            log.warning(
+                "circuit breaker resumed",
+                breaker=self.breaker.name,
+                state=last.new_state,
+                opened_at=last.opened_at.isoformat() if last.opened_at else None,
+            )
+
+    def _on_breaker_change(self, event: BreakerStateChanged) -> None:
+        """pybreaker's listener, called inside the transition: log, and queue the event."""
+        logged = log.warning if event.new_state == "open" else log.info
+        logged(
+            "circuit breaker state changed",
+            breaker=event.name,
+            old_state=event.old_state,
+            new_state=event.new_state,
+            failure_count=event.failure_count,
+            reason=event.reason or None,
+        )
+        self._breaker_changes.append(event)
+        self._breaker_moved.set()
+
+    async def _publish_breaker_changes(self) -> None:
+        """Publish breaker changes in order, each until the broker has it."""
+        while True:
+            await self._breaker_moved.wait()
+            self._breaker_moved.clear()
+            while self._breaker_changes:
+                try:
+                    await self._publish(self._breaker_changes[0])
+                except BrokerError as exc:
+                    log.warning("breaker state not published; retrying", error=str(exc))
+                    await asyncio.sleep(_BREAKER_RETRY_SECONDS)
+                    continue
+                self._breaker_changes.popleft()
+                self._breaker_recorded = True
+
+    async def _flush_breaker_changes(self) -> None:
+        """On shutdown: publish what is still queued (bounded, so a dead broker cannot hang it)."""
+        try:
+            async with asyncio.timeout(_BREAKER_FLUSH_SECONDS):
+                while self._breaker_changes:
+                    await self._publish(self._breaker_changes[0])
+                    self._breaker_changes.popleft()
+                    self._breaker_recorded = True
+        except (TimeoutError, BrokerError) as exc:
+            log.warning("breaker state not published on shutdown", error=str(exc))
+
+    async def _close_runner(self) -> None:
+        close = getattr(self.runner, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
+
     # -- heartbeats and registry -------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
@@ -549,6 +670,7 @@ _CHANNEL: dict[type[Event], str] = {
     AgentUpdated: "agents",
     AgentTerminated: "agents",
     AgentHeartbeat: "agents.heartbeats",
+    BreakerStateChanged: "breakers",
     TaskStarted: "tasks.results",
     TaskProgress: "tasks.results",
     TaskCompleted: "tasks.results",

@@ -26,19 +26,24 @@ from mesh.agents import (
     CommandConfig,
     CommandRunner,
     Dispatcher,
+    HttpConfig,
+    HttpRunner,
     PythonRunner,
     Runner,
     WorkerConfig,
     load_agents,
 )
+from mesh.agents._breaker import DEFAULT_FAIL_MAX, DEFAULT_RESET_TIMEOUT
 from mesh.agents._command import MAX_OUTPUT_BYTES
+from mesh.agents._http import MAX_RESPONSE_BYTES
 from mesh.cli._app import settings_of
 from mesh.errors import ConfigError
 from mesh.events import Capability
 from mesh.log import configure_logging
 
 app = typer.Typer(
-    help="Run agents (command or Python) and the simple dispatcher that assigns them tasks.\n\n"
+    help="Run agents (command, Python or HTTP) and the simple dispatcher that assigns them "
+    "tasks.\n\n"
     "Example: mesh agent run --kind command --id shell-1 --capability shell "
     "--allow-task-command",
     no_args_is_help=True,
@@ -48,12 +53,18 @@ app = typer.Typer(
 class Kind(StrEnum):
     command = "command"
     python = "python"
+    http = "http"
 
 
 @app.command()
 def run(
     ctx: typer.Context,
-    kind: Annotated[Kind, typer.Option("--kind", help="command: run a program; python: SDK.")],
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            "--kind", help="command: run a program; python: SDK functions; http: POST to --url."
+        ),
+    ],
     agent_id: Annotated[
         str | None,
         typer.Option("--id", help="Agent instance id [default: <kind>-<host>-<pid>]"),
@@ -62,7 +73,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--capability",
-            help="What a command agent can do: NAME, NAME=LEVEL or NAME=LEVEL#TAG#TAG "
+            help="What a command or HTTP agent can do: NAME, NAME=LEVEL or NAME=LEVEL#TAG#TAG "
             "(repeatable; Python agents take theirs from their @agent functions)",
         ),
     ] = None,
@@ -106,17 +117,74 @@ def run(
     max_output_bytes: Annotated[
         int, typer.Option(min=1, help="Bytes of stdout and of stderr kept per attempt.")
     ] = MAX_OUTPUT_BYTES,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="HTTP agents: the endpoint each attempt is POSTed to."),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--header",
+            help="HTTP agents: 'Name: value' sent with every request (repeatable; never logged).",
+        ),
+    ] = None,
+    max_response_bytes: Annotated[
+        int, typer.Option(min=1, help="HTTP agents: bytes of response body read at most.")
+    ] = MAX_RESPONSE_BYTES,
+    breaker_fail_max: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Consecutive infrastructure failures that open the circuit breaker."
+        ),
+    ] = DEFAULT_FAIL_MAX,
+    breaker_reset_timeout: Annotated[
+        float,
+        typer.Option(min=0.001, help="Seconds an open breaker waits before one trial attempt."),
+    ] = DEFAULT_RESET_TIMEOUT,
 ) -> None:
     """Run one agent process: register, heartbeat, run assigned tasks, report results.
 
-    Example: mesh agent run --kind python --id py-1 --module examples.agents
+    Every attempt goes through the agent's circuit breaker (published on the breakers topic).
+
+    Examples:
+
+    \b
+      mesh agent run --kind python --id py-1 --module examples.agents
+      mesh agent run --kind http --id review-1 --capability review \\
+          --url http://127.0.0.1:8000/run --timeout 30 --breaker-fail-max 3
     """
     settings = settings_of(ctx)
     chosen_id = agent_id or f"{kind.value}-{_host()}-{os.getpid()}"
     _service_logging(ctx, "agent", chosen_id)
     capabilities = tuple(parse_capability(text) for text in capability or ())
     runner: Runner
-    if kind is Kind.python:
+    labels: dict[str, str] = {}
+    if kind is not Kind.http:
+        for flag, given in {"--url": url, "--header": header}.items():
+            if given:
+                raise ConfigError(f"{flag} is for --kind http")
+    if kind is Kind.http:
+        if url is None:
+            raise ConfigError("an HTTP agent needs --url (e.g. --url http://127.0.0.1:8000/run)")
+        for flag, value in {
+            "--module": module,
+            "--argv": argv,
+            "--env": env,
+            "--workdir": workdir,
+            "--allow-task-command": allow_task_command,
+        }.items():
+            if value:
+                raise ConfigError(f"{flag} is not for --kind http")
+        http = HttpConfig(
+            capabilities=capabilities,
+            url=url,
+            timeout=timeout,
+            headers=dict(parse_header(item) for item in header or ()),
+            max_response_bytes=max_response_bytes,
+        )
+        labels["url"] = http.safe_url
+        runner = HttpRunner(http, agent_id=chosen_id)
+    elif kind is Kind.python:
         if module is None:
             raise ConfigError("a Python agent needs --module (e.g. --module examples.agents)")
         functions = load_agents(module)
@@ -155,6 +223,9 @@ def run(
         max_concurrency=max_concurrency,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
+        labels=labels,
+        breaker_fail_max=breaker_fail_max,
+        breaker_reset_timeout=breaker_reset_timeout,
     )
     _serve(AgentWorker(settings, config, runner).run)
 
@@ -205,6 +276,15 @@ def parse_env(text: str) -> tuple[str, str]:
     if not sep or not key or any(c.isspace() or c == "\0" for c in key):
         raise ConfigError(f"bad --env {text.split('=')[0]!r}: use KEY=VALUE")
     return key, value
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``Name: value`` (the value is never echoed back: it may be a token)."""
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c.isspace() or c in "\0:" for c in name):
+        raise ConfigError(f"bad --header {name[:40]!r}: use 'Name: value'")
+    return name, value.strip()
 
 
 def _serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

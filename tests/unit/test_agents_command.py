@@ -162,7 +162,8 @@ async def test_stdout_that_is_not_a_json_object_has_no_json_key(tmp_path: Path) 
 async def test_nonzero_exit_is_a_retriable_exit_code_failure(tmp_path: Path) -> None:
     code = "import sys; sys.stderr.write('boom'); sys.exit(2)"
     outcome = await runner(tmp_path).run(assigned(command=[PY, "-c", code]), no_progress)
-    assert outcome == Failure("exit_code", "the command exited 2: boom", retriable=True)
+    expected = Failure("exit_code", "the command exited 2: boom", True, infrastructure=False)
+    assert outcome == expected
 
 
 async def test_timeout_is_a_retriable_timeout_failure(tmp_path: Path) -> None:
