@@ -23,10 +23,13 @@ from mesh.agentmanager import AgentManager
 from mesh.events import (
     AgentRegistered,
     BreakerStateChanged,
+    CapabilityRequirement,
     Event,
+    RetryPolicy,
     TaskAssigned,
     TaskCompleted,
     TaskFailed,
+    TaskSpec,
     TaskWaiting,
 )
 from mesh.settings import Settings
@@ -43,6 +46,8 @@ from tests._agents_support import (
     task_ready,
 )
 from tests._http_support import Answer, http_stub, json_answer
+from tests._wm_support import ended, start_manager_process, unique_group
+from tests._wm_support import plan as wm_plan
 
 E = TypeVar("E", bound=Event)
 
@@ -291,3 +296,64 @@ async def test_an_http_agents_breaker_opens_routes_elsewhere_probes_once_and_clo
         assert http.stop() == 0, http.output()
         assert backup.stop() == 0, backup.output()
     print(f"\nbreaker figures: {figures}")
+
+
+async def test_the_workflow_history_records_that_the_agents_breaker_was_open(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Workflow Manager (a real process), Agent Manager, a failing HTTP agent whose breaker
+    opens on the first failure, and a backup: attempt 1 fails on the HTTP agent, attempt 2 is
+    placed on the backup, and the history says why (TaskWaiting breaker_open, placed elsewhere)."""
+    beat = ["--heartbeat-interval", "0.5", "--max-concurrency", "4", "--capability", "h"]
+    http_args = ["--kind", "http", *beat, "--breaker-fail-max", "1"]
+    http_args += ["--breaker-reset-timeout", "600"]  # stays open for the whole test
+    backup_args = ["--kind", "command", "--allow-task-command", *beat]
+    task = TaskSpec(
+        task_id="review",
+        name="review",
+        capabilities=[CapabilityRequirement(name="h")],
+        command=["true"],
+        retry=RetryPolicy(max_attempts=3, jitter=0.0),
+    )
+    created = wm_plan(task)
+    workflow_id = created.workflow_id
+    wm = start_manager_process(settings, unique_group(), tmp_path / "wm.log")
+    try:
+        with (
+            http_stub(json_answer(503, {"error": "model server down"})) as server,
+            agent_process(settings, HTTP, [*http_args, "--url", server.url], tmp_path) as http,
+            agent_process(settings, BACKUP, backup_args, tmp_path) as backup,
+        ):
+            await wm.wait_ready()
+            async with (
+                producer(settings) as out,
+                reader(settings, "workflow.events") as history,
+                reader(settings, "agents") as registry,
+                replicas(settings) as start,
+            ):
+                await registry.until(
+                    lambda evs: (
+                        {HTTP, BACKUP}
+                        <= {e.agent_id for e in evs if isinstance(e, AgentRegistered)}
+                    ),
+                    what="both agents to register",
+                )
+                start("am-a")
+                await publish(out, settings, "plans", created)
+                events = await history.until(ended(workflow_id), what="the workflow to end")
+            assert http.stop() == 0, http.output()
+            assert backup.stop() == 0, backup.output()
+    finally:
+        if wm.process.poll() is None:
+            wm.terminate()
+    ours = [e for e in events if getattr(e, "workflow_id", "") == workflow_id]
+    assert ours[-1].type == "workflow.completed", [e.type for e in ours]
+    [failed] = of_tasks(ours, TaskFailed, {"review"})
+    assert (failed.attempt, failed.agent_id, failed.error_kind) == (1, HTTP, "http_503")
+    [done] = of_tasks(ours, TaskCompleted, {"review"})
+    assert (done.attempt, done.agent_id) == (2, BACKUP)
+    notes = [e for e in of_tasks(ours, TaskWaiting, {"review"}) if e.attempt == 2]
+    assert notes, "the history records why attempt 2 avoided the HTTP agent"
+    assert {(n.reason_kind, n.placed_elsewhere) for n in notes} == {("breaker_open", True)}
+    assert all(HTTP in n.agent_ids for n in notes)
+    assert server.count() == 1
