@@ -293,7 +293,14 @@ async def test_an_http_agents_breaker_opens_routes_elsewhere_probes_once_and_clo
                 [done] = of_tasks(events, TaskCompleted, {"after"})
                 assert isinstance(done, TaskCompleted)
                 assert done.agent_id == HTTP
-        assert http.stop() == 0, http.output()
+
+            # A graceful stop with the breaker closed removes its record (nothing to resume).
+            assert http.stop() == 0, http.output()
+            key = f"agent:{HTTP}".encode()
+            await breakers.until(
+                lambda _: any(r.key == key and r.value is None for r in breakers.raw),
+                what="the closed breaker's tombstone",
+            )
         assert backup.stop() == 0, backup.output()
     print(f"\nbreaker figures: {figures}")
 
@@ -341,7 +348,28 @@ async def test_the_workflow_history_records_that_the_agents_breaker_was_open(
                 start("am-a")
                 await publish(out, settings, "plans", created)
                 events = await history.until(ended(workflow_id), what="the workflow to end")
-            assert http.stop() == 0, http.output()
+
+                # Restarted, the agent resumes its open breaker from the topic: an assignment
+                # sent straight to it is refused without calling the server.
+                assert http.stop() == 0, http.output()
+                args = [*http_args, "--url", server.url]
+                (tmp_path / "again").mkdir()
+                with agent_process(settings, HTTP, args, tmp_path / "again") as again:
+                    await registry.until(
+                        lambda evs: (
+                            sum(isinstance(e, AgentRegistered) and e.agent_id == HTTP for e in evs)
+                            == 2
+                        ),
+                        what="the HTTP agent to register again",
+                    )
+                    direct = task_assigned(HTTP, spec("direct", "h"), workflow_id="wf-direct")
+                    async with reader(settings, "tasks.results") as results:
+                        await publish(out, settings, "tasks.assigned", direct)
+                        answers = await results.until(finished({"direct"}), what="the refusal")
+                    [refused] = of_tasks(answers, TaskFailed, {"direct"})
+                    assert refused.error_kind == "breaker_open"
+                    assert "circuit breaker resumed" in again.output()
+                    assert again.stop() == 0, again.output()
             assert backup.stop() == 0, backup.output()
     finally:
         if wm.process.poll() is None:
