@@ -29,8 +29,8 @@ MAX_HISTORY = 2_000_000
 """Most events of one workflow held in memory for a replay."""
 
 NO_TIME_LOOKUP = (
-    "this broker does not look up offsets by time (the embedded broker answers every lookup "
-    "with offset 0); records were filtered by their timestamps while reading instead"
+    "this broker does not look up offsets by time (the embedded broker's answers are not "
+    "exact); records were filtered by their timestamps while reading instead"
 )
 
 
@@ -72,19 +72,50 @@ async def partition_count(consumer: AIOKafkaConsumer, settings: Settings, channe
 
 
 async def offsets_for_time(
-    consumer: AIOKafkaConsumer, settings: Settings, tps: list[TopicPartition], millis: int
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    tps: list[TopicPartition],
+    millis: int,
+    limits: dict[TopicPartition, tuple[int, int]],
 ) -> dict[TopicPartition, int | None] | None:
     """Per partition, the first offset whose record timestamp is at or after ``millis`` (None:
-    no such record); None altogether when the broker cannot look offsets up by time."""
+    no such record); None altogether when the broker cannot look offsets up by time.
+
+    Each answer is checked against the record it names: Kafka answers with that record's own
+    timestamp, while the embedded broker answers -1 or the first offset of a record batch
+    (whose records may be older than ``millis``), which would cut a replay short.
+    """
     with kafka_errors(settings, "look up offsets by time"):
         found = await consumer.offsets_for_times(dict.fromkeys(tps, millis))
     result: dict[TopicPartition, int | None] = {}
     for tp in tps:
         answer = found.get(tp)
-        if answer is not None and answer.timestamp < 0:
-            return None  # a real answer carries the record's timestamp; -1 means "not looked up"
-        result[tp] = None if answer is None else int(answer.offset)
+        if answer is None:
+            result[tp] = None
+            continue
+        offset, stamp = int(answer.offset), int(answer.timestamp)
+        if (
+            stamp < millis
+            or await _timestamp_at(consumer, settings, tp, offset, limits[tp]) != stamp
+        ):
+            return None
+        result[tp] = offset
     return result
+
+
+async def _timestamp_at(
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    tp: TopicPartition,
+    offset: int,
+    limits: tuple[int, int],
+) -> int | None:
+    """The timestamp of the record at ``offset`` (None if there is no such record)."""
+    async for batch in read_bounded(consumer, settings, tp, limits, start=offset, stop=offset + 1):
+        for record in batch:
+            if record.offset == offset:
+                return int(record.timestamp)
+    return None
 
 
 async def read_bounded(
@@ -140,7 +171,7 @@ async def read_history(
         stop = None if until_offset is None else until_offset + 1
         filter_ms = None
         if until_ms is not None:
-            looked = await offsets_for_time(consumer, settings, [tp], until_ms + 1)
+            looked = await offsets_for_time(consumer, settings, [tp], until_ms + 1, {tp: limits})
             if looked is None:
                 notes.append(NO_TIME_LOOKUP)
                 filter_ms = until_ms

@@ -98,7 +98,7 @@ async def shadow_replay(
         tps = [TopicPartition(topic, n) for n in range(count)]
         limits = await bounds(consumer, settings, tps)
         notes: list[str] = []
-        stops, until_filter = await _stops(consumer, settings, tps, until_ms, notes)
+        stops, until_filter = await _stops(consumer, settings, tps, limits, until_ms, notes)
         window = await _window(
             consumer, settings, tps, limits, stops, since_ms, until_filter, notes
         )
@@ -123,6 +123,7 @@ async def _stops(
     consumer: AIOKafkaConsumer,
     settings: Settings,
     tps: list[TopicPartition],
+    limits: dict[TopicPartition, tuple[int, int]],
     until_ms: int | None,
     notes: list[str],
 ) -> tuple[dict[TopicPartition, int | None], int | None]:
@@ -131,7 +132,7 @@ async def _stops(
     stops: dict[TopicPartition, int | None] = dict.fromkeys(tps)
     if until_ms is None:
         return stops, None
-    looked = await offsets_for_time(consumer, settings, tps, until_ms + 1)
+    looked = await offsets_for_time(consumer, settings, tps, until_ms + 1, limits)
     if looked is None:
         notes.append(NO_TIME_LOOKUP)
         return stops, until_ms
@@ -151,7 +152,7 @@ async def _window(
     """Keys with records in the window (None: every key, when there is no ``since``)."""
     if since_ms is None:
         return None
-    looked = await offsets_for_time(consumer, settings, tps, since_ms)
+    looked = await offsets_for_time(consumer, settings, tps, since_ms, limits)
     since_filter = since_ms if looked is None else None
     if looked is None:
         notes.append(NO_TIME_LOOKUP)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from mesh.events import WorkflowEvent, WorkflowStarted
+from mesh.replay._times import to_millis
 from mesh.workflows import DecisionError, TaskState, WorkflowState, fold
 from mesh.workflows._folding import Folding  # the working copy ``fold`` itself uses
 
@@ -86,7 +87,7 @@ def cut(
 def _millis(item: Recorded) -> int:
     if item.timestamp_ms is not None:
         return item.timestamp_ms
-    return int(item.event.occurred_at.timestamp() * 1000)
+    return to_millis(item.event.occurred_at)
 
 
 def timeline(events: Sequence[WorkflowEvent]) -> list[Step]:

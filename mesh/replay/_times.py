@@ -35,9 +35,13 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_millis(instant: datetime) -> int:
-    """Kafka's timestamp unit: milliseconds since the epoch."""
-    return int(instant.timestamp() * 1000)
+    """Kafka's timestamp unit: milliseconds since the epoch (exact: no float rounding, so a
+    time printed from a record's timestamp names that very millisecond)."""
+    return (instant - _EPOCH) // timedelta(milliseconds=1)
 
 
 def from_millis(millis: int) -> datetime:

@@ -19,10 +19,12 @@ from mesh.replay import (
     diff,
     diff_states,
     export_history,
+    from_millis,
     load_history,
     parse_time,
     timeline,
     timeline_of,
+    to_millis,
 )
 from mesh.replay._diff import MISSING
 from mesh.workflows import fold
@@ -224,3 +226,8 @@ def test_a_file_with_two_workflows_needs_a_workflow_id(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="holds 2 workflows"):
         load_history(path, Mapper())
     assert [r.event for r in load_history(path, Mapper(), workflow_id="wf-2")] == two.history
+
+
+def test_a_printed_record_time_reads_back_as_the_same_millisecond() -> None:
+    for millis in (1_733_367_421_123, 1_796_438_836_306, 0, 999):
+        assert to_millis(parse_time(from_millis(millis).isoformat())) == millis
