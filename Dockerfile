@@ -6,6 +6,7 @@ COPY mesh ./mesh
 COPY topics ./topics
 COPY schemas ./schemas
 COPY resources ./resources
+COPY agents ./agents
 RUN pip install --no-cache-dir . && useradd --create-home mesh
 USER mesh
 CMD ["mesh", "--help"]

@@ -29,11 +29,13 @@ import dataclasses
 import random
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mesh.agentmanager._health import HealthPolicy
+from mesh.agentmanager._lifecycle import AgentLifecycle
 from mesh.agentmanager._matching import (
     AgentState,
     Requirements,
@@ -43,6 +45,7 @@ from mesh.agentmanager._matching import (
     why_not,
 )
 from mesh.agentmanager._registry import Registry
+from mesh.agentmanager._templates import load_templates
 from mesh.agents import Dispatcher, partition_for
 from mesh.agents._directory import AttemptKey
 from mesh.agents._dispatcher import Outgoing, _Partition, _Pending
@@ -62,6 +65,7 @@ from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
 from mesh.log import get_logger
 from mesh.settings import Settings
+from mesh.supervisor import RestartPolicy
 
 COMPONENT = "agent-manager"
 _GUARD_POLL_MS = 500
@@ -379,8 +383,12 @@ async def run_agent_manager(
     missed_heartbeats: float | None = None,
     transactional: bool | None = None,
     instance: str | None = None,
+    templates: Sequence[Path] = (),
+    lifecycle: bool = True,
+    restart: RestartPolicy | None = None,
 ) -> None:
-    """Run one Agent Manager replica until ``stop`` is set (``mesh run agents``)."""
+    """Run one Agent Manager replica until ``stop`` is set (``mesh run agents``): assignment,
+    and (unless ``lifecycle`` is False) the local agents that ``mesh agents spawn`` starts."""
     policy = HealthPolicy.after(missed_heartbeats) if missed_heartbeats else HealthPolicy()
     manager = AgentManager(
         settings,
@@ -389,7 +397,22 @@ async def run_agent_manager(
         transactional=transactional,
         instance=instance,
     )
-    await manager.run(stop)
+    if not lifecycle:
+        await manager.run(stop)
+        return
+    agents = AgentLifecycle(
+        settings, load_templates(templates), manager.registry, me=manager.me, restart=restart
+    )
+    jobs = [asyncio.ensure_future(manager.run(stop)), asyncio.ensure_future(agents.serve(stop))]
+    try:
+        done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
+        for job in done:
+            job.result()  # the first failure stops the replica
+    finally:
+        stop.set()
+        for job in jobs:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(job, 60)
 
 
 __all__ = ["COMPONENT", "AgentManager", "RegistrationRefused", "run_agent_manager"]

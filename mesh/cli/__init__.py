@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mesh.cli import agent as _agent
+from mesh.cli import agents as _agents
 from mesh.cli import broker as _broker
 from mesh.cli import control as _control
 from mesh.cli import dev as _dev
@@ -18,6 +19,7 @@ from mesh.cli._app import app, main
 
 app.add_typer(_broker.app, name="broker")
 app.add_typer(_agent.app, name="agent")
+app.add_typer(_agents.app, name="agents")
 app.command("dev")(_dev.dev)
 app.add_typer(_topics.app, name="topics")
 app.add_typer(_run.app, name="run")

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Literal
 
 import structlog
@@ -48,7 +49,11 @@ def workflows(
     ] = 3600,
     no_dispatch: Annotated[
         bool,
-        typer.Option("--no-dispatch", help="Do not run the simple dispatcher in this process."),
+        typer.Option(
+            "--no-dispatch",
+            help="Do not run the simple dispatcher in this process (run the Agent Manager, "
+            "'mesh run agents', instead; mesh dev and docker-compose.yml do).",
+        ),
     ] = False,
     transactional: Annotated[
         bool | None,
@@ -182,16 +187,42 @@ def agents(
             show_default=False,
         ),
     ] = None,
+    templates: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--templates",
+            help="Agent template YAML file or directory (repeatable) "
+            "[default: agents/templates.yaml if it exists]",
+        ),
+    ] = None,
+    lifecycle: Annotated[
+        bool,
+        typer.Option(
+            "--lifecycle/--no-lifecycle",
+            help="Answer 'mesh agents spawn/terminate' by starting and stopping agent "
+            "processes on this host.",
+        ),
+    ] = True,
+    max_restarts: Annotated[
+        int, typer.Option(min=0, help="Restarts of a crashed agent allowed per window.")
+    ] = 5,
+    restart_window: Annotated[
+        float, typer.Option(min=1, help="Seconds of the restart window.")
+    ] = 60.0,
 ) -> None:
-    """Run the Agent Manager: matches ready tasks to healthy agents and reassigns dead agents'
-    work.
+    """Run the Agent Manager: matches ready tasks to healthy agents, reassigns dead agents'
+    work, and spawns, restarts and terminates local agents from templates.
 
-    Example: mesh run agents --strategy power_of_two
+    Example: mesh run agents --strategy power_of_two --templates agents/templates.yaml
     """
     settings = settings_of(ctx)
     _service_logging(ctx, "agent-manager", instance)
     from mesh.agentmanager import run_agent_manager
+    from mesh.agentmanager._templates import load_templates
+    from mesh.supervisor import RestartPolicy
 
+    load_templates(templates or ())  # a bad template file fails here, in one line
+    restart = RestartPolicy(max_restarts=max_restarts, window=restart_window)
     _serve(
         lambda stop: run_agent_manager(
             settings,
@@ -200,6 +231,9 @@ def agents(
             missed_heartbeats=missed_heartbeats,
             transactional=transactional,
             instance=instance,
+            templates=templates or (),
+            lifecycle=lifecycle,
+            restart=restart,
         )
     )
 

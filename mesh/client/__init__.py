@@ -1,5 +1,13 @@
 """Client side of the mesh: publishing workflows and following them."""
 
+from mesh.client._agents import (
+    AgentManagerError,
+    AgentReport,
+    NoAgentManager,
+    agent_states,
+    spawn_agents,
+    terminate_agent,
+)
 from mesh.client._control import send_command, send_external_event
 from mesh.client._planfile import PlanRequest, load_plan_file
 from mesh.client._request import submit_request, wait_for_plan
@@ -16,9 +24,13 @@ from mesh.client._submit import (
 
 __all__ = [
     "FINAL_TYPES",
+    "AgentManagerError",
+    "AgentReport",
     "HistoryCursor",
+    "NoAgentManager",
     "PlanRequest",
     "Submitted",
+    "agent_states",
     "follow_history",
     "history_cursor",
     "load_plan_file",
@@ -26,7 +38,9 @@ __all__ = [
     "publish",
     "send_command",
     "send_external_event",
+    "spawn_agents",
     "submit_plan",
     "submit_request",
+    "terminate_agent",
     "wait_for_plan",
 ]

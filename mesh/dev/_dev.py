@@ -1,5 +1,9 @@
 """Run the whole mesh locally: broker, topics, every component and a pool of demo agents.
 
+The components are the Workflow Manager (without its simple dispatcher), the Agent Manager
+(``mesh run agents``: it assigns every ready task, reassigns dead agents' work and answers
+``mesh agents spawn|terminate``) and the Task Planner.
+
 Like Temporal's ``server start-dev``: one command, readable logs, ``mesh ready`` once everything
 consumes, and Ctrl-C stops everything cleanly. Every component and agent is a real process
 (``python -m mesh ...``) so what runs here is what runs in production.
@@ -21,7 +25,7 @@ from mesh.settings import Settings
 from mesh.supervisor import Child, Supervisor
 from mesh.topics import apply_topics, load_topics
 
-READY_EVENTS = frozenset({"workflows ready", "agent ready", "planner ready"})
+READY_EVENTS = frozenset({"workflows ready", "dispatcher ready", "agent ready", "planner ready"})
 """Log events by which a component or an agent says that it consumes."""
 
 
@@ -37,6 +41,8 @@ class DevOptions:
     planner: bool = True
     agent_args: tuple[str, ...] = ()
     """Extra ``mesh agent run`` arguments for the demo command agents (tests add a timeout …)."""
+    manager_args: tuple[str, ...] = ()
+    """Extra ``mesh run agents`` arguments (``--strategy``, ``--templates`` …)."""
     topics_dir: Path = Path("topics")
     ready_within: float = 90.0
 
@@ -83,6 +89,7 @@ class DevMesh:
         await apply_topics(self.settings, declarations.topics)
         for i in range(1, self.options.workflow_replicas + 1):
             await self.spawn_workflows(_replica_name(i, self.options.workflow_replicas))
+        await self.spawn_agent_manager()
         if self.options.planner:
             # The demo agents offer `shell`: map every template capability onto it unless the
             # user chose a mapping.
@@ -137,10 +144,19 @@ class DevMesh:
         return f"demo-{name}" if prefix in ("", "mesh") else f"{prefix}-{name}"
 
     async def spawn_workflows(self, name: str = "workflows") -> Child:
-        """Start a Workflow Manager replica (also used to replace a killed one)."""
+        """Start a Workflow Manager replica (also used to replace a killed one); the Agent
+        Manager dispatches, so it runs without the simple dispatcher."""
         return await self.supervisor.spawn(
             name,
-            _mesh("run", "workflows", "--group", self.settings.group("workflows")),
+            _mesh("run", "workflows", "--group", self.settings.group("workflows"), "--no-dispatch"),
+            env=self.settings.to_env(),
+        )
+
+    async def spawn_agent_manager(self, name: str = "agent-manager") -> Child:
+        """Start an Agent Manager replica (also used to replace a killed one)."""
+        return await self.supervisor.spawn(
+            name,
+            _mesh("run", "agents", *self.options.manager_args),
             env=self.settings.to_env(),
         )
 
@@ -157,7 +173,7 @@ class DevMesh:
     async def stop(self) -> None:
         """Stop agents first (they finish or give back their work), then components, then the
         broker."""
-        components = ("workflows", "planner")
+        components = ("workflows", "planner", "agent-manager")
         agents = [n for n in self.supervisor.children if not n.startswith(components)]
         await asyncio.gather(*(self.supervisor.stop(n) for n in agents))
         await self.supervisor.stop_all()

@@ -18,6 +18,8 @@ from mesh.events._agents import (
     AgentTerminated,
     AgentUpdated,
     Health,
+    SpawnAgents,
+    TerminateAgent,
 )
 from mesh.events._breakers import BreakerState, BreakerStateChanged
 from mesh.events._catalog import (
@@ -175,6 +177,7 @@ __all__ = [
     "ResumeWorkflow",
     "RetryPolicy",
     "RetryTask",
+    "SpawnAgents",
     "TaskAssigned",
     "TaskCancelled",
     "TaskCompleted",
@@ -191,6 +194,7 @@ __all__ = [
     "TaskStarted",
     "TaskTimedOut",
     "TaskWaiting",
+    "TerminateAgent",
     "UnitCosts",
     "Upcaster",
     "WaitingReason",

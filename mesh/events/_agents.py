@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from mesh.events._envelope import Event
-from mesh.events._types import Id, Name, Seq, ShortText
+from mesh.events._types import Id, JsonObject, Name, Seq, ShortText
 from mesh.events._values import Capability, Resources
 
 AgentKind = Literal["command", "python", "http"]
@@ -97,3 +97,46 @@ class AgentTerminated(_AgentEvent):
 
     reason: ShortText = Field(default="", description="Why.")
     exit_code: int | None = Field(default=None, description="Process exit status, if it had one.")
+
+
+class SpawnAgents(Event):
+    """Ask an Agent Manager to start ``count`` agent processes from a template (request/reply).
+
+    One replica of the Agent Manager's group takes it, starts the processes under its local
+    supervisor and answers on ``replies`` with the agents' ids and pids once they registered.
+    """
+
+    type: Literal["agents.spawn"] = "agents.spawn"
+    schema_version: Literal[1] = 1
+    key_doc: ClassVar[str] = "template name"
+
+    template: Name = Field(
+        description="An agent template by name (built-in or from the manager's template files), "
+        "or a base kind: `command`, `python`."
+    )
+    count: int = Field(default=1, ge=1, le=100, description="How many instances to start.")
+    name: Name | None = Field(
+        default=None,
+        description="Id stem of the instances (`<name>-1` …) [default: the template's name].",
+    )
+    config: JsonObject = Field(
+        default_factory=dict,
+        description="Overrides of the template's fields (capabilities, argv, timeout …).",
+    )
+
+    @property
+    def key(self) -> str:
+        return self.template
+
+
+class TerminateAgent(_AgentEvent):
+    """Ask the Agent Manager to stop an agent: SIGTERM (it drains, deregisters), then SIGKILL
+    after ``grace_seconds`` (request/reply)."""
+
+    type: Literal["agents.terminate"] = "agents.terminate"
+    schema_version: Literal[1] = 1
+
+    grace_seconds: float = Field(
+        default=10.0, ge=0, le=3_600, description="Time to drain before the process is killed."
+    )
+    reason: ShortText = Field(default="", description="Why, for the logs.")

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from mesh.events._agents import AgentHeartbeat, AgentRegistered, AgentTerminated, AgentUpdated
+from mesh.events._agents import (
+    AgentHeartbeat,
+    AgentRegistered,
+    AgentTerminated,
+    AgentUpdated,
+    SpawnAgents,
+    TerminateAgent,
+)
 from mesh.events._breakers import BreakerStateChanged
 from mesh.events._commands import (
     CancelWorkflow,
@@ -190,6 +197,14 @@ _CHANNELS = (
         (AgentHeartbeat,),
     ),
     Channel(
+        "agents.commands",
+        "template name or agent id",
+        "delete",
+        "Lifecycle requests to the Agent Manager (spawn, terminate); each is answered on "
+        "`replies`.",
+        (SpawnAgents, TerminateAgent),
+    ),
+    Channel(
         "resources",
         "`pool:<id>`, `allocation:<id>`, `quota:<tenant>` or `forecast:<workflow_id>`",
         "compact",
@@ -230,7 +245,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
             Component(
                 "client",
                 "The Python client API and the `mesh` command line.",
-                sends=("requests", "commands"),
+                sends=("requests", "commands", "agents.commands"),
                 receives=("plans", "workflow.events", "replies"),
             ),
             Component(
@@ -267,7 +282,15 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                 "agent-manager",
                 "Spawns, watches and assigns work to agents behind circuit breakers.",
                 sends=("tasks.assigned", "tasks.results", "agents", "breakers", *_DLQ_REPLIES),
-                receives=("resources", "agents", "agents.heartbeats", "breakers", "tasks.results"),
+                receives=(
+                    "resources",
+                    "agents",
+                    "agents.heartbeats",
+                    "agents.commands",
+                    "breakers",
+                    "tasks.results",
+                    "tasks.ready",
+                ),
             ),
             Component(
                 "agent",

@@ -45,6 +45,9 @@ DESIGN_CHANNELS = [
     "tasks.results",
     "agents",
     "agents.heartbeats",
+    # Not in DESIGN.md's table: lifecycle requests to the Agent Manager (mesh agents spawn),
+    # answered on replies. `commands` is keyed by workflow id and read by the Workflow Manager.
+    "agents.commands",
     "resources",
     "breakers",
     "replies",

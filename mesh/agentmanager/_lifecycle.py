@@ -1,0 +1,505 @@
+"""Agent lifecycle: spawn agents from templates as local processes, terminate them, restart
+the ones that crash — and the ``agents.commands`` loop that lets ``mesh agents spawn`` and
+``terminate`` reach it (request/reply).
+
+Each Agent Manager replica owns a :class:`~mesh.supervisor.Supervisor` of the agents it started.
+Lifecycle requests arrive on ``agents.commands`` in a consumer group, so exactly one replica
+takes each; it answers with a ``Reply`` on ``replies`` keyed by the request's correlation id.
+
+- **spawn**: ``count`` processes of ``mesh agent run`` from a template, each under the
+  supervisor's restart policy. The reply comes once every instance says ``agent ready`` (it has
+  registered), or with the reason the first one could not start.
+- **terminate**: SIGTERM — the worker drains, publishes ``AgentTerminated`` and a tombstone —
+  then SIGKILL after the grace period. An agent this replica did not start but that runs on
+  this host (its registration names the host and pid) is signalled the same way; any other
+  agent is refused with the host it runs on.
+- **restart**: a crashed agent comes back under a *fresh* id (``<id>.r1``, ``.r2`` …). The old id
+  goes through the health path like any dead agent — its attempts are reassigned after the
+  missed-heartbeat threshold — and only then is it deregistered here. Coming back under the
+  old id would re-run the attempts its offset had not committed even after they were
+  reassigned, i.e. run a task twice.
+
+Requests older than ``expire_after`` (a replica that was down) are skipped: their caller has
+given up, and starting agents for nobody is worse than not answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import JsonValue
+
+from mesh.agentmanager._registry import Registry
+from mesh.agentmanager._templates import TemplateRefused, Templates
+from mesh.agents._host import host_name
+from mesh.errors import EventError, MeshError
+from mesh.events import (
+    AgentTerminated,
+    Event,
+    Mapper,
+    Producer,
+    Reply,
+    ReplyError,
+    SpawnAgents,
+    TerminateAgent,
+    meta,
+)
+from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.log import get_logger
+from mesh.settings import Settings
+from mesh.supervisor import Child, RestartPolicy, Supervisor
+
+log = get_logger("mesh.agentmanager.lifecycle")
+
+_POLL_MS = 300
+_JANITOR_SECONDS = 0.5
+_PID_POLL_SECONDS = 0.05
+
+
+class LifecycleError(MeshError):
+    """A spawn or terminate request that cannot be carried out (answered as an error)."""
+
+
+class UnknownAgent(LifecycleError):
+    """No agent with that id runs where this Agent Manager can stop it."""
+
+
+class SpawnFailed(LifecycleError):
+    """An agent process exited or did not register in time."""
+
+    retriable = True
+
+
+@dataclass(frozen=True)
+class SpawnedAgent:
+    """One agent process started by :meth:`AgentLifecycle.spawn_agent`."""
+
+    agent_id: str
+    pid: int
+    template: str
+    host: str
+
+    def as_json(self) -> dict[str, JsonValue]:
+        return {
+            "agent_id": self.agent_id,
+            "pid": self.pid,
+            "template": self.template,
+            "host": self.host,
+        }
+
+
+@dataclass(frozen=True)
+class TerminatedAgent:
+    """How :meth:`AgentLifecycle.terminate_agent` stopped an agent."""
+
+    agent_id: str
+    pid: int
+    exit_code: int | None
+    forced: bool
+    supervised: bool
+
+    def as_json(self) -> dict[str, JsonValue]:
+        return {
+            "agent_id": self.agent_id,
+            "pid": self.pid,
+            "exit_code": self.exit_code,
+            "forced": self.forced,
+            "supervised": self.supervised,
+        }
+
+
+def incarnation_id(agent_id: str, incarnation: int) -> str:
+    """The id of a supervised agent's n-th restart (the first run keeps ``agent_id``)."""
+    return agent_id if incarnation == 0 else f"{agent_id}.r{incarnation}"
+
+
+class AgentLifecycle:
+    """The local agent processes of one Agent Manager replica.
+
+    ``registry`` (the manager's, folded from Kafka) says which ids are taken, where unsupervised
+    agents run, and when a crashed agent's attempts have all been reassigned.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        templates: Templates,
+        registry: Registry,
+        *,
+        me: Producer,
+        restart: RestartPolicy | None = None,
+        ready_within: float = 60.0,
+        expire_after: float = 120.0,
+        workdir: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.templates = templates
+        self.registry = registry
+        self.me = me
+        self.restart = restart or RestartPolicy()
+        self.ready_within = ready_within
+        self.expire_after = expire_after
+        self.workdir = workdir
+        self.host = host_name()
+        self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+        self.supervisor = Supervisor(
+            on_log=_forward, is_ready=_is_ready, on_exit=self._crashed, keep_lines=50
+        )
+        self._template_of: dict[str, str] = {}
+        self._departed: dict[str, AgentTerminated] = {}
+        self._producer: AIOKafkaProducer | None = None
+
+    # -- the API -------------------------------------------------------------------------------
+
+    async def spawn_agent(
+        self,
+        template: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        count: int = 1,
+        name: str | None = None,
+    ) -> list[SpawnedAgent]:
+        """Start ``count`` agents from ``template`` (with ``config`` overrides); returns once
+        each has registered. ``TemplateRefused`` / ``SpawnFailed`` say why not."""
+        resolved = self.templates.resolve(template, config or {})
+        stem = name or resolved.name
+        env = {**self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        cwd = str(self.workdir) if self.workdir is not None else None
+        children: list[Child] = []
+        try:
+            for agent_id in self._free_ids(stem, count):
+
+                def argv_for(n: int, agent_id: str = agent_id) -> list[str]:
+                    return _mesh(*resolved.run_args(incarnation_id(agent_id, n)))
+
+                self._template_of[agent_id] = template
+                children.append(
+                    await self.supervisor.spawn(
+                        agent_id,
+                        argv_for(0),
+                        env=env,
+                        cwd=cwd,
+                        restart=self.restart,
+                        argv_for=argv_for,
+                    )
+                )
+            await self._until_ready(children)
+        except BaseException:
+            await asyncio.gather(
+                *(self.supervisor.stop(c.name, grace=2.0) for c in children),
+                return_exceptions=True,
+            )
+            for child in children:
+                self._forget(child.name)
+            raise
+        spawned = [SpawnedAgent(c.name, c.pid, template, self.host) for c in children]
+        log.info(
+            "agents spawned",
+            template=template,
+            agents=[s.agent_id for s in spawned],
+            pids=[s.pid for s in spawned],
+        )
+        return spawned
+
+    async def terminate_agent(self, agent_id: str, *, grace: float = 10.0) -> TerminatedAgent:
+        """Stop ``agent_id`` gracefully (SIGTERM), forcefully (SIGKILL) after ``grace`` s."""
+        child = self._child_running(agent_id)
+        if child is not None:
+            pid = child.pid
+            code = await self.supervisor.stop(child.name, grace=grace)
+            self._forget(child.name)
+            forced = code == -signal.SIGKILL
+            log.info("agent terminated", agent_id=agent_id, pid=pid, exit_code=code, forced=forced)
+            return TerminatedAgent(agent_id, pid, code, forced, supervised=True)
+        pid = self._local_pid(agent_id)
+        forced = await _signal_and_wait(pid, grace)
+        log.info("agent terminated", agent_id=agent_id, pid=pid, forced=forced, supervised=False)
+        return TerminatedAgent(agent_id, pid, None, forced, supervised=False)
+
+    def local_agents(self) -> list[SpawnedAgent]:
+        """The agents this replica supervises that run now."""
+        return [
+            SpawnedAgent(self._current_id(c), c.pid, self._template_of.get(c.name, ""), self.host)
+            for c in self.supervisor.children.values()
+            if c.running
+        ]
+
+    async def stop_all(self, *, grace: float = 10.0) -> None:
+        """Stop every supervised agent (the replica shuts down)."""
+        await self.supervisor.stop_all(grace=grace)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _free_ids(self, stem: str, count: int) -> list[str]:
+        taken = {*self.registry.agent_ids, *self.supervisor.children}
+        found: list[str] = []
+        n = 0
+        while len(found) < count:
+            n += 1
+            candidate = f"{stem}-{n}"
+            if candidate not in taken:
+                found.append(candidate)
+        return found
+
+    async def _until_ready(self, children: list[Child]) -> None:
+        async def one(child: Child) -> None:
+            ready = asyncio.ensure_future(child.ready.wait())
+            exited = asyncio.ensure_future(child.process.wait())
+            try:
+                await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+                exited.cancel()
+            if not child.ready.is_set():
+                last = child.lines[-1][:300] if child.lines else "no output"
+                raise SpawnFailed(
+                    f"agent {child.name} exited with {child.process.returncode} before it "
+                    f"registered: {last}"
+                )
+
+        try:
+            async with asyncio.timeout(self.ready_within):
+                await asyncio.gather(*(one(c) for c in children))
+        except TimeoutError:
+            slow = [c.name for c in children if not c.ready.is_set()]
+            raise SpawnFailed(
+                f"agents {', '.join(slow)} did not register within {self.ready_within:g} s"
+            ) from None
+
+    def _child_running(self, agent_id: str) -> Child | None:
+        for child in self.supervisor.children.values():
+            if self._current_id(child) == agent_id and (child.running or child._watching):
+                return child
+        return None
+
+    def _current_id(self, child: Child) -> str:
+        return incarnation_id(child.name, child.incarnation)
+
+    def _forget(self, name: str) -> None:
+        self.supervisor.children.pop(name, None)
+        self._template_of.pop(name, None)
+
+    def _local_pid(self, agent_id: str) -> int:
+        """The pid of an agent that runs on this host but was not started here."""
+        state = next(
+            (a for a in self.registry.agents(datetime.now(UTC)) if a.agent_id == agent_id), None
+        )
+        if state is None:
+            raise UnknownAgent(f"no agent {agent_id!r} is registered")
+        if state.host != self.host:
+            raise UnknownAgent(
+                f"agent {agent_id!r} runs on host {state.host or 'unknown'}, not on this Agent "
+                f"Manager's host {self.host}; stop it there"
+            )
+        pid_text = state.labels.get("pid", "")
+        if not pid_text.isdigit() or not _is_agent_process(int(pid_text), agent_id):
+            raise UnknownAgent(f"agent {agent_id!r} has no running process on this host")
+        return int(pid_text)
+
+    # -- crashed agents ------------------------------------------------------------------------
+
+    def _crashed(self, child: Child, code: int, delay: float | None) -> None:
+        """A supervised agent died unasked: its id departs once its attempts moved on."""
+        agent_id = self._current_id(child)
+        if delay is None:
+            what = "restart limit reached; not restarted"
+            log.error("agent crashed", agent_id=agent_id, exit_code=code, restart=what)
+        else:
+            what = f"restarting as {incarnation_id(child.name, child.incarnation + 1)}"
+            log.warning(
+                "agent crashed", agent_id=agent_id, exit_code=code, restart_in_seconds=delay
+            )
+        self._departed[agent_id] = AgentTerminated(
+            **meta(self.me, correlation_id=agent_id),
+            agent_id=agent_id,
+            reason=f"crashed (exit {code}); {what}",
+            exit_code=code,
+        )
+
+    async def _janitor(self, producer: AIOKafkaProducer) -> None:
+        """Deregister crashed ids once they hold no attempt (the health path reassigned them)."""
+        while True:
+            for agent_id, event in list(self._departed.items()):
+                if self.registry.outstanding(agent_id):
+                    continue
+                topic = self.settings.topic("agents")
+                key, value, headers = self.mapper.encode(event)
+                with kafka_errors(self.settings, "deregister a crashed agent"):
+                    await producer.send_and_wait(topic, value, key=key, headers=headers)
+                    await producer.send_and_wait(topic, None, key=key)
+                self._departed.pop(agent_id, None)
+                log.info("crashed agent deregistered", agent_id=agent_id)
+            await asyncio.sleep(_JANITOR_SECONDS)
+
+    # -- agents.commands: request/reply --------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Answer spawn and terminate requests until ``stop``; then stop the local agents."""
+        kwargs = client_kwargs(self.settings)
+        consumer = AIOKafkaConsumer(
+            **kwargs,
+            group_id=self.settings.group("agent-manager-commands"),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        producer = AIOKafkaProducer(**kwargs, acks="all")
+        janitor: asyncio.Task[None] | None = None
+        try:
+            with kafka_errors(self.settings, "start the agent lifecycle"):
+                await consumer.start()
+                await producer.start()
+            consumer.subscribe([self.settings.topic("agents.commands")])
+            janitor = asyncio.create_task(self._janitor(producer))
+            log.info("agent lifecycle ready", templates=self.templates.names())
+            while not stop.is_set():
+                if janitor.done():
+                    janitor.result()
+                with kafka_errors(self.settings, "read agent lifecycle requests"):
+                    batch = await consumer.getmany(timeout_ms=_POLL_MS)
+                for tp, records in batch.items():
+                    for record in records:
+                        reply = await self._handle(record)
+                        if reply is not None:
+                            await self._reply(producer, reply)
+                    with kafka_errors(self.settings, "commit agent lifecycle requests"):
+                        await consumer.commit({tp: records[-1].offset + 1})
+        finally:
+            if janitor is not None:
+                janitor.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await janitor
+            await self.stop_all()
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _handle(self, record: Any) -> Reply | None:
+        try:
+            request = self.mapper.decode(record.value, record.headers)
+        except EventError as exc:
+            log.warning(
+                "unreadable lifecycle request skipped", offset=record.offset, error=str(exc)
+            )
+            return None
+        if not isinstance(request, SpawnAgents | TerminateAgent):
+            log.warning("not a lifecycle request; skipped", type=request.type)
+            return None
+        age = (datetime.now(UTC) - request.occurred_at).total_seconds()
+        if age > self.expire_after:
+            log.warning("expired lifecycle request skipped", type=request.type, age_seconds=age)
+            return None
+        try:
+            result = await self.perform(request)
+        except (LifecycleError, TemplateRefused) as exc:
+            return self._failure(request, exc)
+        except Exception as exc:  # an OS error starting a process: answer rather than hang
+            log.error("lifecycle request failed", type=request.type, error=str(exc))
+            return self._failure(request, exc)
+        return Reply(**meta(self.me, causation=request), ok=True, result=result)
+
+    async def perform(self, request: SpawnAgents | TerminateAgent) -> JsonValue:
+        """Carry out one request; its reply's result."""
+        if isinstance(request, SpawnAgents):
+            spawned = await self.spawn_agent(
+                request.template, request.config, count=request.count, name=request.name
+            )
+            return {"agents": [s.as_json() for s in spawned]}
+        done = await self.terminate_agent(request.agent_id, grace=request.grace_seconds)
+        return done.as_json()
+
+    def _failure(self, request: Event, exc: BaseException) -> Reply:
+        error = ReplyError(
+            kind=type(exc).__name__,
+            message=str(exc)[:2_000] or type(exc).__name__,
+            retriable=bool(getattr(exc, "retriable", False)),
+        )
+        return Reply(**meta(self.me, causation=request), ok=False, error=error)
+
+    async def _reply(self, producer: AIOKafkaProducer, reply: Reply) -> None:
+        key, value, headers = self.mapper.encode(reply)
+        with kafka_errors(self.settings, "answer a lifecycle request"):
+            await producer.send_and_wait(
+                self.settings.topic("replies"), value, key=key, headers=headers
+            )
+
+
+def _mesh(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mesh", *args]
+
+
+def _is_ready(_child: Child, entry: dict[str, Any]) -> bool:
+    return entry.get("event") == "agent ready"
+
+
+def _forward(child: Child, entry: dict[str, Any] | str) -> None:
+    """Agents' warnings and errors appear in the manager's log; the rest stays in theirs."""
+    if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
+        log.warning("agent says", agent=child.name, message=str(entry.get("event", ""))[:500])
+
+
+def _is_agent_process(pid: int, agent_id: str) -> bool:
+    """``pid`` runs a mesh agent (guards against signalling a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    text = [part.decode(errors="replace") for part in cmdline]
+    return ("mesh" in text and "agent" in text and any(agent_id in part for part in text)) or (
+        "mesh" in text and "agent" in text and agent_id.endswith(f"-{pid}")
+    )
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
+async def _signal_and_wait(pid: int, grace: float) -> bool:
+    """SIGTERM ``pid``, wait up to ``grace`` s, then SIGKILL; True if it had to be killed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while True:
+        if _pid_gone(pid):
+            return False
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(_PID_POLL_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while True:  # SIGKILL cannot be ignored: the wait is short
+        if _pid_gone(pid):
+            return True
+        await asyncio.sleep(_PID_POLL_SECONDS)
+
+
+__all__ = [
+    "AgentLifecycle",
+    "LifecycleError",
+    "SpawnFailed",
+    "SpawnedAgent",
+    "TerminatedAgent",
+    "UnknownAgent",
+    "incarnation_id",
+]

@@ -1,0 +1,257 @@
+"""The Agent Manager's API from a client: spawn and terminate agents (request/reply over
+``agents.commands`` and ``replies``), list agents and their health (read from the topics).
+
+A call takes the end of its ``replies`` partition *before* publishing the request, so the
+answer cannot be missed, then waits for the ``Reply`` with its correlation id; if none comes in
+time, no Agent Manager took the request (none runs, or none with the lifecycle enabled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import JsonValue
+
+from mesh.agentmanager import AgentState, HealthPolicy, Registry
+from mesh.errors import BrokerError, EventError, MeshError
+from mesh.events import (
+    AgentHeartbeat,
+    BreakerStateChanged,
+    Event,
+    Mapper,
+    Reply,
+    SpawnAgents,
+    TerminateAgent,
+    meta,
+    uuid7,
+)
+from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.settings import Settings
+
+from ._submit import cli_producer, key_cursor, publish
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class AgentManagerError(MeshError):
+    """The Agent Manager answered a request with an error (its message says why)."""
+
+    def __init__(self, message: str, *, kind: str = "", retriable: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retriable = retriable
+
+
+class NoAgentManager(MeshError):
+    """No Agent Manager answered in time."""
+
+    retriable = True
+
+
+async def spawn_agents(
+    settings: Settings,
+    template: str,
+    *,
+    count: int = 1,
+    name: str | None = None,
+    config: dict[str, JsonValue] | None = None,
+    within: float = DEFAULT_TIMEOUT,
+) -> list[dict[str, Any]]:
+    """``spawn_agent``: start ``count`` agents from ``template``; their ids, pids and host."""
+    request = SpawnAgents(
+        **meta(cli_producer(), correlation_id=f"spawn-{uuid7().hex[:20]}"),
+        template=template,
+        count=count,
+        name=name,
+        config=config or {},
+    )
+    result = await call(settings, request, within=within)
+    agents = result.get("agents") if isinstance(result, dict) else None
+    if not isinstance(agents, list):
+        raise AgentManagerError("the Agent Manager's reply lists no agents")
+    return [dict(a) for a in agents if isinstance(a, dict)]
+
+
+async def terminate_agent(
+    settings: Settings,
+    agent_id: str,
+    *,
+    grace: float = 10.0,
+    reason: str = "",
+    within: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """``terminate_agent``: stop one agent gracefully, then forcefully after ``grace`` s."""
+    request = TerminateAgent(
+        **meta(cli_producer(), correlation_id=f"terminate-{uuid7().hex[:20]}"),
+        agent_id=agent_id,
+        grace_seconds=grace,
+        reason=reason,
+    )
+    result = await call(settings, request, within=max(within, grace + 10))
+    if not isinstance(result, dict):
+        raise AgentManagerError("the Agent Manager's reply is not an object")
+    return dict(result)
+
+
+async def call(settings: Settings, request: Event, *, within: float) -> JsonValue:
+    """Publish ``request`` on ``agents.commands`` and return its reply's result."""
+    cursor = await key_cursor(settings, "replies", request.correlation_id, from_end=True)
+    await publish(settings, request, topic=settings.topic("agents.commands"))
+    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+    tp = TopicPartition(cursor.topic, cursor.partition)
+    deadline = time.monotonic() + within
+    try:
+        with kafka_errors(settings, "wait for the Agent Manager's reply"):
+            await consumer.start()
+        consumer.assign([tp])
+        consumer.seek(tp, cursor.offset)
+        while time.monotonic() < deadline:
+            with kafka_errors(settings, "wait for the Agent Manager's reply"):
+                batch = await consumer.getmany(tp, timeout_ms=300)
+            for record in batch.get(tp, []):
+                with contextlib.suppress(EventError):
+                    reply = mapper.decode(record.value, record.headers)
+                    if isinstance(reply, Reply) and reply.correlation_id == request.correlation_id:
+                        return _result(reply)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    raise NoAgentManager(
+        f"no Agent Manager answered within {within:g} s; is 'mesh run agents' (or mesh dev) "
+        "running against this cluster and topic prefix?"
+    )
+
+
+def _result(reply: Reply) -> JsonValue:
+    if reply.ok:
+        return reply.result
+    assert reply.error is not None
+    raise AgentManagerError(
+        reply.error.message, kind=reply.error.kind, retriable=reply.error.retriable
+    )
+
+
+@dataclass(frozen=True)
+class AgentReport:
+    """An agent as the Agent Manager would see it now, with its last heartbeat."""
+
+    state: AgentState
+    heartbeat: AgentHeartbeat | None
+
+    def as_json(self) -> dict[str, Any]:
+        state, beat = self.state, self.heartbeat
+        capabilities = [c.model_dump(mode="json", exclude_none=True) for c in state.capabilities]
+        return {
+            "agent_id": state.agent_id,
+            "kind": state.kind,
+            "capabilities": capabilities,
+            "max_concurrency": state.max_concurrency,
+            "status": state.status,
+            "health": state.health,
+            "missed_heartbeats": state.missed_heartbeats,
+            "last_seen": state.last_seen.isoformat(),
+            "breaker": state.breaker,
+            "host": state.host,
+            "pid": int(state.labels["pid"]) if state.labels.get("pid", "").isdigit() else None,
+            "version": state.version,
+            "running_tasks": beat.running_tasks if beat is not None else None,
+            "load": beat.load if beat is not None else None,
+            "reported_health": beat.health if beat is not None else None,
+            "heartbeat_interval_seconds": beat.interval_seconds if beat is not None else None,
+        }
+
+
+async def agent_states(
+    settings: Settings, *, policy: HealthPolicy | None = None
+) -> list[AgentReport]:
+    """Every registered agent with its health now, folded from ``agents``,
+    ``agents.heartbeats`` and ``breakers`` as they are at the call (read to their end)."""
+    registry = Registry(policy)
+    beats: dict[str, AgentHeartbeat] = {}
+    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), enable_auto_commit=False, isolation_level="read_committed"
+    )
+    try:
+        with kafka_errors(settings, "read the agent registry"):
+            await consumer.start()
+            tps = [
+                TopicPartition(settings.topic(name), p)
+                for name in ("agents", "agents.heartbeats", "breakers")
+                for p in await _partitions(consumer, settings.topic(name))
+            ]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            remaining = {tp for tp, end in ends.items() if end > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        _fold(registry, beats, mapper, tp.topic, settings, record)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    return [
+        AgentReport(state, beats.get(state.agent_id))
+        for state in registry.agents(datetime.now(UTC))
+    ]
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise BrokerError(f"topic {topic} does not exist; run 'mesh topics apply'")
+    return sorted(partitions)
+
+
+def _fold(
+    registry: Registry,
+    beats: dict[str, AgentHeartbeat],
+    mapper: Mapper,
+    topic: str,
+    settings: Settings,
+    record: Any,
+) -> None:
+    key = record.key.decode(errors="replace") if record.key is not None else None
+    if key is None:
+        return
+    event = None
+    if record.value is not None:
+        try:
+            event = mapper.decode(record.value, record.headers)
+        except EventError:
+            return
+    if topic == settings.topic("agents"):
+        registry.fold_registry((record.partition, record.offset), key, event)
+    elif topic == settings.topic("agents.heartbeats"):
+        if isinstance(event, AgentHeartbeat):
+            registry.on_heartbeat(event)
+            known = beats.get(event.agent_id)
+            if known is None or known.occurred_at <= event.occurred_at:
+                beats[event.agent_id] = event
+    elif event is None or isinstance(event, BreakerStateChanged):
+        registry.on_breaker(key, event)
+
+
+__all__ = [
+    "AgentManagerError",
+    "AgentReport",
+    "NoAgentManager",
+    "agent_states",
+    "call",
+    "spawn_agents",
+    "terminate_agent",
+]

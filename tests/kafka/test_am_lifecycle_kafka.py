@@ -1,0 +1,183 @@
+"""The Agent Manager's lifecycle on real Apache Kafka with real processes: ``mesh agents spawn``
+and ``terminate`` start and stop agent processes (checked by pid) through a running
+``mesh run agents``; a spawned LLM-CLI-style command agent gets a prompt holding ``; rm -rf ~``
+as one argument, no shell; a crashed agent is restarted under a fresh id and its old id leaves
+the registry; and with no Agent Manager the CLI says so in one line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mesh.events import AgentRegistered, TaskCompleted
+from mesh.settings import Settings
+from tests._agents_support import (
+    AgentProcess,
+    create_topics,
+    eventually,
+    mesh_process,
+    pid_gone,
+    producer,
+    publish,
+    reader,
+    spec,
+    task_ready,
+)
+from tests.helpers import Run, assert_one_line_error, run_mesh
+
+PRINT_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"
+PROMPT = "; rm -rf ~"
+
+
+@pytest.fixture
+async def settings(kafka_settings: Settings) -> Settings:
+    await create_topics(kafka_settings)
+    return kafka_settings
+
+
+def _templates(tmp_path: Path) -> Path:
+    """A command agent shaped like an LLM coding CLI (``tool -p {prompt}``), and a shell one."""
+    path = tmp_path / "templates.yaml"
+    templates = {
+        "templates": {
+            "fake-llm": {
+                "kind": "command",
+                "role": "core",
+                "capabilities": ["code#python"],
+                "argv": [sys.executable, "-c", PRINT_ARGV, "-p", "{prompt}"],
+                "heartbeat_interval": 0.5,
+            },
+            "shell": {
+                "kind": "command",
+                "capabilities": ["shell"],
+                "allow_task_command": True,
+                "heartbeat_interval": 0.5,
+            },
+        }
+    }
+    path.write_text(yaml.safe_dump(templates))
+    return path
+
+
+async def _mesh(settings: Settings, *args: str) -> Run:
+    env = {"MESH_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    env["MESH_TOPIC_PREFIX"] = settings.topic_prefix
+    return await asyncio.to_thread(run_mesh, *args, env=env, timeout=120)
+
+
+async def _json(settings: Settings, *args: str) -> Any:
+    run = await _mesh(settings, *args, "--json")
+    assert run.code == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+async def _listed(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {a["agent_id"]: a for a in (await _json(settings, "agents", "list"))["agents"]}
+
+
+async def _until_listed(settings: Settings, check: Any, what: str) -> dict[str, dict[str, Any]]:
+    async with asyncio.timeout(60):
+        while True:
+            listed = await _listed(settings)
+            if check(listed):
+                return listed
+            await asyncio.sleep(0.2)
+    raise AssertionError(what)  # pragma: no cover - the timeout raises first
+
+
+def _manager(settings: Settings, tmp_path: Path, home: Path) -> Any:
+    args = ["run", "agents", "--templates", str(_templates(tmp_path)), "--max-restarts", "2"]
+    return mesh_process(settings, "agent-manager", args, tmp_path, env={"HOME": str(home)})
+
+
+async def test_spawn_and_terminate_start_and_stop_real_processes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``mesh agents spawn fake-llm --count 2`` answers with two pids that run and are
+    registered; a task's prompt ``; rm -rf ~`` reaches the command as one argument (HOME
+    untouched); ``mesh agents terminate`` stops one gracefully: its pid is gone, it exited 0,
+    and it left the registry."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "keep-me").write_text("still here")
+    with _manager(settings, tmp_path, home) as manager:
+        spawned = (await _json(settings, "agents", "spawn", "fake-llm", "--count", "2"))["agents"]
+        assert [a["agent_id"] for a in spawned] == ["fake-llm-1", "fake-llm-2"], manager.output()
+        pids = {a["agent_id"]: a["pid"] for a in spawned}
+        assert all(not pid_gone(pid) for pid in pids.values())
+        listed = await _until_listed(settings, lambda got: set(pids) <= set(got), "listed")
+        assert {listed[a]["pid"] for a in pids} == set(pids.values())
+        assert {listed[a]["health"] for a in pids} == {"healthy"}
+
+        health = await _json(settings, "agents", "health", "fake-llm-1")
+        assert [a["agent_id"] for a in health["agents"]] == ["fake-llm-1"]
+
+        async with producer(settings) as out, reader(settings, "tasks.results") as results:
+            task = spec("prompted", "code", prompt=PROMPT)
+            await publish(out, settings, "tasks.ready", task_ready(task, "wf-prompt"))
+            events = await results.until(
+                lambda evs: any(isinstance(e, TaskCompleted) for e in evs), what="the result"
+            )
+        [done] = [e for e in events if isinstance(e, TaskCompleted)]
+        assert json.loads(str(done.output["stdout"])) == ["-p", PROMPT]
+        assert (home / "keep-me").read_text() == "still here"
+
+        stopped = await _json(settings, "agents", "terminate", "fake-llm-1", "--grace", "20")
+        assert stopped["pid"] == pids["fake-llm-1"]
+        assert (stopped["exit_code"], stopped["forced"], stopped["supervised"]) == (0, False, True)
+        assert pid_gone(pids["fake-llm-1"])
+        assert not pid_gone(pids["fake-llm-2"])
+        await _until_listed(settings, lambda got: "fake-llm-1" not in got, "deregistered")
+
+        refused = await _mesh(settings, "agents", "terminate", "nobody-1")
+        assert "no agent 'nobody-1' is registered" in assert_one_line_error(refused)
+        unknown = await _mesh(settings, "agents", "spawn", "no-such-template")
+        line = assert_one_line_error(unknown)
+        assert "no agent template named 'no-such-template'" in line
+        assert "fake-llm" in line
+        assert _stop(manager) == 0, manager.output()
+    assert pid_gone(pids["fake-llm-2"])  # the manager stopped what it started
+
+
+async def test_a_crashed_agent_restarts_under_a_fresh_id(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """kill -9 of a spawned agent: the supervisor starts ``shell-1.r1`` (a new pid, registered)
+    and deregisters ``shell-1``, which held no work, so the registry keeps no ghost."""
+    with _manager(settings, tmp_path, tmp_path) as manager:
+        [agent] = (await _json(settings, "agents", "spawn", "shell"))["agents"]
+        assert agent["agent_id"] == "shell-1", manager.output()
+        os.kill(agent["pid"], signal.SIGKILL)
+        async with reader(settings, "agents") as registry:
+            await registry.until(
+                lambda evs: any(
+                    isinstance(e, AgentRegistered) and e.agent_id == "shell-1.r1" for e in evs
+                ),
+                what="the restarted agent's registration",
+            )
+        listed = await _until_listed(
+            settings, lambda got: "shell-1" not in got and "shell-1.r1" in got, "the new id only"
+        )
+        new_pid = listed["shell-1.r1"]["pid"]
+        assert new_pid != agent["pid"]
+        assert not pid_gone(new_pid)
+        assert _stop(manager) == 0, manager.output()
+        await eventually(lambda: pid_gone(new_pid), what="the restarted agent to stop")
+
+
+async def test_spawn_without_an_agent_manager_fails_in_one_line(settings: Settings) -> None:
+    run = await _mesh(settings, "agents", "spawn", "shell", "--timeout", "2")
+    assert "no Agent Manager answered within 2 s" in assert_one_line_error(run)
+
+
+def _stop(process: AgentProcess) -> int:
+    process.process.send_signal(signal.SIGTERM)
+    return process.exited(timeout=60)
