@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -82,6 +83,9 @@ class HttpConfig:
             raise ConfigError(f"--url must be an http:// or https:// URL, not {redact(self.url)}")
         if self.max_response_bytes < 1:
             raise ConfigError("--max-response-bytes must be at least 1")
+        for name, value in self.headers.items():
+            if not (name.isascii() and name.isprintable() and value.isascii()):
+                raise ConfigError(f"--header {name[:40]!r}: names and values must be ASCII")
 
     @property
     def safe_url(self) -> str:
@@ -126,7 +130,10 @@ class HttpRunner:
             **self.config.headers,
             "Accept": "application/json",
             "Accept-Encoding": "identity",  # the cap applies to what we read, unexpanded
-            "Idempotency-Key": f"{assigned.workflow_id}/{assigned.task_id}/{assigned.attempt}",
+            # Ids may hold any non-space character; a header carries ASCII only.
+            "Idempotency-Key": quote(
+                f"{assigned.workflow_id}/{assigned.task_id}/{assigned.attempt}", safe="/:@"
+            ),
         }
         where = self.config.safe_url
         try:
@@ -154,6 +161,13 @@ class HttpRunner:
             return Failure(
                 "http_error",
                 f"POST {where} failed: {type(exc).__name__}",
+                retriable=True,
+                infrastructure=True,
+            )
+        except Exception as exc:  # a runner must report, never raise (the worker's contract)
+            return Failure(
+                "agent_error",
+                f"POST {where} could not be made: {type(exc).__name__}",
                 retriable=True,
                 infrastructure=True,
             )
@@ -232,9 +246,13 @@ def _reason(text: str, status: int) -> tuple[str, str]:
 
 
 def _safe(exc: BaseException, url: str) -> str:
-    """An exception's text without the URL's secrets (httpx may quote the URL)."""
+    """An exception's text without the URL's secrets, however it was quoted."""
     text = str(exc) or "no detail"
-    return text.replace(url, redact(url))[:_MAX_REASON]
+    parsed = httpx.URL(url)
+    secrets = [url, str(parsed), parsed.password, parsed.username, parsed.query.decode()]
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text[:_MAX_REASON]
 
 
 __all__ = [

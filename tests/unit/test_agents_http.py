@@ -203,3 +203,22 @@ def command_result(code: int | None, timed_out: bool = False) -> CommandResult:
 )
 def test_what_counts_against_an_agents_breaker(outcome: Any, counts: bool) -> None:
     assert (counted(outcome) is not None) is counts
+
+
+async def test_a_non_ascii_id_is_percent_encoded_in_the_idempotency_key() -> None:
+    task = assigned().model_copy(update={"workflow_id": "wf-ünï"})
+    with http_stub() as stub:
+        runner = HttpRunner(HttpConfig(capabilities=CAPS, url=stub.url), agent_id="http-1")
+        try:
+            outcome = await runner.run(task, _no_progress)
+        finally:
+            await runner.aclose()
+        [request] = stub.requests()
+    assert outcome == Success({"ok": True})
+    assert request.headers["Idempotency-Key"] == "wf-%C3%BCn%C3%AF/t1/2"
+    assert request.body["workflow_id"] == "wf-ünï"
+
+
+def test_headers_must_be_ascii() -> None:
+    with pytest.raises(ConfigError, match="ASCII"):
+        HttpConfig(capabilities=CAPS, url="http://127.0.0.1:1/", headers={"X-Token": "clé"})
