@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import pybreaker
 
@@ -51,6 +51,9 @@ T = TypeVar("T")
 Clock = Callable[[], datetime]
 Judge = Callable[[T], BaseException | None]
 """Maps a call's result to the failure to count, or None if the call succeeded."""
+
+Verdict = Literal["success", "failure", "neutral"]
+"""How a settled call counts: it worked, the guarded service failed, or neither can be said."""
 
 _TO_EVENT: dict[str, BreakerState] = {
     pybreaker.STATE_CLOSED: "closed",
@@ -106,7 +109,7 @@ class Ticket:
         """No verdict (cancelled, or the problem was not the guarded service's)."""
         self._settle("neutral", None)
 
-    def _settle(self, verdict: str, exc: BaseException | None) -> None:
+    def _settle(self, verdict: Verdict, exc: BaseException | None) -> None:
         if self.settled:
             return
         self.settled = True
@@ -262,13 +265,13 @@ class AsyncBreaker:
             ticket.failure(failure)
         return result
 
-    def classify(self, exc: BaseException) -> str:
+    def classify(self, exc: BaseException) -> Verdict:
         """``failure``, ``success`` (an excluded, business error) or ``neutral``."""
         if isinstance(exc, (asyncio.CancelledError, BreakerOpen, *self.neutral)):
             return "neutral"
         return "failure" if self.breaker.is_system_error(exc) else "success"
 
-    def _settle(self, ticket: Ticket, verdict: str, exc: BaseException | None) -> None:
+    def _settle(self, ticket: Ticket, verdict: Verdict, exc: BaseException | None) -> None:
         if ticket.trial and self._trial is ticket:
             self._trial = None
         if verdict == "neutral":
@@ -384,4 +387,5 @@ __all__ = [
     "ChangeListener",
     "Judge",
     "Ticket",
+    "Verdict",
 ]

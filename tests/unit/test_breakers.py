@@ -315,3 +315,22 @@ async def test_restore_resumes_a_published_state_silently() -> None:
     await b.call(ok)
     assert b.state == "closed"
     assert [e.new_state for e in seen] == ["half_open", "closed"]
+
+
+async def test_a_ticket_used_as_a_context_classifies_what_escapes_and_releases_the_rest() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(3):
+        with pytest.raises(ConnectionError), b.admit():
+            raise ConnectionError("refused")
+    assert b.state == "open"
+    clock.advance(31)
+    with b.admit() as trial:
+        assert trial.trial
+        with pytest.raises(BreakerOpen):
+            b.admit()
+    # Left without a verdict: the slot is free again and the breaker still half-open.
+    assert (b.state, b.trial_in_flight) == ("half_open", False)
+    with b.admit() as trial:
+        trial.success()
+    assert (b.state,) == ("closed",)
