@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         "if it exists.",
     )
 
+    resource_gate: bool = Field(
+        default=False,
+        description="Dispatch a ready task only once the Resource Allocator has granted its "
+        "resources (and fail it if they are denied); the allocator then also reads tasks.ready. "
+        "Turn on wherever the allocator runs (mesh dev does).",
+    )
+
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_is_topic_safe(cls, value: str) -> str:

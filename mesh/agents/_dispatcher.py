@@ -23,6 +23,10 @@ by the previous owner are known and their ``TaskReady`` records are skipped, not
 
 Without transactions (the embedded broker) the same steps run at-least-once: produce, wait for
 acknowledgements, then commit the offset.
+
+With the resource gate on (``resource_gate``, ``MESH_RESOURCE_GATE``; the Resource Allocator is
+part of the deployment) the view also folds ``resources``, and an attempt is placed only once its
+allocation exists; a denied one is failed instead, in the same transaction (see ``_gate``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from aiokafka.errors import (
 )
 
 from mesh.agents._directory import AgentDirectory, AttemptKey
+from mesh.agents._gate import ResourceGate, ended_notice, queued_notice
 from mesh.agents._matching import LIVENESS_INTERVALS, AgentView, choose_agent
 from mesh.agents._metadata import partitions_of
 from mesh.errors import BrokerError, EventError
@@ -57,8 +62,13 @@ from mesh.events import (
     Encoded,
     Mapper,
     Producer,
+    ResourceDenied,
+    ResourceQueued,
+    ResourceReleased,
     TaskAssigned,
+    TaskFailed,
     TaskReady,
+    TaskWaiting,
     meta,
 )
 from mesh.kafka.connection import client_kwargs, kafka_errors
@@ -85,6 +95,10 @@ class _Pending:
     record: Any
     since: float = field(default_factory=time.monotonic)
     announced: bool = False
+    noted: str | None = None
+    """The resource queue reason already published for this attempt (a TaskWaiting)."""
+    noting: str | None = None
+    """The one in this round's output, noted once the round is flushed."""
 
     @property
     def key(self) -> AttemptKey:
@@ -126,8 +140,14 @@ class Dispatcher:
         transactional: bool | None = None,
         instance: str | None = None,
         liveness_intervals: float = LIVENESS_INTERVALS,
+        resource_gate: bool | None = None,
     ) -> None:
         self.settings = settings
+        self.resource_gate = settings.resource_gate if resource_gate is None else resource_gate
+        """Place an attempt only once the Resource Allocator granted it (None: from settings)."""
+        if self.resource_gate:
+            self.VIEW_TOPICS = (*self.VIEW_TOPICS, "resources")
+        self.gate = ResourceGate()
         self.group_id = group_id
         self.requested_transactional = transactional
         self.transactional: bool | None = None
@@ -153,7 +173,12 @@ class Dispatcher:
         """Dispatch until ``stop`` is set."""
         wanted = self.requested_transactional
         self.transactional = wanted if wanted is not None else await self.supports_transactions()
-        log.info("dispatcher starting", group_id=self.group_id, transactional=self.transactional)
+        log.info(
+            "dispatcher starting",
+            group_id=self.group_id,
+            transactional=self.transactional,
+            resource_gate=self.resource_gate,
+        )
         async with self._clients():
             follower = self._follower = asyncio.create_task(self._follow())
             try:
@@ -255,6 +280,9 @@ class Dispatcher:
             self._view_moved.set()
 
     def _fold(self, topic: str, record: Any, agents: str, beats: str) -> None:
+        if self.resource_gate and topic == self.settings.topic("resources"):
+            self._fold_resources(record)
+            return
         if topic == agents and record.value is None:
             if record.key is not None:
                 self.directory.on_registry(record.key.decode(errors="replace"), None)
@@ -276,6 +304,17 @@ class Dispatcher:
         else:
             self.directory.on_result(event)
 
+    def _fold_resources(self, record: Any) -> None:
+        """Allocations for the gate; the allocator dead-letters what it cannot read."""
+        if record.value is None:
+            if record.key is not None:
+                self.gate.forget(record.key.decode(errors="replace"))
+            return
+        try:
+            self.gate.fold(self.mapper.decode(record.value, record.headers))
+        except EventError as exc:
+            log.warning("unreadable resources record skipped", offset=record.offset, error=str(exc))
+
     async def _catch_up(self) -> None:
         """Wait until the view has read everything committed so far on its topics."""
         view, follower = self._view_consumer, self._follower
@@ -296,7 +335,8 @@ class Dispatcher:
 
     async def _loop(self, stop: asyncio.Event, follower: asyncio.Task[None]) -> None:
         ready = self._ready_consumer
-        seen_version, last_round = -1, 0.0
+        seen_version: tuple[int, int] = (-1, -1)
+        last_round = 0.0
         while not stop.is_set():
             if follower.done():
                 follower.result()  # the view died: raise its error
@@ -308,8 +348,9 @@ class Dispatcher:
                 for tp, records in batch.items():
                     self._take(tp, records)
                 due = time.monotonic() - last_round >= _REPLACE_EVERY_SECONDS
-                if batch or due or self.directory.version != seen_version:
-                    seen_version = self.directory.version
+                version = (self.directory.version, self.gate.version)
+                if batch or due or version != seen_version:
+                    seen_version = version
                     last_round = time.monotonic()
                     await self._round()
 
@@ -365,10 +406,21 @@ class Dispatcher:
             decided: list[tuple[_Pending, TaskAssigned]] = []
             waiting: list[_Pending] = []
             for pending in part.pending:
+                allocation_id = None
+                if self.resource_gate:
+                    gated = self._gate(part, pending)
+                    if gated is False:
+                        continue  # denied or ended: failed in this round's output, never placed
+                    if gated is None:
+                        waiting.append(pending)
+                        continue
+                    allocation_id = gated
                 assigned = self._place(pending, views, now)
                 if assigned is None:
                     waiting.append(pending)
                     continue
+                if allocation_id is not None:
+                    assigned = assigned.model_copy(update={"allocation_id": allocation_id})
                 out = self._assignment_records(pending, assigned)
                 placed.extend(out)
                 if len(out) == 2:  # else dead-lettered: too large to assign
@@ -385,10 +437,45 @@ class Dispatcher:
             part.pending = waiting
             part.keys = {p.key for p in waiting}
             part.committed = watermark
+            for pending in waiting:
+                pending.noted = pending.noting or pending.noted
             for pending, assigned in decided:
                 self.directory.record(assigned)
                 self._announce(pending, assigned)
             self._after_flush(part, records)
+
+    def _gate(self, part: _Partition, pending: _Pending) -> str | bool | None:
+        """The resource gate for one attempt: its allocation id if it may be placed, None to
+        keep it waiting, False if it never will be (its TaskFailed joins ``part.outbox``)."""
+        answer = self.gate.answer(pending.ready)
+        record = answer.record
+        if answer.verdict == "allocated":
+            return answer.allocation_id
+        if answer.verdict == "queued":
+            assert isinstance(record, ResourceQueued)
+            notice = queued_notice(pending.ready, record, self.me)
+            if notice.reason not in (pending.noted, pending.noting):
+                pending.noting = notice.reason
+                part.outbox.append(self._for_workflow(notice))
+            return None
+        if answer.verdict == "ended":
+            assert isinstance(record, ResourceDenied | ResourceReleased)
+            failed = ended_notice(pending.ready, record, self.me)
+            part.outbox.append(self._for_workflow(failed))
+            log.warning(
+                "task not dispatched: its resources were not granted",
+                workflow_id=failed.workflow_id,
+                task_id=failed.task_id,
+                attempt=failed.attempt,
+                error_kind=failed.error_kind,
+                reason=failed.message,
+            )
+            return False
+        return None
+
+    def _for_workflow(self, event: TaskWaiting | TaskFailed) -> Outgoing:
+        """A notice for the Workflow Manager on ``tasks.results`` (keyed by workflow id)."""
+        return (self.settings.topic("tasks.results"), self.mapper.encode(event))
 
     def _before_flush(self, part: _Partition, waiting: Sequence[_Pending], now: datetime) -> None:
         """Hook: add records to ``part.outbox`` that must go out in this round's transaction."""

@@ -60,6 +60,15 @@ def root(
     ssl_cafile: Annotated[
         Path | None, typer.Option(help="CA bundle for TLS [env MESH_SSL_CAFILE]")
     ] = None,
+    resource_gate: Annotated[
+        bool | None,
+        typer.Option(
+            "--resource-gate/--no-resource-gate",
+            help="Dispatch a ready task only once the Resource Allocator granted its resources "
+            "[env MESH_RESOURCE_GATE]",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "WARNING",
 ) -> None:
     """Build the settings once; flags win over the environment."""
@@ -71,6 +80,7 @@ def root(
         "sasl_mechanism": sasl_mechanism,
         "sasl_username": sasl_username,
         "ssl_cafile": ssl_cafile,
+        "resource_gate": resource_gate,
     }
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -244,9 +244,14 @@ def resources(
     group: Annotated[str | None, typer.Option(help="Consumer group of the allocator.")] = None,
     instance: Annotated[str | None, typer.Option(help="Name of this replica.")] = None,
     consume_ready: Annotated[
-        bool,
-        typer.Option("--consume-ready", help="Also allocate for every TaskReady on tasks.ready."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--consume-ready/--no-consume-ready",
+            help="Also allocate for every TaskReady on tasks.ready [default: when the resource "
+            "gate is on, MESH_RESOURCE_GATE or mesh --resource-gate]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the Resource Allocator: requests in, allocations, queue and denials out; the ledger
     lives in the compacted resources topic.

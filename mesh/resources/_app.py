@@ -83,13 +83,14 @@ class ResourceService:
         pools: PoolsConfig | None = None,
         group_id: str = "mesh-resources",
         instance: str | None = None,
-        consume_ready: bool = False,
+        consume_ready: bool | None = None,
         tick_seconds: float = 1.0,
         retain_seconds: float = 86_400.0,
     ) -> None:
         self.settings = settings
         self.group_id = group_id
-        self.consume_ready = consume_ready
+        self.consume_ready = settings.resource_gate if consume_ready is None else consume_ready
+        """Turn every TaskReady into a request (None: when the resource gate is on)."""
         self.tick_seconds = tick_seconds
         self.retain = timedelta(seconds=retain_seconds)
         self.pools: PoolsConfig = pools or load_pools(
@@ -330,14 +331,14 @@ async def run_resources(
     *,
     group_id: str = "mesh-resources",
     instance: str | None = None,
-    consume_ready: bool = False,
+    consume_ready: bool | None = None,
 ) -> None:
     """Run the Resource Allocator until ``stop`` is set (``mesh run resources``).
 
     Pools come from ``settings.resource_pools`` (``MESH_RESOURCE_POOLS``), else
     ``./resources/pools.yaml``. ``consume_ready`` makes it also turn every ``TaskReady`` on
-    ``tasks.ready`` into a request (the task path; off while the simple dispatcher assigns ready
-    tasks directly).
+    ``tasks.ready`` into a request (the task path); None follows ``settings.resource_gate``, so
+    that the allocator asks for exactly the attempts the gated dispatcher waits for.
     """
     service = ResourceService(
         settings, group_id=group_id, instance=instance, consume_ready=consume_ready

@@ -1,0 +1,157 @@
+"""The resource gate: a ready attempt is dispatched only once the Resource Allocator granted it.
+
+With the gate on (``MESH_RESOURCE_GATE``), the dispatcher (and the Agent Manager, which is one)
+folds ``resources`` into its view alongside the agent topics, read from the beginning with no
+group like the rest of the view, so any replica rebuilds it alone. For each ready attempt it
+looks up the allocation the allocator keys by workflow, task and attempt
+(:func:`mesh.resources.allocation_id_for`) and decides:
+
+- allocated → place it (the assignment names the allocation, released when the attempt ends);
+- requested, not answered yet → keep it waiting, uncommitted;
+- queued → keep it waiting and say why once (``TaskWaiting``, reason kind ``resources``);
+- denied → never dispatch it: a ``TaskFailed`` (``resources_denied``; not retriable unless the
+  request was withdrawn) names the allocator's reason, and the ``tasks.ready`` offset moves past
+  it in the same transaction, so the workflow learns why exactly once;
+- released before it was placed (the attempt ended, or its host was lost) → the same, with
+  ``resources_released`` and retriable: the Workflow Manager ignores it if the attempt is over.
+
+Denials and queue notes come from here, not from the allocator, because only the dispatcher
+knows whether it placed an attempt: failing it in the transaction that commits past its
+``TaskReady`` means a denied attempt can never also be dispatched, and a crash in between
+repeats the same notice (which the decider records once) rather than losing it.
+
+This module is pure: it folds events and answers questions; the dispatcher does the I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mesh.events import (
+    Event,
+    Producer,
+    ResourceAllocated,
+    ResourceDenied,
+    ResourceQueued,
+    ResourceReleased,
+    ResourceRequested,
+    TaskFailed,
+    TaskReady,
+    TaskWaiting,
+    meta,
+)
+from mesh.resources import allocation_id_for
+
+GateRecord = (
+    ResourceRequested | ResourceQueued | ResourceAllocated | ResourceDenied | ResourceReleased
+)
+_STAGE: dict[type[Event], int] = {
+    ResourceRequested: 0,
+    ResourceQueued: 1,
+    ResourceAllocated: 2,
+    ResourceReleased: 3,
+    ResourceDenied: 3,
+}
+_MAX_TEXT = 500
+
+Verdict = Literal["allocated", "waiting", "queued", "ended"]
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    """What the gate says about one attempt, with the record it rests on (None: nothing yet)."""
+
+    verdict: Verdict
+    record: GateRecord | None
+
+    @property
+    def allocation_id(self) -> str | None:
+        return self.record.allocation_id if self.record is not None else None
+
+
+class ResourceGate:
+    """The latest record of every allocation, folded idempotently (it only moves forward)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, GateRecord] = {}
+        self.version = 0
+        """Bumped by every change, so the dispatcher runs a round when an answer arrives."""
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def fold(self, event: Event) -> None:
+        """Fold a record of ``resources``; anything but an allocation's record is ignored."""
+        if not isinstance(event, GateRecord):
+            return
+        current = self._records.get(event.allocation_id)
+        if current is not None and _STAGE[type(event)] <= _STAGE[type(current)]:
+            return  # a repeat, an echo, or a late duplicate request: the answer stands
+        self._records[event.allocation_id] = event
+        self.version += 1
+
+    def forget(self, key: str) -> None:
+        """Fold a tombstone of ``resources`` (``allocation:<id>``; other kinds are not ours)."""
+        kind, _, allocation_id = key.partition(":")
+        if kind == "allocation" and self._records.pop(allocation_id, None) is not None:
+            self.version += 1
+
+    def answer(self, ready: TaskReady) -> GateAnswer:
+        """Whether the attempt may be placed now, must wait, or will never be placed."""
+        record = self._records.get(
+            allocation_id_for(ready.workflow_id, ready.task_id, ready.attempt)
+        )
+        if record is None or isinstance(record, ResourceRequested):
+            return GateAnswer("waiting", record)
+        if isinstance(record, ResourceQueued):
+            return GateAnswer("queued", record)
+        if isinstance(record, ResourceAllocated):
+            return GateAnswer("allocated", record)
+        return GateAnswer("ended", record)
+
+
+def queued_notice(ready: TaskReady, queued: ResourceQueued, producer: Producer) -> TaskWaiting:
+    """The ``TaskWaiting`` that says why an attempt waits for its resources."""
+    code = f" ({queued.code})" if queued.code else ""
+    return TaskWaiting(
+        **meta(producer, causation=queued),
+        workflow_id=ready.workflow_id,
+        task_id=ready.task_id,
+        attempt=ready.attempt,
+        reason_kind="resources",
+        reason=_cut(f"resources queued{code}: {queued.reason or 'no capacity yet'}"),
+    )
+
+
+def ended_notice(
+    ready: TaskReady, record: ResourceDenied | ResourceReleased, producer: Producer
+) -> TaskFailed:
+    """The ``TaskFailed`` for an attempt whose resources were denied, or released before it was
+    placed; it was never dispatched (no agent)."""
+    if isinstance(record, ResourceDenied):
+        code = record.code or "denied"
+        kind, retriable = "resources_denied", code == "withdrawn"
+        message = f"resources denied ({code}): {record.reason}"
+    else:
+        kind, retriable = "resources_released", True
+        message = "resources released before the task was dispatched" + (
+            f": {record.reason}" if record.reason else ""
+        )
+    return TaskFailed(
+        **meta(producer, causation=record),
+        workflow_id=ready.workflow_id,
+        task_id=ready.task_id,
+        attempt=ready.attempt,
+        error_kind=kind,
+        message=_cut(message, 2_000),
+        retriable=retriable,
+    )
+
+
+def _cut(text: str, limit: int = _MAX_TEXT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+__all__ = ["GateAnswer", "ResourceGate", "ended_notice", "queued_notice"]
