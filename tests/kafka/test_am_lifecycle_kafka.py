@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mesh.events import AgentRegistered, TaskCompleted
+from mesh.events import AgentRegistered, TaskCompleted, TaskReassigned
 from mesh.settings import Settings
 from tests._agents_support import (
     AgentProcess,
@@ -31,6 +31,7 @@ from tests._agents_support import (
     spec,
     task_ready,
 )
+from tests.e2e import plan_file, running_mesh, submit, wait_final, wait_for
 from tests.helpers import Run, assert_one_line_error, run_mesh
 
 PRINT_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"
@@ -181,3 +182,61 @@ async def test_spawn_without_an_agent_manager_fails_in_one_line(settings: Settin
 def _stop(process: AgentProcess) -> int:
     process.process.send_signal(signal.SIGTERM)
     return process.exited(timeout=60)
+
+
+async def test_kill_9_of_an_agent_through_the_whole_mesh(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """mesh dev's processes (Workflow Manager, Agent Manager, two command agents) run six
+    parallel tasks; the agent running some of them is killed with SIGKILL. Its attempts are
+    reassigned (TaskReassigned in the history), the workflow completes, and the run log shows
+    that no attempt ran twice and every task completed on the survivor after the kill."""
+    run_log = tmp_path / "runs.log"
+    script = (
+        "import os, sys, time\n"
+        "open(sys.argv[1], 'a').write(' '.join([os.environ['MESH_TASK_ID'], "
+        "os.environ['MESH_ATTEMPT'], os.environ['MESH_AGENT_ID']]) + '\\n')\n"
+        "time.sleep(3)\n"
+    )
+    command = ["python3", "-c", script, str(run_log)]
+    plan = {
+        "workflow_type": "parallel",
+        "tasks": [{"id": f"p{i}", "capabilities": ["shell"], "command": command} for i in range(6)],
+    }
+    agent_args = ("--heartbeat-interval", "0.5", "--max-concurrency", "3")
+    async with running_mesh(
+        kafka_settings,
+        shell_agents=2,
+        python_agents=0,
+        agent_args=agent_args,
+        manager_args=("--missed-heartbeats", "2"),
+    ) as mesh:
+        submitted = await submit(kafka_settings, plan_file(tmp_path, plan))
+        await wait_for(lambda: len(_runs(run_log)) >= 2, within=120, what="two attempts started")
+        victim_id = _runs(run_log)[0][2]
+        victim = next(
+            c for n, c in mesh.supervisor.children.items() if mesh.agent_id(n) == victim_id
+        )
+        held = {task for task, _, agent in _runs(run_log) if agent == victim_id}
+        os.kill(victim.pid, signal.SIGKILL)
+        state, events = await wait_final(kafka_settings, submitted, idle_timeout=120)
+    assert state.status == "completed", state.reason
+    reassigned = {e.task_id for e in events if isinstance(e, TaskReassigned)}
+    assert held <= reassigned, (held, reassigned)
+    runs = _runs(run_log)
+    attempts = [(task, attempt) for task, attempt, _ in runs]
+    assert len(attempts) == len(set(attempts)), runs  # no attempt ran twice
+    assert {task for task, _, _ in runs} == {f"p{i}" for i in range(6)}
+    completed = {e.task_id: e for e in events if isinstance(e, TaskCompleted)}
+    assert set(completed) == {f"p{i}" for i in range(6)}
+    assert all(completed[task].agent_id != victim_id for task in held)
+
+
+def _runs(path: Path) -> list[tuple[str, str, str]]:
+    if not path.exists():
+        return []
+    runs = []
+    for line in path.read_text().splitlines():
+        task, attempt, agent = line.split()[:3]
+        runs.append((task, attempt, agent))
+    return runs
