@@ -7,6 +7,7 @@ The names here are the stable public surface; subpackages (``mesh.events``, ``me
 from mesh.agents import TaskContext, TaskError, agent
 from mesh.broker import EmbeddedBroker
 from mesh.client import load_plan_file, send_command, submit_plan
+from mesh.client._api import CallFailed, Client, NoAnswer, WorkflowRun
 from mesh.errors import (
     AuthError,
     BrokerError,
@@ -27,6 +28,8 @@ __all__ = [
     "AuthError",
     "BrokerError",
     "BrokerUnavailable",
+    "CallFailed",
+    "Client",
     "ConfigError",
     "EmbeddedBroker",
     "EmbeddedBrokerError",
@@ -34,12 +37,14 @@ __all__ = [
     "EventTooLarge",
     "InvalidEvent",
     "MeshError",
+    "NoAnswer",
     "Settings",
     "TaskContext",
     "TaskError",
     "TopicSpecError",
     "UnknownEventType",
     "UnsupportedByBroker",
+    "WorkflowRun",
     "agent",
     "load_plan_file",
     "send_command",

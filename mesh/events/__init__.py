@@ -61,7 +61,7 @@ from mesh.events._plans import (
     WorkflowType,
 )
 from mesh.events._registry import EventRegistry, Upcaster
-from mesh.events._replies import Reply, ReplyError
+from mesh.events._replies import ApiCall, ApiComponent, Reply, ReplyError
 from mesh.events._requests import Constraint, Requirement, TaskRequest
 from mesh.events._resources import (
     ForecastItem,
@@ -131,6 +131,8 @@ __all__ = [
     "AgentStatus",
     "AgentTerminated",
     "AgentUpdated",
+    "ApiCall",
+    "ApiComponent",
     "Backoff",
     "BreakerState",
     "BreakerStateChanged",

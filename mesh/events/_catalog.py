@@ -32,7 +32,7 @@ from mesh.events._dlq import DeadLetter
 from mesh.events._envelope import Event
 from mesh.events._plans import PlanCreated, PlanRejected
 from mesh.events._registry import EventRegistry
-from mesh.events._replies import Reply
+from mesh.events._replies import ApiCall, Reply
 from mesh.events._requests import TaskRequest
 from mesh.events._resources import (
     PoolDeclared,
@@ -223,6 +223,14 @@ _CHANNELS = (
     Channel(
         "breakers", "breaker name", "compact", "Circuit breaker states.", (BreakerStateChanged,)
     ),
+    Channel(
+        "calls",
+        "correlation id",
+        "delete",
+        "Calls of the client API to a component (its `component` field says which); each is "
+        "answered on `replies`.",
+        (ApiCall,),
+    ),
     Channel("replies", "correlation id", "delete", "Answers to request/reply calls.", (Reply,)),
     Channel(
         "dlq",
@@ -245,14 +253,14 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
             Component(
                 "client",
                 "The Python client API and the `mesh` command line.",
-                sends=("requests", "commands", "agents.commands"),
+                sends=("requests", "commands", "agents.commands", "calls"),
                 receives=("plans", "workflow.events", "replies"),
             ),
             Component(
                 "task-planner",
                 "Turns requests into validated, optimised plans.",
                 sends=("plans", *_DLQ_REPLIES),
-                receives=("requests", "workflow.events"),
+                receives=("requests", "workflow.events", "calls"),
             ),
             Component(
                 "workflow-manager",
@@ -267,6 +275,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                 receives=(
                     "plans",
                     "commands",
+                    "calls",
                     "tasks.results",
                     "workflow.events",
                     "workflow.state",
@@ -276,7 +285,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                 "resource-allocator",
                 "Grants resources from pools under quotas and policies.",
                 sends=("resources", *_DLQ_REPLIES),
-                receives=("tasks.ready", "resources"),
+                receives=("tasks.ready", "resources", "calls"),
             ),
             Component(
                 "agent-manager",
@@ -287,6 +296,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                     "agents",
                     "agents.heartbeats",
                     "agents.commands",
+                    "calls",
                     "breakers",
                     "tasks.results",
                     "tasks.ready",

@@ -1,7 +1,8 @@
-"""Replies for request/reply calls of the client API, on ``replies`` (keyed by correlation id).
+"""Request/reply calls of the client API: ``ApiCall`` on ``calls``, ``Reply`` on ``replies``.
 
-A client publishes a command with a fresh ``correlation_id`` and awaits the ``Reply`` with the same
-id; the key makes all replies to one call land in one partition.
+A client publishes a call (or a workflow command) with a fresh ``correlation_id`` and awaits the
+``Reply`` with the same id; both are keyed by that id, so all replies to one call land in one
+partition.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, JsonValue, model_validator
 
 from mesh.events._envelope import Event, Frozen
-from mesh.events._types import Name, Text
+from mesh.events._types import JsonObject, Name, Text
 
 
 class ReplyError(Frozen):
@@ -40,6 +41,34 @@ class Reply(Event):
         if not self.ok and self.error is None:
             raise ValueError("a failed reply must carry an error")
         return self
+
+    @property
+    def key(self) -> str:
+        return self.correlation_id
+
+
+ApiComponent = Literal["task-planner", "workflow-manager", "agent-manager", "resource-allocator"]
+"""The components that answer calls of the client API."""
+
+
+class ApiCall(Event):
+    """One call of a component's API (``plan_task``, ``get_agent_health`` …), answered by a
+    ``Reply`` with the same correlation id. Every replica of ``component`` reads ``calls`` in
+    one consumer group, so exactly one of them answers."""
+
+    type: Literal["api.called"] = "api.called"
+    schema_version: Literal[1] = 1
+    key_doc: ClassVar[str] = "correlation id of the call"
+
+    component: ApiComponent = Field(description="Which component answers.")
+    method: Name = Field(description="The API method, e.g. `plan_task`.")
+    args: JsonObject = Field(default_factory=dict, description="Its arguments, by name.")
+    timeout_ms: int = Field(
+        default=30_000,
+        ge=1,
+        le=3_600_000,
+        description="How long the caller waits; a call found older than this is not answered.",
+    )
 
     @property
     def key(self) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -41,6 +42,7 @@ from mesh.errors import EventTooLarge, InvalidEvent, MeshError
 from mesh.events import (
     HEADER_CORRELATION_ID,
     Encoded,
+    ExecutionPlan,
     Mapper,
     PlanCreated,
     PlanRejected,
@@ -49,12 +51,15 @@ from mesh.events import (
     TaskSpec,
     meta,
 )
+from mesh.kafka.calls import CallServer, Handler
+from mesh.kafka.calls import to_json as _as_json
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import ConsumedRecord, dead_letter
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
 from mesh.planner._errors import PlanningError
 from mesh.planner._request import workflow_id_for
+from mesh.planner._requestfile import request_from_document
 from mesh.settings import Settings
 
 COMPONENT = "task-planner"
@@ -123,6 +128,15 @@ class PlannerService:
         self._announcer: asyncio.Task[None] | None = None
         self._targets: dict[int, int] | None = None
         self._positions: dict[int, int] = {}
+        self.calls = CallServer(
+            settings,
+            "task-planner",
+            self.api_handlers(),
+            me=self.producer,
+            group_id=f"{group_id}-calls",
+        )
+        self._calls_stop = asyncio.Event()
+        self._calls_task: asyncio.Task[None] | None = None
         self.broker = faststream_broker(settings)
         self.publishers: dict[str, Any] = {}
         self.router = planner_router(self)
@@ -148,8 +162,15 @@ class PlannerService:
             history_to_replay=sum(self._targets.values()),
         )
         self._announcer = asyncio.get_running_loop().create_task(self._announce())
+        self._calls_stop.clear()
+        self._calls_task = asyncio.get_running_loop().create_task(self.calls.run(self._calls_stop))
 
     async def stop(self) -> None:
+        if self._calls_task is not None:
+            self._calls_stop.set()
+            with contextlib.suppress(Exception):
+                await self._calls_task
+            self._calls_task = None
         if self._announcer is not None:
             self._announcer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -165,6 +186,33 @@ class PlannerService:
             learned=self.planner.learning.version,
             types=list(self.planner.templates.types),
         )
+
+    # -- the API over Kafka (ApiCall on calls → Reply) ---------------------------------------
+
+    def api_handlers(self) -> dict[str, Handler]:
+        """``plan_task``, ``validate_plan``, ``optimize_plan``, ``estimate_resources``."""
+        planner = self.planner
+
+        async def plan_task(args: dict[str, Any]) -> Any:
+            return planner.plan_task(_api_request(args.get("request")))
+
+        async def validate_plan(args: dict[str, Any]) -> Any:
+            result = planner.validate_plan(_api_plan(args.get("plan")))
+            found = _as_json(result)
+            return {"valid": result.valid, **(found if isinstance(found, dict) else {})}
+
+        async def optimize_plan(args: dict[str, Any]) -> Any:
+            return planner.optimize_plan(_api_plan(args.get("plan")))
+
+        async def estimate_resources(args: dict[str, Any]) -> Any:
+            return planner.estimate_resources(_api_plan(args.get("plan")))
+
+        return {
+            "plan_task": plan_task,
+            "validate_plan": validate_plan,
+            "optimize_plan": optimize_plan,
+            "estimate_resources": estimate_resources,
+        }
 
     # -- handlers (called by the router) -----------------------------------------------------
 
@@ -322,6 +370,21 @@ def planner_router(service: PlannerService) -> KafkaRouter:
         await service.on_history(_record(message))
 
     return router
+
+
+def _api_request(data: Any) -> TaskRequest:
+    """A whole TaskRequest event, or a plain request document (type, description …)."""
+    if not isinstance(data, dict):
+        raise ValueError("'request' must be an object")
+    if "event_id" in data:
+        return TaskRequest.model_validate_json(json.dumps(data))
+    return request_from_document(data, "request")
+
+
+def _api_plan(data: Any) -> ExecutionPlan:
+    if not isinstance(data, dict):
+        raise ValueError("'plan' must be an object")
+    return ExecutionPlan.model_validate_json(json.dumps(data))
 
 
 def _record(message: Any) -> ConsumedRecord:

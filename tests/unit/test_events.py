@@ -50,6 +50,9 @@ DESIGN_CHANNELS = [
     "agents.commands",
     "resources",
     "breakers",
+    # Not in DESIGN.md's table: calls of the client API (mesh.Client) to any component,
+    # answered on replies like the commands.
+    "calls",
     "replies",
     "dlq",
 ]

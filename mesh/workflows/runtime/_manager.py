@@ -41,6 +41,7 @@ from aiokafka.errors import (
 
 from mesh.errors import BrokerError, ConfigError
 from mesh.events import Mapper, Producer
+from mesh.kafka.calls import CallServer
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -49,6 +50,7 @@ from mesh.workflows.runtime._ownership import Ownership, Rebalance
 from mesh.workflows.runtime._produce import write
 from mesh.workflows.runtime._rebuild import Rebuilt
 from mesh.workflows.runtime._records import COMPONENT, INPUTS
+from mesh.workflows.runtime._replay import replay_workflow
 from mesh.workflows.runtime._snapshots import SnapshotPolicy
 from mesh.workflows.runtime._transactions import supports_transactions
 from mesh.workflows.runtime._work import Work
@@ -154,6 +156,15 @@ class WorkflowManager:
             batch = self._batch_bytes()
             plain = AIOKafkaProducer(**self._producer_kwargs(), acks="all", max_batch_size=batch)
         log.info("workflows starting", group_id=self.group_id, transactional=wanted)
+        calls = CallServer(
+            self.settings,
+            "workflow-manager",
+            {"get_workflow_status": self._get_workflow_status},
+            me=self.me,
+            group_id=f"{self.group_id}-calls",
+        )
+        calls_stop = asyncio.Event()
+        calls_task = asyncio.get_running_loop().create_task(calls.run(calls_stop))
         try:
             with kafka_errors(self.settings, "connect the Workflow Manager to Kafka"):
                 await consumer.start()
@@ -165,6 +176,9 @@ class WorkflowManager:
             consumer.subscribe(list(self._channels), listener=Rebalance(self._own))
             await self._loop(stop)
         finally:
+            calls_stop.set()
+            with contextlib.suppress(Exception):
+                await calls_task
             await self._own.close_all()
             with contextlib.suppress(Exception):
                 await consumer.stop()
@@ -173,6 +187,16 @@ class WorkflowManager:
                     await plain.stop()
             self._consumer = self._plain = self._own.consumer = None
         log.info("workflows stopped")
+
+    async def _get_workflow_status(self, args: dict[str, Any]) -> Any:
+        """The API's ``get_workflow_status``: the workflow rebuilt from Kafka, so any replica
+        answers for any workflow, whichever replica owns its partition."""
+        workflow_id = args.get("workflow_id")
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise ValueError("'workflow_id' is required")
+        replayed = await replay_workflow(self.settings, workflow_id)
+        state = replayed.state.model_dump(mode="json", exclude={"plan"})
+        return {**state, "events": replayed.event_count}
 
     async def _check_topics(self, consumer: Any) -> None:
         with kafka_errors(self.settings, "list topics"):

@@ -1,0 +1,82 @@
+"""``mesh.Client`` against a running mesh on real Apache Kafka: every call goes out as an event and
+comes back as a ``Reply`` from a real component process (``mesh dev``'s planner, Workflow Manager
+and agents); a call nobody answers is a ``NoAnswer`` that names the component to start."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mesh import CallFailed, Client, NoAnswer
+from mesh.client import follow_history, history_cursor
+from mesh.events import ExecutionPlan, WorkflowEvent
+from mesh.settings import Settings
+from mesh.topics import apply_topics, load_topics
+from tests.e2e import ROOT, running_mesh
+
+REQUEST = {"type": "bugfix", "description": "Fix the login timeout", "id": "req-client-1"}
+
+
+async def test_planner_and_workflow_calls_round_trip_through_kafka(
+    kafka_settings: Settings,
+) -> None:
+    async with (
+        running_mesh(kafka_settings, shell_agents=2, python_agents=0),
+        Client(kafka_settings, timeout=60) as client,
+    ):
+        plan = await client.plan_task(REQUEST)
+        assert isinstance(plan, ExecutionPlan)
+        assert plan.tasks
+        checked = await client.validate_plan(plan)
+        assert checked["valid"] is True
+        assert checked["stages"]
+        optimized = await client.optimize_plan(plan)
+        assert {t.task_id for t in optimized.tasks} == {t.task_id for t in plan.tasks}
+        estimate = await client.estimate_resources(plan)
+        assert estimate["makespan_seconds"] > 0
+        assert "peak" in estimate
+
+        run = await client.start_workflow(plan)
+        paused = await client.pause_workflow(run.workflow_id, reason="look first")
+        assert paused["workflow_id"] == run.workflow_id
+        resumed = await client.resume_workflow(run.workflow_id)
+        assert resumed["workflow_id"] == run.workflow_id
+        try:
+            final = await run.wait(within=180)
+        except TimeoutError:
+            status = await client.get_workflow_status(run.workflow_id)
+            pytest.fail(f"not final in time: {status}")
+        assert final.status == "completed", final.reason
+        status = await client.get_workflow_status(run.workflow_id)
+        assert status["status"] == "completed"
+        assert set(status["tasks"]) == {t.task_id for t in plan.tasks}
+        kinds = [event.type async for event in _history(client, run.workflow_id)]
+        assert "workflow.paused" in kinds
+        assert "workflow.resumed" in kinds
+
+        with pytest.raises(CallFailed, match="no method 'teleport'"):
+            await client.call("task-planner", "teleport")
+        with pytest.raises(CallFailed, match=r"bad arguments|'plan' must be an object"):
+            await client.call("task-planner", "validate_plan", {"plan": 42})
+        with pytest.raises(CallFailed, match="unknown"):
+            await client.get_workflow_status("wf-does-not-exist")
+
+
+async def _history(client: Client, workflow_id: str) -> AsyncIterator[WorkflowEvent]:
+    cursor = await history_cursor(client.settings, workflow_id, from_end=False)
+    async for event in follow_history(client.settings, workflow_id, cursor):
+        yield event
+
+
+async def test_a_call_nobody_answers_names_the_component_to_start(
+    kafka_settings: Settings,
+) -> None:
+    settings = kafka_settings.model_copy(update={"topic_prefix": f"idle{uuid.uuid4().hex[:8]}."})
+    await apply_topics(settings, load_topics(ROOT / "topics", prefix=settings.topic_prefix).topics)
+    async with Client(settings) as client:
+        with pytest.raises(NoAnswer, match="mesh run planner"):
+            await client.call("task-planner", "plan_task", {"request": REQUEST}, within=2)
+        with pytest.raises(NoAnswer, match="mesh run agents"):
+            await client.call("agent-manager", "get_agent_health", within=2)
