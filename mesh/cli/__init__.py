@@ -7,12 +7,15 @@ from mesh.cli import agents as _agents
 from mesh.cli import broker as _broker
 from mesh.cli import control as _control
 from mesh.cli import dev as _dev
+from mesh.cli import dlq as _dlq
+from mesh.cli import groups as _groups
 from mesh.cli import plan as _plan
 from mesh.cli import replay as _replay
 from mesh.cli import resources as _resources
 from mesh.cli import run as _run
 from mesh.cli import schemas as _schemas
 from mesh.cli import submit as _submit
+from mesh.cli import tail as _tail
 from mesh.cli import topics as _topics
 from mesh.cli import watch as _watch
 from mesh.cli._app import app, main
@@ -31,6 +34,9 @@ app.add_typer(_schemas.app, name="schemas")
 app.add_typer(_resources.app, name="resources")
 app.command("plan")(_plan.plan)
 app.command("submit")(_submit.submit)
+app.command("tail")(_tail.tail)
+app.add_typer(_dlq.app, name="dlq")
+app.add_typer(_groups.app, name="groups")
 for _name in ("pause", "resume", "cancel", "retry", "signal"):
     app.command(_name)(getattr(_control, _name))
 
