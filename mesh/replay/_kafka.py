@@ -81,9 +81,10 @@ async def offsets_for_time(
     """Per partition, the first offset whose record timestamp is at or after ``millis`` (None:
     no such record); None altogether when the broker cannot look offsets up by time.
 
-    Each answer is checked against the record it names: Kafka answers with that record's own
-    timestamp, while the embedded broker answers -1 or the first offset of a record batch
-    (whose records may be older than ``millis``), which would cut a replay short.
+    Each answer is checked against the records it names: Kafka answers with the first record
+    at or after ``millis`` (or a transaction marker or aborted record just before it, which a
+    read_committed reader skips), while the embedded broker answers -1 or the first offset of
+    a record batch whose records may be older than ``millis``, which would cut a replay short.
     """
     with kafka_errors(settings, "look up offsets by time"):
         found = await consumer.offsets_for_times(dict.fromkeys(tps, millis))
@@ -93,28 +94,28 @@ async def offsets_for_time(
         if answer is None:
             result[tp] = None
             continue
-        offset, stamp = int(answer.offset), int(answer.timestamp)
-        if (
-            stamp < millis
-            or await _timestamp_at(consumer, settings, tp, offset, limits[tp]) != stamp
-        ):
+        offset = int(answer.offset)
+        if answer.timestamp < millis:
+            return None
+        first = await _first_timestamp(consumer, settings, tp, offset, limits[tp])
+        if first is not None and first < millis:
             return None
         result[tp] = offset
     return result
 
 
-async def _timestamp_at(
+async def _first_timestamp(
     consumer: AIOKafkaConsumer,
     settings: Settings,
     tp: TopicPartition,
     offset: int,
     limits: tuple[int, int],
 ) -> int | None:
-    """The timestamp of the record at ``offset`` (None if there is no such record)."""
-    async for batch in read_bounded(consumer, settings, tp, limits, start=offset, stop=offset + 1):
-        for record in batch:
-            if record.offset == offset:
-                return int(record.timestamp)
+    """The timestamp of the first readable record at or after ``offset`` (None: none)."""
+    batches = read_bounded(consumer, settings, tp, limits, start=offset)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            return int(batch[0].timestamp)
     return None
 
 
@@ -133,8 +134,8 @@ async def read_bounded(
     first = limits[0] if start is None else max(start, limits[0])
     if stop is not None and stop <= first:
         return
-    if stop is None and limits[1] <= first:
-        return
+    # No shortcut when the end equals the start: the embedded broker reports the start of the
+    # last record batch as the end, so a partition holding one batch looks empty until fetched.
     # read_range is an async generator: close it when we stop early, not at garbage collection
     ranged = cast(
         AsyncGenerator[list[Any], None], read_range(consumer, settings, tp, first, limits)
@@ -284,8 +285,6 @@ async def all_snapshots(
     limits = await bounds(consumer, settings, tps)
     latest: dict[str, WorkflowSnapshot] = {}
     for tp in tps:
-        if limits[tp][1] <= limits[tp][0]:
-            continue
         async for batch in read_range(consumer, settings, tp, limits=limits[tp]):
             for record in batch:
                 key = record.key.decode(errors="replace") if record.key is not None else ""
