@@ -173,8 +173,10 @@ class AgentWorker:
         """Serve until ``stop`` is set, then shut down gracefully."""
         async with self._clients():
             await self._take_partition()
-            await self._restore_breaker()
             await self._publish(self._description(AgentRegistered))
+            # After registering (so it does not delay it), before taking work: the Agent Manager
+            # already routes by the published state; this agent's own calls must agree with it.
+            await self._restore_breaker()
             log.info(
                 "agent ready",
                 agent_id=self.config.agent_id,
