@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -24,11 +25,11 @@ from mesh.inspect import (
     Letter,
     describe_original,
     find,
-    original_of,
     parse_filter,
     parse_position,
     read_letters,
     select,
+    whole_letter,
 )
 from mesh.inspect import (
     redrive as redrive_letters,
@@ -87,14 +88,16 @@ def list_letters(ctx: typer.Context, where: Where = None, as_json: Json = False)
     for item in items:
         letter = item.letter
         origin = (
-            f"{letter.original_topic}[{letter.original_partition}]@{letter.original_offset}"
+            f"{letter.original_topic.removeprefix(settings.topic_prefix)}"
+            f"[{letter.original_partition}]@{letter.original_offset}"
             if letter is not None
             else ""
         )
+        when = item.seen.as_json()["timestamp"] or ""
         rows.append(
             (
                 item.position,
-                item.seen.as_json()["timestamp"] or "",
+                when[5:19].replace("T", " "),
                 letter.component if letter is not None else "",
                 origin,
                 _reason(item),
@@ -130,7 +133,7 @@ def show(
     say(f"dead letter {document['position']} of {document['topic']}", "bold")
     for name, value in document["letter"].items():
         if name != "original_value_base64":
-            say(f"  {name}: {value}")
+            say(f"  {name}: {value if isinstance(value, str) else json.dumps(value)}")
     say("headers:", "bold")
     for name, value in document["headers"].items():
         say(f"  {name}: {value}")
@@ -158,8 +161,8 @@ async def _show(settings: Settings, partition: int | None, offset: int) -> dict[
         document["letter"] = {"not_a_dead_letter": item.seen.decode_error}
         document["original"] = {"source": "missing", "value": None}
         return document
-    document["letter"] = item.letter.model_dump(mode="json")
-    original = await original_of(settings, item)
+    whole, original = await whole_letter(settings, item)
+    document["letter"] = whole.model_dump(mode="json")
     document["original"] = describe_original(
         original, Mapper(max_event_bytes=settings.max_event_bytes)
     )

@@ -38,7 +38,7 @@ def groups(ctx: typer.Context, as_json: Json = False) -> None:
         return
     rows: list[tuple[object, ...]] = []
     for info in infos:
-        members = f"{info.state}, {len(info.members)} member(s)"
+        members = f"{info.state} ({len(info.members)})"
         by_topic: dict[str, list[tuple[int, int, int]]] = {}
         for p in info.partitions:
             by_topic.setdefault(p.topic, []).append((p.committed, p.end, p.lag))

@@ -7,7 +7,8 @@ Layers, each importing only those above it::
     _records  a consumed record as decoded event or escaped bytes            (pure)
     _read     topics, start/end offsets, offsets by time, reading            (Kafka)
     _tail     ``mesh tail``                                                  (Kafka)
-    _dlq      ``mesh dlq list|show|redrive``                                 (Kafka)
+    _dlq      ``mesh dlq list|show``: read and show dead letters             (Kafka)
+    _redrive  ``mesh dlq redrive``: back to their topics, safe to re-run     (Kafka)
     _groups   ``mesh groups`` lag and ``reset --to-time``                    (Kafka)
 
 The filter language is reusable anywhere events are shown (``parse_filter(text).matches(fields)``).
@@ -20,14 +21,13 @@ from mesh.inspect._dlq import (
     Letter,
     Letters,
     Original,
-    RedriveResult,
     describe_original,
     find,
     original_of,
     parse_position,
     read_letters,
-    redrive,
     select,
+    whole_letter,
 )
 from mesh.inspect._expr import MISSING, ExpressionError, Filter, parse_filter
 from mesh.inspect._groups import (
@@ -40,6 +40,7 @@ from mesh.inspect._groups import (
     plan_reset,
 )
 from mesh.inspect._records import FILTER_NAMES, Seen, escape, see
+from mesh.inspect._redrive import RedriveResult, redrive
 from mesh.inspect._tail import Start, TailOptions, keyed_by_workflow, tail
 from mesh.inspect._time import format_time, parse_time
 
@@ -79,4 +80,5 @@ __all__ = [
     "see",
     "select",
     "tail",
+    "whole_letter",
 ]

@@ -1,22 +1,7 @@
-"""Dead letters: read them, show one whole, and redrive them to the topics they came from.
+"""Dead letters: read them (marking those already redriven) and show one whole.
 
-Redrive is safe to re-run. Two records of what was redriven, each cheap where the other is not:
-
-- **A committed offset** of the consumer group ``<prefix>dlq-redrive`` on each DLQ partition: the
-  watermark below which every letter has been redriven (or is not a dead letter at all). A run
-  without a filter moves it to the end, so the next run looks at new letters only. A filtered run
-  moves it only over the unbroken run of letters it redrove, so letters it left out stay
-  redrivable by a later run with another filter.
-- **A header on every redriven record**, ``mesh-redriven-from: <dlq topic>/<partition>/<offset>``.
-  For letters above the watermark, the partition the redriven copy goes to is scanned (from the
-  original offset on) for that header, so a letter redriven by an earlier filtered run — or by a
-  run that crashed after producing but before committing — is not sent twice. The header also
-  travels into a new dead letter if the redriven record fails again, so ``dlq list`` shows it.
-
-Both work on every broker (the embedded one keeps no offset-commit metadata, which is why the
-"redriven above the watermark" set is not stored there). Records are produced (``acks=all``),
-then the watermark is committed: a crash in between is caught by the header scan on the next run;
-a retried send may still duplicate a record, which mesh consumers drop by event id.
+What counts as "already redriven" — the ``dlq-redrive`` group's committed watermark plus the
+``mesh-redriven-from`` header on redriven records — is explained in ``_redrive``, which writes both.
 """
 
 from __future__ import annotations
@@ -24,11 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from mesh.errors import ConfigError
 from mesh.events import HEADER_TYPE, DeadLetter, Mapper
@@ -43,7 +29,7 @@ from mesh.inspect._read import (
     topic_partitions,
 )
 from mesh.inspect._records import FILTER_NAMES, Seen, escape, see
-from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.connection import kafka_errors
 from mesh.kafka.partitions import partition_for
 from mesh.settings import Settings
 
@@ -69,6 +55,8 @@ class Letter:
     redriven: bool = False
     redrive_of: str | None = None
     """If this letter is itself about a redriven record: the dead letter that one came from."""
+    carries_value: bool = False
+    """The letter holds the original value (kept out of memory here: see :func:`full_letters`)."""
 
     @property
     def position(self) -> str:
@@ -144,7 +132,11 @@ async def read_letters(settings: Settings) -> Letters:
             async for record in records:
                 seen = see(record, mapper)
                 letter = seen.event if isinstance(seen.event, DeadLetter) else None
-                item = Letter(seen, letter, record.key)
+                carries = letter is not None and letter.original_value_base64 is not None
+                if letter is not None and carries:  # up to ~1 MiB each: re-read when needed
+                    letter = letter.model_copy(update={"original_value_base64": None})
+                    seen = dataclasses.replace(seen, event=letter)
+                item = Letter(seen, letter, record.key, carries_value=carries)
                 item.redriven = record.offset < watermarks[item.tp]
                 if letter is not None:
                     item.redrive_of = letter.original_headers.get(HEADER_REDRIVEN_FROM)
@@ -173,7 +165,7 @@ def _origin(item: Letter) -> str:
     return f"{item.seen.topic}/{item.seen.partition}/{item.seen.offset}"
 
 
-def _target(item: Letter, partitions: int) -> TopicPartition:
+def redrive_target(item: Letter, partitions: int) -> TopicPartition:
     """Where a redrive sends the letter: the key's partition (as its producer chose), else the
     partition it was read from."""
     letter = item.letter
@@ -194,7 +186,7 @@ async def _already_redriven(consumer: Any, settings: Settings, pending: list[Let
         partitions = topics.get(letter.original_topic)
         if not partitions:
             continue
-        target = _target(item, partitions)
+        target = redrive_target(item, partitions)
         same = target.partition == letter.original_partition
         begin = letter.original_offset + 1 if same else 0
         scan_from[target] = min(scan_from.get(target, begin), begin)
@@ -266,10 +258,32 @@ class Original:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-async def original_of(settings: Settings, item: Letter, consumer: Any | None = None) -> Original:
-    """The original value: from the letter, else read back at its topic, partition and offset."""
-    letter = item.letter
-    assert letter is not None
+async def full_letters(
+    consumer: Any, settings: Settings, items: list[Letter]
+) -> AsyncGenerator[tuple[Letter, DeadLetter], None]:
+    """Each of ``items`` with its whole dead letter (original value included), read again from
+    the DLQ in one pass per partition, so that only one batch of values is in memory at a time."""
+    mapper = Mapper(max_event_bytes=MAX_FETCH_BYTES)
+    by_tp: dict[TopicPartition, dict[int, Letter]] = {}
+    for item in items:
+        by_tp.setdefault(item.tp, {})[item.seen.offset] = item
+    for tp, wanted in sorted(by_tp.items()):
+        span = {tp: min(wanted)}, {tp: max(wanted) + 1}
+        async with contextlib.aclosing(read_records(consumer, settings, *span)) as records:
+            async for record in records:
+                found = wanted.get(record.offset)
+                if found is None:
+                    continue
+                event = see(record, mapper).event
+                if isinstance(event, DeadLetter):
+                    yield found, event
+
+
+async def original_of(
+    settings: Settings, item: Letter, letter: DeadLetter, consumer: Any
+) -> Original:
+    """The original record of ``letter`` (the whole one, as :func:`full_letters` gives it): its
+    value from the letter, else read back at its topic, partition and offset."""
     headers = tuple((k, v.encode()) for k, v in letter.original_headers.items())
     if letter.original_value_base64 is not None:
         try:
@@ -279,14 +293,21 @@ async def original_of(settings: Settings, item: Letter, consumer: Any | None = N
         key = item.key if letter.original_key is not None else None
         return Original(value, "letter", key, headers)
     tp = TopicPartition(letter.original_topic, letter.original_partition)
-    if consumer is None:
-        async with reading(settings) as own:
-            record = await fetch_one(own, settings, tp, letter.original_offset)
-    else:
-        record = await fetch_one(consumer, settings, tp, letter.original_offset)
+    record = await fetch_one(consumer, settings, tp, letter.original_offset)
     if record is None:
         return Original(None, "missing")
     return Original(record.value, "topic", record.key, tuple(record.headers or ()))
+
+
+async def whole_letter(settings: Settings, item: Letter) -> tuple[DeadLetter, Original]:
+    """One dead letter read again whole, and its original record (for ``dlq show``)."""
+    assert item.letter is not None
+    whole = item.letter
+    async with reading(settings) as letter_reader, reading(settings) as original_reader:
+        async with contextlib.aclosing(full_letters(letter_reader, settings, [item])) as found:
+            async for _item, letter in found:
+                whole = letter
+        return whole, await original_of(settings, item, whole, original_reader)
 
 
 def describe_original(original: Original, mapper: Mapper) -> dict[str, Any]:
@@ -306,154 +327,6 @@ def describe_original(original: Original, mapper: Mapper) -> dict[str, Any]:
     return data
 
 
-@dataclass
-class RedriveResult:
-    """What a redrive did (or, with ``dry_run``, would do)."""
-
-    dry_run: bool
-    matched: int = 0
-    redriven: int = 0
-    already_redriven: int = 0
-    unavailable: list[str] = field(default_factory=list)
-    by_topic: dict[str, int] = field(default_factory=dict)
-    positions: list[str] = field(default_factory=list)
-    watermarks: dict[int, int] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "matched": self.matched,
-            "redriven": self.redriven,
-            "already_redriven": self.already_redriven,
-            "unavailable": self.unavailable,
-            "by_topic": self.by_topic,
-            "positions": self.positions,
-            "watermarks": {str(k): v for k, v in self.watermarks.items()},
-        }
-
-
-async def redrive(
-    settings: Settings,
-    where: Filter | None = None,
-    *,
-    dry_run: bool = False,
-    limit: int | None = None,
-    planned: Callable[[int], None] = lambda total: None,
-    progress: Callable[[int], None] = lambda done: None,
-) -> RedriveResult:
-    """Send matching dead letters not yet redriven back to their original topics, then move the
-    watermark. ``planned(total)`` is called once the work is known, ``progress(n)`` per ack."""
-    letters = await read_letters(settings)
-    matching = select(letters, settings, where)
-    result = RedriveResult(dry_run=dry_run, matched=len(matching))
-    todo = [item for item in matching if not item.redriven]
-    result.already_redriven = len(matching) - len(todo)
-    if limit is not None:
-        todo = todo[:limit]
-    async with reading(settings) as consumer:
-        topics = await topic_partitions(consumer, settings)
-        sends: list[tuple[Letter, TopicPartition | None, Original]] = []
-        for item in todo:
-            letter = item.letter
-            assert letter is not None
-            partitions = topics.get(letter.original_topic)
-            if not partitions:
-                result.unavailable.append(f"{item.position}: topic {letter.original_topic} is gone")
-                continue
-            original = await original_of(settings, item, consumer)
-            if original.value is None:
-                result.unavailable.append(f"{item.position}: original value no longer available")
-                continue
-            key = original.key
-            target = None if key is not None else _target(item, partitions)
-            sends.append((item, target, original))
-    planned(len(sends))
-    for item, _target_tp, _original in sends:
-        assert item.letter is not None
-        topic = item.letter.original_topic
-        result.by_topic[topic] = result.by_topic.get(topic, 0) + 1
-        result.positions.append(item.position)
-    if dry_run:
-        result.redriven = len(sends)
-        return result
-    await _produce(settings, sends, letters.topic, progress)
-    result.redriven = len(sends)
-    for item, _target_tp, _original in sends:
-        item.redriven = True
-    result.watermarks = await _advance(settings, letters)
-    return result
-
-
-async def _produce(
-    settings: Settings,
-    sends: list[tuple[Letter, TopicPartition | None, Original]],
-    dlq_topic: str,
-    progress: Callable[[int], None],
-) -> None:
-    if not sends:
-        return
-    producer = AIOKafkaProducer(
-        **client_kwargs(settings),
-        acks="all",  # no idempotence: the embedded broker has no InitProducerId
-        max_request_size=MAX_FETCH_BYTES,
-    )
-    done = 0
-    with kafka_errors(settings, "redrive dead letters"):
-        try:
-            await producer.start()
-            for chunk in _chunks(sends, 200):
-                futures = []
-                for item, target, original in chunk:
-                    assert item.letter is not None
-                    headers = [(k, v) for k, v in original.headers if k != HEADER_REDRIVEN_FROM]
-                    headers.append(
-                        (
-                            HEADER_REDRIVEN_FROM,
-                            f"{dlq_topic}/{item.seen.partition}/{item.seen.offset}".encode(),
-                        )
-                    )
-                    futures.append(
-                        await producer.send(
-                            item.letter.original_topic,
-                            original.value,
-                            key=original.key,
-                            headers=headers,
-                            partition=None if target is None else target.partition,
-                        )
-                    )
-                for future in futures:
-                    await future
-                    done += 1
-                    progress(done)
-        finally:
-            await producer.stop()
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-async def _advance(settings: Settings, letters: Letters) -> dict[int, int]:
-    """Commit, per DLQ partition, the offset of the first letter still to redrive (the end if
-    none): everything below it has been redriven or is not a dead letter."""
-    marks: dict[TopicPartition, int] = {}
-    for tp, end in letters.ends.items():
-        first_open = [
-            item.seen.offset
-            for item in letters.items
-            if item.tp == tp and item.letter is not None and not item.redriven
-        ]
-        marks[tp] = min(first_open) if first_open else end
-    changed = {tp: m for tp, m in marks.items() if m > letters.watermarks.get(tp, 0)}
-    if changed:
-        async with reading(settings, group_id=settings.group(REDRIVE_GROUP)) as consumer:
-            with kafka_errors(settings, "commit the redrive watermark"):
-                consumer.assign(list(changed))
-                await consumer.commit(changed)
-    return {tp.partition: m for tp, m in sorted(marks.items())}
-
-
 __all__ = [
     "HEADER_REDRIVEN_FROM",
     "LETTER_FIELDS",
@@ -461,12 +334,13 @@ __all__ = [
     "Letter",
     "Letters",
     "Original",
-    "RedriveResult",
     "describe_original",
     "find",
+    "full_letters",
     "original_of",
     "parse_position",
     "read_letters",
-    "redrive",
+    "redrive_target",
     "select",
+    "whole_letter",
 ]

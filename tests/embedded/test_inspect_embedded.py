@@ -16,10 +16,13 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from mesh.events import TaskCompleted, meta
 from mesh.kafka.connection import client_kwargs
+from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for
 from mesh.settings import Settings
 from tests._inspect_support import (
+    AGENT,
     MAPPER,
     WAIT,
     create_topics,
@@ -285,3 +288,40 @@ async def test_groups_lag_and_reset_refusals(embedded_settings: Settings) -> Non
         assert "active member" in assert_one_line_error(busy)
     finally:
         await member.stop()
+
+
+async def test_letter_without_its_value_is_read_back_from_the_topic(
+    embedded_settings: Settings,
+) -> None:
+    """A dead letter too large to carry the original value names where it is; show and redrive
+    read it back from the original topic, partition and offset."""
+    await create_topics(embedded_settings)
+    wid = workflow_id()
+    big = TaskCompleted(
+        **meta(AGENT, correlation_id=wid),
+        workflow_id=wid,
+        task_id="A",
+        attempt=1,
+        agent_id="a1",
+        output={"text": "x" * 5_000},
+    )
+    results = embedded_settings.topic("tasks.results")
+    await produce_events(embedded_settings, results, [big])
+    (original,) = await read_all(embedded_settings, results, at_least=1)
+    letter = dead_letter(original, ValueError("too big to handle"), "tests", max_event_bytes=3_000)
+    await produce(embedded_settings, embedded_settings.topic("dlq"), [tuple(letter)])  # type: ignore[list-item]
+
+    (listed,) = ok_json(mesh(embedded_settings, "dlq", "list", "--json"))["letters"]
+    shown = ok_json(
+        mesh(
+            embedded_settings, "dlq", "show", f"{listed['partition']}:{listed['offset']}", "--json"
+        )
+    )
+    assert shown["letter"]["original_value_base64"] is None
+    assert shown["original"]["source"] == "topic"
+    assert shown["original"]["event"]["output"] == {"text": "x" * 5_000}
+
+    assert ok_json(mesh(embedded_settings, "dlq", "redrive", "--json"))["redriven"] == 1
+    copies = await read_all(embedded_settings, results, at_least=2)
+    assert [r.value for r in copies] == [original.value, original.value]
+    assert copies[1].key == wid.encode()
