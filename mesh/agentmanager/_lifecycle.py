@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,19 +38,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import JsonValue
 
+from mesh.agentmanager._processes import is_agent_process, signal_and_wait
 from mesh.agentmanager._registry import Registry
-from mesh.agentmanager._templates import TemplateRefused, Templates
+from mesh.agentmanager._requests import answer
+from mesh.agentmanager._templates import Templates
 from mesh.agents._host import host_name
-from mesh.errors import EventError, MeshError
+from mesh.errors import MeshError
 from mesh.events import (
     AgentTerminated,
-    Event,
     Mapper,
     Producer,
-    Reply,
-    ReplyError,
-    SpawnAgents,
-    TerminateAgent,
     meta,
 )
 from mesh.kafka.connection import client_kwargs, kafka_errors
@@ -64,7 +59,6 @@ log = get_logger("mesh.agentmanager.lifecycle")
 
 _POLL_MS = 300
 _JANITOR_SECONDS = 0.5
-_PID_POLL_SECONDS = 0.05
 
 
 class LifecycleError(MeshError):
@@ -223,7 +217,7 @@ class AgentLifecycle:
             log.info("agent terminated", agent_id=agent_id, pid=pid, exit_code=code, forced=forced)
             return TerminatedAgent(agent_id, pid, code, forced, supervised=True)
         pid = self._local_pid(agent_id)
-        forced = await _signal_and_wait(pid, grace)
+        forced = await signal_and_wait(pid, grace)
         log.info("agent terminated", agent_id=agent_id, pid=pid, forced=forced, supervised=False)
         return TerminatedAgent(agent_id, pid, None, forced, supervised=False)
 
@@ -303,7 +297,7 @@ class AgentLifecycle:
                 f"Manager's host {self.host}; stop it there"
             )
         pid_text = state.labels.get("pid", "")
-        if not pid_text.isdigit() or not _is_agent_process(int(pid_text), agent_id):
+        if not pid_text.isdigit() or not is_agent_process(int(pid_text), agent_id):
             raise UnknownAgent(f"agent {agent_id!r} has no running process on this host")
         return int(pid_text)
 
@@ -369,9 +363,13 @@ class AgentLifecycle:
                     batch = await consumer.getmany(timeout_ms=_POLL_MS)
                 for tp, records in batch.items():
                     for record in records:
-                        reply = await self._handle(record)
+                        reply = await answer(self, record)
                         if reply is not None:
-                            await self._reply(producer, reply)
+                            key, value, headers = self.mapper.encode(reply)
+                            with kafka_errors(self.settings, "answer a lifecycle request"):
+                                await producer.send_and_wait(
+                                    self.settings.topic("replies"), value, key=key, headers=headers
+                                )
                     with kafka_errors(self.settings, "commit agent lifecycle requests"):
                         await consumer.commit({tp: records[-1].offset + 1})
         finally:
@@ -384,55 +382,6 @@ class AgentLifecycle:
                 await consumer.stop()
             with contextlib.suppress(Exception):
                 await producer.stop()
-
-    async def _handle(self, record: Any) -> Reply | None:
-        try:
-            request = self.mapper.decode(record.value, record.headers)
-        except EventError as exc:
-            log.warning(
-                "unreadable lifecycle request skipped", offset=record.offset, error=str(exc)
-            )
-            return None
-        if not isinstance(request, SpawnAgents | TerminateAgent):
-            log.warning("not a lifecycle request; skipped", type=request.type)
-            return None
-        age = (datetime.now(UTC) - request.occurred_at).total_seconds()
-        if age > self.expire_after:
-            log.warning("expired lifecycle request skipped", type=request.type, age_seconds=age)
-            return None
-        try:
-            result = await self.perform(request)
-        except (LifecycleError, TemplateRefused) as exc:
-            return self._failure(request, exc)
-        except Exception as exc:  # an OS error starting a process: answer rather than hang
-            log.error("lifecycle request failed", type=request.type, error=str(exc))
-            return self._failure(request, exc)
-        return Reply(**meta(self.me, causation=request), ok=True, result=result)
-
-    async def perform(self, request: SpawnAgents | TerminateAgent) -> JsonValue:
-        """Carry out one request; its reply's result."""
-        if isinstance(request, SpawnAgents):
-            spawned = await self.spawn_agent(
-                request.template, request.config, count=request.count, name=request.name
-            )
-            return {"agents": [s.as_json() for s in spawned]}
-        done = await self.terminate_agent(request.agent_id, grace=request.grace_seconds)
-        return done.as_json()
-
-    def _failure(self, request: Event, exc: BaseException) -> Reply:
-        error = ReplyError(
-            kind=type(exc).__name__,
-            message=str(exc)[:2_000] or type(exc).__name__,
-            retriable=bool(getattr(exc, "retriable", False)),
-        )
-        return Reply(**meta(self.me, causation=request), ok=False, error=error)
-
-    async def _reply(self, producer: AIOKafkaProducer, reply: Reply) -> None:
-        key, value, headers = self.mapper.encode(reply)
-        with kafka_errors(self.settings, "answer a lifecycle request"):
-            await producer.send_and_wait(
-                self.settings.topic("replies"), value, key=key, headers=headers
-            )
 
 
 def _mesh(*args: str) -> list[str]:
@@ -447,51 +396,6 @@ def _forward(child: Child, entry: dict[str, Any] | str) -> None:
     """Agents' warnings and errors appear in the manager's log; the rest stays in theirs."""
     if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
         log.warning("agent says", agent=child.name, message=str(entry.get("event", ""))[:500])
-
-
-def _is_agent_process(pid: int, agent_id: str) -> bool:
-    """``pid`` runs a mesh agent (guards against signalling a recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    text = [part.decode(errors="replace") for part in cmdline]
-    return ("mesh" in text and "agent" in text and any(agent_id in part for part in text)) or (
-        "mesh" in text and "agent" in text and agent_id.endswith(f"-{pid}")
-    )
-
-
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state == "Z"
-
-
-async def _signal_and_wait(pid: int, grace: float) -> bool:
-    """SIGTERM ``pid``, wait up to ``grace`` s, then SIGKILL; True if it had to be killed."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while True:
-        if _pid_gone(pid):
-            return False
-        if time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(_PID_POLL_SECONDS)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while True:  # SIGKILL cannot be ignored: the wait is short
-        if _pid_gone(pid):
-            return True
-        await asyncio.sleep(_PID_POLL_SECONDS)
 
 
 __all__ = [
