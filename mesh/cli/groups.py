@@ -58,7 +58,7 @@ def groups(ctx: typer.Context, as_json: Json = False) -> None:
             )
     print_table(
         "consumer groups",
-        ["group", "state", "topic", "partitions", "committed", "end", "lag"],
+        ["group", "state (members)", "topic", "partitions", "committed", "end", "lag"],
         rows,
     )
 
