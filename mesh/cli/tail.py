@@ -1,7 +1,8 @@
 """``mesh tail TOPIC`` — the records of a topic, decoded and coloured, one per line.
 
 Anything that is not a mesh event is shown as escaped, truncated bytes with the reason, never a
-crash. Ctrl-C ends a follow cleanly (exit 0): it is how a follow is meant to stop.
+crash. Ctrl-C ends a follow cleanly (exit 0): it is how a follow is meant to stop; so does a
+reader that goes away (``mesh tail … | head``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -123,8 +125,14 @@ def tail(
         max_records=max_records,
     )
     settings = settings_of(ctx)
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(_run(settings, options, as_json=as_json))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a follow ends: the clients are already stopped
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as Unix tools do, and keep Python's
+        # final flush of stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 async def _run(settings: Settings, options: TailOptions, *, as_json: bool) -> None:
