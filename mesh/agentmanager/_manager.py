@@ -26,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import random
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +54,17 @@ from mesh.agents._matching import covers
 from mesh.errors import EventError, MeshError
 from mesh.events import (
     BreakerStateChanged,
+    CapabilityRequirement,
     Encoded,
     Producer,
+    Resources,
     TaskAssigned,
     TaskReassigned,
     TaskWaiting,
     WaitingReason,
     meta,
 )
+from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
 from mesh.log import get_logger
@@ -130,13 +134,67 @@ class AgentManager(Dispatcher):
     async def run(self, stop: asyncio.Event) -> None:
         """Manage assignments until ``stop`` is set."""
         guard = asyncio.create_task(self._guard(stop)) if self.guard else None
+        calls = CallServer(
+            self.settings,
+            "agent-manager",
+            self.api_handlers(),
+            me=self.me,
+            group_id=f"{self.group_id}-calls",
+        )
+        calls_task = asyncio.create_task(calls.run(stop))
         try:
             await super().run(stop)
         finally:
-            if guard is not None:
-                guard.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await guard
+            for task in (guard, calls_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    # -- the API over Kafka (ApiCall on calls → Reply) ---------------------------------------
+
+    def api_handlers(self) -> dict[str, Handler]:
+        """``get_agent_health`` and ``match_capabilities``, answered from this replica's
+        registry (every replica folds the whole registry, heartbeats and breakers)."""
+
+        async def get_agent_health(args: dict[str, Any]) -> Any:
+            agents = self.registry.agents(datetime.now(UTC))
+            wanted = args.get("agent_id")
+            if wanted is not None:
+                agents = [a for a in agents if a.agent_id == wanted]
+                if not agents:
+                    raise MeshError(f"no agent {wanted!r} is registered")
+            return agents
+
+        async def matching(args: dict[str, Any]) -> Any:
+            def needs(name: str) -> tuple[CapabilityRequirement, ...]:
+                items = args.get(name) or []
+                if not isinstance(items, list):
+                    raise ValueError(f"'{name}' must be a list of capabilities")
+                return tuple(
+                    CapabilityRequirement.model_validate_json(json.dumps(i)) for i in items
+                )
+
+            wanted = Requirements(
+                required=needs("required"),
+                preferred=needs("preferred"),
+                resources=Resources.model_validate_json(json.dumps(args.get("resources") or {})),
+            )
+            found = match_capabilities(wanted, self.registry.agents(datetime.now(UTC)))
+            return [
+                {
+                    "agent_id": c.agent.agent_id,
+                    "kind": c.agent.kind,
+                    "preferred_met": c.preferred,
+                    "load": c.agent.load,
+                    "outstanding": c.agent.outstanding,
+                    "max_concurrency": c.agent.max_concurrency,
+                    "health": c.agent.health,
+                }
+                for c in found
+            ]
+
+        return {"get_agent_health": get_agent_health, "match_capabilities": matching}
 
     # -- the view ----------------------------------------------------------------------------
 

@@ -36,8 +36,6 @@ from mesh.events import (
 Strategy = Literal["least_loaded", "power_of_two"]
 STRATEGIES: tuple[Strategy, ...] = ("least_loaded", "power_of_two")
 
-_DIMENSIONS = ("cpu", "memory_mb", "network_mbps", "storage_mb", "gpu")
-
 
 @dataclass(frozen=True)
 class Requirements:
@@ -104,11 +102,18 @@ class Candidate:
         return (-self.preferred, after, agent.outstanding, agent.agent_id)
 
 
+_INCOMPRESSIBLE = ("memory_mb", "storage_mb", "gpu")
+"""Resources a task cannot run without. CPU and network are compressible: a busy host runs the
+task slower, not never, and an agent reports free CPU from the load average, which any other
+process on the host moves; the Resource Allocator accounts for them instead."""
+
+
 def fits(needs: Resources, free: Resources | None) -> bool:
-    """True if nothing is needed, nothing is known, or every needed dimension is free."""
+    """True if nothing is needed, nothing is known, or every needed incompressible resource is
+    free on the agent's host."""
     if free is None:
         return True
-    return all(getattr(needs, d) <= getattr(free, d) for d in _DIMENSIONS if getattr(needs, d))
+    return all(getattr(needs, d) <= getattr(free, d) for d in _INCOMPRESSIBLE if getattr(needs, d))
 
 
 def match_capabilities(requirements: Requirements, agents: Iterable[AgentState]) -> list[Candidate]:

@@ -103,7 +103,9 @@ class CallServer:
             **kwargs,
             group_id=self.group_id,
             enable_auto_commit=False,
-            auto_offset_reset="latest",  # a call from before the first start has timed out
+            # From the start on a group's first run: a call published while the group was still
+            # joining must be answered; older calls are skipped as expired.
+            auto_offset_reset="earliest",
         )
         producer = AIOKafkaProducer(**kwargs, acks="all")
         try:

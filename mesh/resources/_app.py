@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -37,21 +38,25 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from mesh.errors import EventError
+from mesh.errors import EventError, MeshError
 from mesh.events import (
     AgentTerminated,
     Event,
     Mapper,
     PoolDeclared,
     Producer,
+    QuotaSet,
     ResourceDenied,
     ResourceReleased,
     ResourceRequested,
+    Resources,
     TaskReady,
+    meta,
 )
+from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.log import bind_event_context, get_logger
-from mesh.resources._api import COMPONENT, Allocator, default_producer
+from mesh.resources._api import COMPONENT, Allocator, ResourceRequest, default_producer
 from mesh.resources._outbox import Outbox
 from mesh.resources._placement import NodeTable
 from mesh.resources._pools import PoolsConfig, load_pools, pools_path
@@ -65,6 +70,24 @@ _POLL_MS = 100
 _COMMIT_LEDGER_EVERY = 5.0
 _SWEEP_EVERY = 60.0
 _ENVELOPE = {"event_id", "occurred_at", "correlation_id", "causation_id", "producer", "type"}
+
+
+_REQUEST_FIELDS = frozenset(
+    {
+        "tenant",
+        "priority",
+        "workflow_id",
+        "task_id",
+        "attempt",
+        "estimated_duration_seconds",
+        "pool_id",
+        "allocation_id",
+    }
+)
+"""What an API caller may set in ``allocate_resources`` besides ``resources``."""
+
+_API_DECISION_SECONDS = 10.0
+"""How long ``allocate_resources`` waits for the loop's decision before answering 'requested'."""
 
 
 class ResourceService:
@@ -116,7 +139,99 @@ class ResourceService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Allocate until ``stop`` is set."""
+        """Allocate until ``stop`` is set (and answer the API's calls beside it)."""
+        calls = CallServer(
+            self.settings,
+            "resource-allocator",
+            self.api_handlers(),
+            me=self.me,
+            group_id=f"{self.group_id}-calls",
+        )
+        calls_task = asyncio.get_running_loop().create_task(calls.run(stop))
+        try:
+            await self._run(stop)
+        finally:
+            calls_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await calls_task
+
+    # -- the API over Kafka (ApiCall on calls → Reply) ---------------------------------------
+
+    def api_handlers(self) -> dict[str, Handler]:
+        """``allocate_resources``, ``release_resources``, ``get_resource_usage``, ``set_quotas``.
+
+        Changes go through the same ledger and outbox as the task path, so they are decided by
+        the deciding replica and published before they count; a standing-by replica refuses
+        them (retriable) rather than deciding twice.
+        """
+        allocator = self.allocator
+
+        def leading() -> None:
+            if not self.leader:
+                raise MeshError("this allocator replica stands by; retry", retriable=True)
+
+        async def allocate_resources(args: dict[str, Any]) -> Any:
+            leading()
+            raw = args.get("request")
+            if not isinstance(raw, dict) or "resources" not in raw:
+                raise ValueError("'request' must be an object with 'resources'")
+            wanted = {k: v for k, v in raw.items() if k in _REQUEST_FIELDS and v is not None}
+            wanted["resources"] = Resources.model_validate_json(json.dumps(raw["resources"]))
+            request = allocator._requested(ResourceRequest(**wanted))
+            if request.allocation_id not in allocator.ledger.records:
+                allocator.apply(request)
+                self._new_requests = True
+                self.outbox.event(request)
+            deadline = time.monotonic() + _API_DECISION_SECONDS
+            while not allocator.ledger.decided(request.allocation_id):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)  # the loop decides and publishes in its next round
+            return allocator.ledger.records.get(request.allocation_id)
+
+        async def release_resources(args: dict[str, Any]) -> Any:
+            leading()
+            allocation_id = args.get("allocation_id")
+            if not isinstance(allocation_id, str) or not allocation_id:
+                raise ValueError("'allocation_id' is required")
+            for event in allocator.release_resources(allocation_id, reason="released by the API"):
+                self.outbox.event(event)
+            return {"allocation_id": allocation_id, "released": True}
+
+        async def get_resource_usage(args: dict[str, Any]) -> Any:
+            return allocator.get_resource_usage().to_dict()
+
+        async def set_quotas(args: dict[str, Any]) -> Any:
+            leading()
+            quotas = args.get("quotas")
+            if not isinstance(quotas, dict):
+                raise ValueError("'quotas' must map tenants to their limits")
+            events: list[QuotaSet] = []
+            for tenant, spec in quotas.items():
+                if not isinstance(spec, dict):
+                    raise ValueError(f"quota of {tenant!r} must be an object")
+                limits = {k: v for k, v in spec.items() if k in Resources.model_fields}
+                events.append(
+                    QuotaSet(
+                        **meta(self.me, correlation_id=f"quota-{tenant}"),
+                        tenant=tenant,
+                        limits=Resources.model_validate_json(json.dumps(limits)),
+                        max_allocations=spec.get("max_allocations"),
+                        max_cost_per_hour=spec.get("max_cost_per_hour"),
+                    )
+                )
+            for event in allocator.set_quotas(events):
+                self.outbox.event(event)
+            return {"tenants": sorted(quotas)}
+
+        return {
+            "allocate_resources": allocate_resources,
+            "release_resources": release_resources,
+            "get_resource_usage": get_resource_usage,
+            "set_quotas": set_quotas,
+        }
+
+    async def _run(self, stop: asyncio.Event) -> None:
         async with self._clients() as (reader, inputs):
             count = await reader.catch_up(self._fold)
             self._declare()

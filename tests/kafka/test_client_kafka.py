@@ -56,11 +56,39 @@ async def test_planner_and_workflow_calls_round_trip_through_kafka(
         assert "workflow.paused" in kinds
         assert "workflow.resumed" in kinds
 
+        health = await client.get_agent_health()
+        assert {a["agent_id"] for a in health}, "mesh dev's agents are registered"
+        assert all(a["health"] in {"healthy", "degraded"} for a in health)
+        shell = [a for a in health if any(c["name"] == "shell" for c in a["capabilities"])]
+        matches = await client.match_capabilities(["shell"])
+        assert {m["agent_id"] for m in matches} == {a["agent_id"] for a in shell}
+        assert await client.match_capabilities(["teleport"]) == []
+        with pytest.raises(CallFailed, match="no agent 'nobody'"):
+            await client.get_agent_health("nobody")
+
+        usage = await client.get_resource_usage()
+        assert usage["pools"]
+        await client.set_quotas({"tenant-q": {"cpu": 1, "max_allocations": 1}})
+        granted = await client.allocate_resources(
+            {"resources": {"cpu": 1, "memory_mb": 256}, "tenant": "tenant-q"}
+        )
+        assert granted["type"] == "resource.allocated", granted
+        over = await client.allocate_resources(
+            {"resources": {"cpu": 4, "memory_mb": 256}, "tenant": "tenant-q"}
+        )
+        assert over["type"] == "resource.denied", over
+        assert "quota" in over["reason"]
+        released = await client.release_resources(granted["allocation_id"])
+        assert released["released"] is True
+        tenants = {t["tenant"]: t for t in (await client.get_resource_usage())["tenants"]}
+        assert tenants["tenant-q"]["allocations"] == 0
+        assert tenants["tenant-q"]["quota"]["max_allocations"] == 1
+
         with pytest.raises(CallFailed, match="no method 'teleport'"):
             await client.call("task-planner", "teleport")
         with pytest.raises(CallFailed, match=r"bad arguments|'plan' must be an object"):
             await client.call("task-planner", "validate_plan", {"plan": 42})
-        with pytest.raises(CallFailed, match="unknown"):
+        with pytest.raises(CallFailed, match="has no history"):
             await client.get_workflow_status("wf-does-not-exist")
 
 

@@ -155,3 +155,12 @@ def test_missed_heartbeats_and_health_thresholds() -> None:
     assert HealthPolicy.after(3).unhealthy_after == 3
     with pytest.raises(ConfigError):
         HealthPolicy(degraded_after=3, unhealthy_after=2)
+
+
+def test_a_busy_cpu_does_not_exclude_an_agent_but_missing_memory_does() -> None:
+    """CPU is compressible (free CPU comes from the load average); memory is not."""
+    agents = [
+        agent("busy", "x", free=Resources(cpu=0, memory_mb=4096)),
+        agent("full", "x", free=Resources(cpu=8, memory_mb=100)),
+    ]
+    assert ids(match_capabilities(needs("x", cpu=1, memory_mb=1024), agents)) == ["busy"]
