@@ -82,20 +82,28 @@ async def _mesh_groups(admin: AIOKafkaAdminClient, settings: Settings) -> list[s
 async def _describe(
     admin: AIOKafkaAdminClient, settings: Settings, groups: list[str]
 ) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """Group → (state, members as ``client-id@host``)."""
+    """Group → (state, members as ``client-id@host``).
+
+    One request per group: the embedded broker drops the connection when asked about several."""
     found: dict[str, tuple[str, tuple[str, ...]]] = {}
-    if not groups:
-        return found
-    with kafka_errors(settings, "describe consumer groups"):
-        responses = await admin.describe_consumer_groups(groups)
-    for response in responses:
-        for entry in response.groups:
-            _error, group_id, state, _ptype, _protocol, members = entry[:6]
-            found[str(group_id)] = (
-                str(state),
-                tuple(f"{m[1]}@{str(m[2]).lstrip('/')}" for m in members),
-            )
+    for group in groups:
+        with kafka_errors(settings, f"describe consumer group {group}"):
+            responses = await admin.describe_consumer_groups([group])
+        for response in responses:
+            for entry in response.groups:
+                _error, group_id, state, _ptype, _protocol, members = entry[:6]
+                found[str(group_id)] = (
+                    str(state),
+                    tuple(_member(m) for m in members),
+                )
     return found
+
+
+def _member(member: Any) -> str:
+    """``client-id@host`` (the member id when the broker leaves those empty)."""
+    member_id, client_id, host = str(member[0]), str(member[1]), str(member[2]).lstrip("/")
+    label = client_id or member_id or "?"
+    return f"{label}@{host}" if host else label
 
 
 async def _committed(

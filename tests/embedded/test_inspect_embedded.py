@@ -246,17 +246,18 @@ async def test_groups_lag_and_reset_refusals(embedded_settings: Settings) -> Non
     stamps = [old + i * 1_000 for i in range(5)]
     await produce_events(embedded_settings, topic, history(wid), timestamps=stamps)
     tp = TopicPartition(topic, partition_for(wid, 6))
-    committer = AIOKafkaConsumer(
-        **client_kwargs(embedded_settings),
-        group_id=embedded_settings.group("workflows"),
-        enable_auto_commit=False,
-    )
-    try:
-        await committer.start()
-        committer.assign([tp])
-        await committer.commit({tp: 2})
-    finally:
-        await committer.stop()
+    for component, offset in (("workflows", 2), ("planner", 5)):
+        committer = AIOKafkaConsumer(
+            **client_kwargs(embedded_settings),
+            group_id=embedded_settings.group(component),
+            enable_auto_commit=False,
+        )
+        try:
+            await committer.start()
+            committer.assign([tp])
+            await committer.commit({tp: offset})
+        finally:
+            await committer.stop()
 
     shown = mesh(embedded_settings, "groups", "--json")
     assert shown.code == 0, shown.stderr
@@ -266,6 +267,7 @@ async def test_groups_lag_and_reset_refusals(embedded_settings: Settings) -> Non
         {"topic": topic, "partition": tp.partition, "committed": 2, "end": 5, "lag": 3}
     ]
     assert workflows["members"] == []
+    assert groups["planner"]["lag"] == 0
     assert "workflows" in mesh(embedded_settings, "groups").stdout
 
     # After every record: Apache Kafka answers "the end"; this broker answers offset 0.
