@@ -7,12 +7,17 @@ strategy. Placement updates the chosen agent's outstanding count as the componen
 Kafka: the figure is the ceiling the component's placement can reach, separate from produce
 cost (measured by the Kafka benchmarks).
 
-    python -m bench.bench_agent_manager [--json]
+With ``--broker kafka`` (or ``embedded``) it also *measures* death → reassignment: a real agent
+process running four attempts is killed with SIGKILL under an in-process Agent Manager, and the
+clock stops at the last ``TaskReassigned`` read back from ``tasks.results``.
+
+    python -m bench.bench_agent_manager [--broker kafka|embedded] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import random
 import time
@@ -96,6 +101,7 @@ def detection_bound(interval: float, policy: HealthPolicy) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--broker", choices=["kafka", "embedded"], default=None)
     args = parser.parse_args()
     rows: list[list[object]] = []
     for agents in (10, 100, 1_000):
@@ -114,6 +120,22 @@ def main() -> None:
         [[i, detection_bound(i, policy)] for i in (0.5, 1.0, 5.0)],
         as_json=args.json,
     )
+    if args.broker is not None:
+        from bench._am_death import death_to_reassignment
+        from bench._common import broker
+
+        measured: list[list[object]] = []
+        with broker(args.broker) as servers:
+            for interval in (0.5, 1.0, 5.0):
+                first, last = asyncio.run(death_to_reassignment(servers, interval, policy))
+                bound = detection_bound(interval, policy)
+                measured.append([interval, first, last, bound])
+        report(
+            f"Death → reassignment, measured on {args.broker} (kill -9, 4 attempts)",
+            ["heartbeat s", "first s", "last s", "bound s"],
+            measured,
+            as_json=args.json,
+        )
 
 
 if __name__ == "__main__":
