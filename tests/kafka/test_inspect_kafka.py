@@ -152,6 +152,13 @@ async def test_hundred_dead_letters_redriven_are_processed(kafka_settings: Setti
             "100 workflows to start",
         )
     assert len([e for e in started if isinstance(e, WorkflowStarted)]) == 100
+    # The history was written in transactions: tail reads past their markers to the end.
+    tailed = mesh(
+        kafka_settings, "tail", "workflow.events", "--from-beginning", "--until-end", "--json",
+        "--filter", 'type == "workflow.started"',
+    )  # fmt: skip
+    assert tailed.code == 0, tailed.stderr
+    assert {x["key"] for x in json_lines(tailed)} == wanted
     listed = ok_json(mesh(kafka_settings, "dlq", "list", "--json"))["letters"]
     assert len(listed) == 100
     assert all(x["redriven"] for x in listed)
