@@ -9,7 +9,8 @@ import pytest
 
 from mesh.errors import ConfigError
 from mesh.events import Mapper
-from mesh.inspect import escape, format_time, parse_position, parse_time, see
+from mesh.inspect import escape, format_time, keyed_by_workflow, parse_position, parse_time, see
+from mesh.settings import Settings
 from tests.helpers import assert_one_line_error, run_mesh
 
 NOBODY = {"MESH_BOOTSTRAP_SERVERS": "127.0.0.1:1", "MESH_REQUEST_TIMEOUT_MS": "2000"}
@@ -133,3 +134,13 @@ def test_tombstone_is_not_a_crash() -> None:
     assert seen.event is None
     assert seen.raw is None
     assert "tombstone" in (seen.decode_error or "")
+
+
+def test_workflow_keyed_topics_are_read_on_one_partition() -> None:
+    """--workflow narrows to one partition only where the catalog says the key is the workflow."""
+    settings = Settings(topic_prefix="p.")
+    assert keyed_by_workflow(settings, "p.workflow.events")
+    assert keyed_by_workflow(settings, "p.tasks.results")
+    assert not keyed_by_workflow(settings, "p.tasks.assigned")  # keyed by agent
+    assert not keyed_by_workflow(settings, "p.dlq")  # keyed by whatever the original was
+    assert not keyed_by_workflow(settings, "workflow.events")  # not this mesh's topic
