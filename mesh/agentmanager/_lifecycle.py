@@ -29,13 +29,14 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import JsonValue
 
 from mesh.agentmanager._processes import is_agent_process, signal_and_wait
@@ -43,6 +44,7 @@ from mesh.agentmanager._registry import Registry
 from mesh.agentmanager._requests import answer
 from mesh.agentmanager._templates import Templates
 from mesh.agents._host import host_name
+from mesh.agents._metadata import partitions_of
 from mesh.errors import MeshError
 from mesh.events import (
     AgentTerminated,
@@ -136,6 +138,7 @@ class AgentLifecycle:
         ready_within: float = 60.0,
         expire_after: float = 120.0,
         workdir: Path | None = None,
+        folded: Callable[[], Mapping[int, int]] | None = None,
     ) -> None:
         self.settings = settings
         self.templates = templates
@@ -153,6 +156,10 @@ class AgentLifecycle:
         self._template_of: dict[str, str] = {}
         self._departed: dict[str, AgentTerminated] = {}
         self._producer: AIOKafkaProducer | None = None
+        self._folded = folded
+        """Per ``agents`` partition, the last offset the registry has folded: requests wait
+        until it reaches the topic's end at start, so a new id never collides with one the
+        view has not read yet."""
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -338,6 +345,27 @@ class AgentLifecycle:
 
     # -- agents.commands: request/reply --------------------------------------------------------
 
+    async def _registry_caught_up(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
+    ) -> None:
+        """Wait (bounded) until the registry holds every ``agents`` record written so far."""
+        if self._folded is None:
+            return
+        topic = self.settings.topic("agents")
+        with kafka_errors(self.settings, "read the end of the agent registry"):
+            partitions = await partitions_of(producer, self.settings, "agents")
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        targets = {tp.partition: end - 1 for tp, end in ends.items() if end > 0}
+        deadline = time.monotonic() + self.ready_within
+        while True:
+            folded = self._folded()
+            if all(folded.get(p, -1) >= last for p, last in targets.items()):
+                return
+            if time.monotonic() > deadline:
+                log.warning("agent registry not caught up; answering requests anyway")
+                return
+            await asyncio.sleep(_POLL_MS / 1000)
+
     async def serve(self, stop: asyncio.Event) -> None:
         """Answer spawn and terminate requests until ``stop``; then stop the local agents."""
         kwargs = client_kwargs(self.settings)
@@ -353,6 +381,7 @@ class AgentLifecycle:
             with kafka_errors(self.settings, "start the agent lifecycle"):
                 await consumer.start()
                 await producer.start()
+            await self._registry_caught_up(consumer, producer)
             consumer.subscribe([self.settings.topic("agents.commands")])
             janitor = asyncio.create_task(self._janitor(producer))
             log.info("agent lifecycle ready", templates=self.templates.names())

@@ -459,7 +459,12 @@ async def run_agent_manager(
         await manager.run(stop)
         return
     agents = AgentLifecycle(
-        settings, load_templates(templates), manager.registry, me=manager.me, restart=restart
+        settings,
+        load_templates(templates),
+        manager.registry,
+        me=manager.me,
+        restart=restart,
+        folded=lambda: manager._folded,
     )
     jobs = [asyncio.ensure_future(manager.run(stop)), asyncio.ensure_future(agents.serve(stop))]
     try:

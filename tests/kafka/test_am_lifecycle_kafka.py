@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mesh.events import AgentRegistered, TaskCompleted, TaskReassigned
+from mesh.events import AgentRegistered, Capability, TaskCompleted, TaskReassigned, meta
 from mesh.settings import Settings
 from tests._agents_support import (
+    TEST,
     AgentProcess,
     create_topics,
     eventually,
@@ -151,23 +152,32 @@ async def test_spawn_and_terminate_start_and_stop_real_processes(
 async def test_a_crashed_agent_restarts_under_a_fresh_id(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """kill -9 of a spawned agent: the supervisor starts ``shell-1.r1`` (a new pid, registered)
-    and deregisters ``shell-1``, which held no work, so the registry keeps no ghost."""
+    """An id registered before the manager started is not reused (shell-1 is taken, so the
+    spawn is shell-2). kill -9 of the spawned agent: the supervisor starts ``shell-2.r1`` (a new
+    pid, registered) and deregisters ``shell-2``, which held no work, so no ghost remains."""
+    async with producer(settings) as out:
+        taken = AgentRegistered(
+            **meta(TEST, correlation_id="shell-1"),
+            agent_id="shell-1",
+            kind="command",
+            capabilities=[Capability(name="other")],
+        )
+        await publish(out, settings, "agents", taken)
     with _manager(settings, tmp_path, tmp_path) as manager:
         [agent] = (await _json(settings, "agents", "spawn", "shell"))["agents"]
-        assert agent["agent_id"] == "shell-1", manager.output()
+        assert agent["agent_id"] == "shell-2", manager.output()
         os.kill(agent["pid"], signal.SIGKILL)
         async with reader(settings, "agents") as registry:
             await registry.until(
                 lambda evs: any(
-                    isinstance(e, AgentRegistered) and e.agent_id == "shell-1.r1" for e in evs
+                    isinstance(e, AgentRegistered) and e.agent_id == "shell-2.r1" for e in evs
                 ),
                 what="the restarted agent's registration",
             )
         listed = await _until_listed(
-            settings, lambda got: "shell-1" not in got and "shell-1.r1" in got, "the new id only"
+            settings, lambda got: "shell-2" not in got and "shell-2.r1" in got, "the new id only"
         )
-        new_pid = listed["shell-1.r1"]["pid"]
+        new_pid = listed["shell-2.r1"]["pid"]
         assert new_pid != agent["pid"]
         assert not pid_gone(new_pid)
         assert _stop(manager) == 0, manager.output()
