@@ -248,11 +248,12 @@ async def main_async(args: argparse.Namespace) -> None:
             result = await shadow_replay(
                 settings,
                 compare=False,
+                keep_states=False,
                 progress=lambda read, total, _folded: bar.update(job, completed=read, total=total),
             )
         rss_after = _rss()
         assert result.events_folded == written, (result.events_folded, written, raw_count)
-        assert len(result.workflows) == workflows, (len(result.workflows), workflows)
+        assert len(result.projection) == workflows, (len(result.projection), workflows)
         assert not result.problems, result.problems
         raw_rate = raw_count / raw_s
         replay_rate = result.events_per_second

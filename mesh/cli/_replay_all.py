@@ -42,7 +42,13 @@ def replay_all(
 
     with bar:
         result = asyncio.run(
-            shadow_replay(settings, since_ms=since_ms, until_ms=until_ms, progress=advance)
+            shadow_replay(
+                settings,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                keep_states=False,
+                progress=advance,
+            )
         )
     for note in result.notes:
         err_console.print(f"mesh: note: {note}", highlight=False)
@@ -63,12 +69,12 @@ def as_dict(result: ShadowResult) -> dict[str, Any]:
     return {
         "since": _when(result.since_ms),
         "until": _when(result.until_ms),
-        "workflows": len(result.workflows),
+        "workflows": len(result.projection),
         "records_read": result.records_read,
         "events_folded": result.events_folded,
         "seconds": round(result.seconds, 3),
         "events_per_second": round(result.events_per_second, 1),
-        "statuses": dict(Counter(s.status for s in result.workflows.values())),
+        "statuses": dict(Counter(status for status, _ in result.projection.values())),
         "compared": result.compared,
         "differing_count": len(result.differing),
         "differing": result.differing,
@@ -78,8 +84,8 @@ def as_dict(result: ShadowResult) -> dict[str, Any]:
         "problems": result.problems,
         "not_compared": result.not_compared,
         "projection": {
-            wid: {"status": state.status, "sequence": state.sequence}
-            for wid, state in sorted(result.workflows.items())
+            wid: {"status": status, "sequence": sequence}
+            for wid, (status, sequence) in sorted(result.projection.items())
         },
         "notes": result.notes,
     }
@@ -87,12 +93,12 @@ def as_dict(result: ShadowResult) -> dict[str, Any]:
 
 def _show(result: ShadowResult) -> None:
     window = f"{_when(result.since_ms) or 'the start'} … {_when(result.until_ms) or 'now'}"
-    say(f"shadow replay of {window}: {len(result.workflows)} workflow(s)")
+    say(f"shadow replay of {window}: {len(result.projection)} workflow(s)")
     say(
         f"{result.records_read:,} records read, {result.events_folded:,} events folded in "
         f"{result.seconds:.2f} s ({result.events_per_second:,.0f} events/s)"
     )
-    statuses = Counter(s.status for s in result.workflows.values())
+    statuses = Counter(status for status, _ in result.projection.values())
     if statuses:
         say("  " + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
     reasons = Counter(result.not_compared.values())

@@ -97,7 +97,7 @@ def replay(
         str | None, typer.Option("--since", help="With --all: start of the window (a time).")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON (lines with --step).")
+        bool, typer.Option("--json", help="Print JSON (a line per step with --step).")
     ] = False,
 ) -> None:
     """Replay a workflow from workflow.events and compare it with its live snapshot.
@@ -377,7 +377,10 @@ def _show(
     at = state.ended_at or steps[-1].time
     console.print(tasks_table(state, title=headline(state, at), now=at))
     if limited:
-        say(f"stopped after {len(steps)} of {total} events (sequence {state.sequence})")
+        say(
+            f"stopped after {len(steps)} events (sequence {state.sequence}; {total} read); "
+            "a partial replay is not compared with the live snapshot"
+        )
         return
     say(f"{len(steps)} events (up to sequence {state.sequence})")
     if found is None:

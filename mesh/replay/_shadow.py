@@ -6,7 +6,10 @@ collects the keys, without decoding; pass 2 reads each partition from its start 
 and folds, decoding only the keys of the window, so that each workflow is folded from its full
 history up to ``until``. Events are folded in chunks, with at most ``MAX_PENDING`` decoded
 events held at once whatever the topic's size. A snapshot is compared with the shadow state at
-the snapshot's own position (the fold is split there), which is where they must be equal.
+the snapshot's own position (the fold is split there), which is where they must be equal —
+and at once, so the snapshot is let go. A workflow that reached a final status is kept as its
+JSON text (about a tenth of the objects) unless ``keep_states``, and thawed if a later event
+(a RetryTask) reopens it: memory follows the workflows in flight, not the whole projection.
 """
 
 from __future__ import annotations
@@ -46,11 +49,21 @@ Progress = Callable[[int, int, int], None]
 @dataclass
 class _Shadow:
     state: WorkflowState | None = None
+    frozen: bytes | None = None
+    """A final state as JSON text (``state`` is None meanwhile)."""
     pending: list[WorkflowEvent] = field(default_factory=list)
     last: int = 0
-    compare_at: int = 0
-    at_snapshot: WorkflowState | None = None
+    snapshot: WorkflowSnapshot | None = None
+    """The live snapshot to compare with, until it is compared."""
+    differences: list[Difference] | None = None
+    """None until compared."""
     problem: str | None = None
+
+    def current(self) -> WorkflowState | None:
+        """The state folded so far (thawed if it was frozen)."""
+        if self.state is None and self.frozen is not None:
+            self.state, self.frozen = WorkflowState.model_validate_json(self.frozen), None
+        return self.state
 
 
 @dataclass
@@ -59,7 +72,8 @@ class ShadowResult:
 
     since_ms: int | None
     until_ms: int | None
-    workflows: dict[str, WorkflowState]
+    projection: dict[str, tuple[str, int]]
+    """Every replayed workflow's status and sequence."""
     records_read: int
     events_folded: int
     seconds: float
@@ -69,6 +83,8 @@ class ShadowResult:
     problems: dict[str, str] = field(default_factory=dict)
     """Workflows whose history does not decode or fold (counted as differing)."""
     notes: list[str] = field(default_factory=list)
+    workflows: dict[str, WorkflowState] = field(default_factory=dict)
+    """The replayed states themselves, with ``keep_states`` (else empty)."""
 
     @property
     def events_per_second(self) -> float:
@@ -87,10 +103,12 @@ async def shadow_replay(
     since_ms: int | None = None,
     until_ms: int | None = None,
     compare: bool = True,
+    keep_states: bool = True,
     progress: Progress | None = None,
 ) -> ShadowResult:
     """Fold every workflow with history records timestamped in [``since_ms``, ``until_ms``]
-    (None: unbounded) from its full history up to ``until_ms``; compare with live snapshots."""
+    (None: unbounded) from its full history up to ``until_ms``; compare with live snapshots.
+    Without ``keep_states`` only each workflow's status and sequence are kept."""
     mapper = Mapper(max_event_bytes=settings.max_event_bytes)
     async with opened(settings) as consumer:
         count = await partition_count(consumer, settings, "workflow.events")
@@ -106,16 +124,25 @@ async def shadow_replay(
         shadows: dict[str, _Shadow] = {}
         for key, snapshot in snapshots.items():
             if window is None or key.encode() in window:
-                shadows[key] = _Shadow(compare_at=snapshot.history_sequence)
+                shadows[key] = _Shadow(snapshot=snapshot)
+        del snapshots  # each shadow holds its own until it is compared
         began = time.perf_counter()
         read, folded = await _fold_all(
-            consumer, settings, mapper, tps, limits, stops, until_filter, window, shadows, progress
+            consumer,
+            settings,
+            mapper,
+            (tps, limits, stops),
+            until_filter,
+            window,
+            shadows,
+            progress,
+            freeze=not keep_states,
         )
         seconds = time.perf_counter() - began
     result = ShadowResult(
         since_ms, until_ms, {}, read, folded, seconds, notes=list(dict.fromkeys(notes))
     )
-    _conclude(result, shadows, snapshots, compare=compare)
+    _conclude(result, shadows, compare=compare, keep=keep_states)
     return result
 
 
@@ -179,14 +206,19 @@ async def _fold_all(
     consumer: AIOKafkaConsumer,
     settings: Settings,
     mapper: Mapper,
-    tps: list[TopicPartition],
-    limits: dict[TopicPartition, tuple[int, int]],
-    stops: dict[TopicPartition, int | None],
+    where: tuple[
+        list[TopicPartition],
+        dict[TopicPartition, tuple[int, int]],
+        dict[TopicPartition, int | None],
+    ],
     until_filter: int | None,
     window: set[bytes] | None,
     shadows: dict[str, _Shadow],
     progress: Progress | None,
+    *,
+    freeze: bool,
 ) -> tuple[int, int]:
+    tps, limits, stops = where
     total = sum(
         max(0, (limits[tp][1] if stops[tp] is None else stops[tp] or 0) - limits[tp][0])
         for tp in tps
@@ -219,81 +251,91 @@ async def _fold_all(
                 shadow.pending.append(event)
                 pending += 1
                 folded += 1
-                if event.sequence == shadow.compare_at:
-                    pending -= _flush(shadow)
-                    shadow.at_snapshot = shadow.state
+                snapshot = shadow.snapshot
+                if snapshot is not None and event.sequence == snapshot.history_sequence:
+                    pending -= _flush(shadow, freeze=False)
+                    _compare(shadow, snapshot)
                 elif len(shadow.pending) >= CHUNK:
-                    pending -= _flush(shadow)
+                    pending -= _flush(shadow, freeze=freeze)
             if pending >= MAX_PENDING:
-                pending -= sum(_flush(s) for s in shadows.values())
+                pending -= sum(_flush(s, freeze=freeze) for s in shadows.values())
             if progress is not None:
                 progress(read, total, folded)
     for shadow in shadows.values():
-        _flush(shadow)
+        _flush(shadow, freeze=freeze)
     if progress is not None:
         progress(read, max(total, read), folded)
     return read, folded
 
 
-def _flush(shadow: _Shadow) -> int:
-    """Fold the shadow's pending events; returns how many were pending."""
+def _flush(shadow: _Shadow, *, freeze: bool) -> int:
+    """Fold the shadow's pending events; returns how many were pending. With ``freeze``, a
+    final state is kept as JSON text until another event needs it."""
     count = len(shadow.pending)
     if count and shadow.problem is None:
         try:
-            shadow.state = fold(shadow.pending, shadow.state)
+            shadow.state = fold(shadow.pending, shadow.current())
         except DecisionError as exc:
             shadow.problem = str(exc)
     shadow.pending = []
+    state = shadow.state
+    if freeze and state is not None and state.is_final and shadow.snapshot is None:
+        shadow.frozen, shadow.state = state.model_dump_json().encode(), None
     return count
 
 
+def _compare(shadow: _Shadow, snapshot: WorkflowSnapshot) -> None:
+    """Compare the shadow (folded exactly up to the snapshot's position) with the snapshot."""
+    shadow.snapshot = None
+    if shadow.problem is not None or shadow.state is None:
+        return
+    try:
+        live = snapshot_state(snapshot)
+    except DecisionError as exc:
+        shadow.differences = [Difference("(state)", str(exc), "a valid state")]
+        return
+    assert live is not None  # a start marker has sequence 0, never an event's
+    shadow.differences = diff_states(live, shadow.state)
+
+
 def _conclude(
-    result: ShadowResult,
-    shadows: dict[str, _Shadow],
-    snapshots: dict[str, WorkflowSnapshot],
-    *,
-    compare: bool,
+    result: ShadowResult, shadows: dict[str, _Shadow], *, compare: bool, keep: bool
 ) -> None:
     for workflow_id, shadow in sorted(shadows.items()):
         if shadow.problem is not None:
             result.problems[workflow_id] = shadow.problem
             continue
-        if shadow.state is None:
+        state = shadow.current() if keep else shadow.state
+        if state is None and shadow.frozen is None:
             continue  # a snapshot whose history lies wholly after the window
-        result.workflows[workflow_id] = shadow.state
+        if state is not None:
+            result.projection[workflow_id] = (state.status, state.sequence)
+            if keep:
+                result.workflows[workflow_id] = state
+        else:
+            frozen = shadow.current()
+            assert frozen is not None
+            result.projection[workflow_id] = (frozen.status, frozen.sequence)
+            shadow.state = None  # let it go again
         if not compare:
             continue
-        snapshot = snapshots.get(workflow_id)
-        reason = _why_not_compared(snapshot, shadow)
-        if reason is not None:
-            result.not_compared[workflow_id] = reason
+        if shadow.differences is not None:
+            result.compared += 1
+            if shadow.differences:
+                result.differences[workflow_id] = shadow.differences
             continue
-        assert snapshot is not None
-        result.compared += 1
-        if shadow.at_snapshot is None:  # a gap in the history: the snapshot's event is missing
+        snapshot = shadow.snapshot
+        if snapshot is None:
+            result.not_compared[workflow_id] = "no live snapshot"
+        elif snapshot.history_sequence == 0:
+            result.not_compared[workflow_id] = "live snapshot is a start marker (no state yet)"
+        elif snapshot.history_sequence > shadow.last:
+            result.not_compared[workflow_id] = (
+                f"live snapshot (sequence {snapshot.history_sequence}) is after the window's "
+                f"end (sequence {shadow.last})"
+            )
+        else:  # a gap in the history: the event the snapshot includes last is missing
+            result.compared += 1
             result.differences[workflow_id] = [
                 Difference("history_sequence", snapshot.history_sequence, "no such event")
             ]
-            continue
-        try:
-            live = snapshot_state(snapshot)
-        except DecisionError as exc:
-            result.differences[workflow_id] = [Difference("(state)", str(exc), "a valid state")]
-            continue
-        assert live is not None  # _why_not_compared excludes start markers
-        found = diff_states(live, shadow.at_snapshot)
-        if found:
-            result.differences[workflow_id] = found
-
-
-def _why_not_compared(snapshot: WorkflowSnapshot | None, shadow: _Shadow) -> str | None:
-    if snapshot is None:
-        return "no live snapshot"
-    if snapshot.history_sequence == 0:
-        return "live snapshot is a start marker (no state yet)"
-    if snapshot.history_sequence > shadow.last:
-        return (
-            f"live snapshot (sequence {snapshot.history_sequence}) is after the window's end "
-            f"(sequence {shadow.last})"
-        )
-    return None

@@ -61,7 +61,7 @@ def test_the_text_view_shows_a_timeline_and_the_tasks(exported: tuple[Flow, Path
     assert run.code == 0, run.stderr
     assert "workflow.started" in run.stdout
     assert "task a: pending → ready (attempt 1)" in run.stdout
-    assert "stopped after 4 of" in run.stdout
+    assert "stopped after 4 events (sequence 4; 23 read)" in run.stdout
 
 
 def test_step_is_driven_through_stdin(exported: tuple[Flow, Path]) -> None:
