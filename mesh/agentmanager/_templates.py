@@ -12,9 +12,9 @@ directory by default, or ``mesh run agents --templates PATH``)::
         argv: [claude, -p, "{prompt}"]  # any CLI; {prompt} is one argv element, no shell
         timeout: 1800
 
-The base kinds ``command`` and ``python`` are always there, empty: the request's ``config``
-then says everything. Turning a template into argv is pure and checked here, so a bad request
-is refused with a reason before any process starts.
+The base kinds ``command``, ``python`` and ``http`` are always there, empty: the request's
+``config`` then says everything. Turning a template into argv is pure and checked here, so a bad
+request is refused with a reason before any process starts.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ utility, or hybrid (several capabilities)."""
 DEFAULT_TEMPLATES = Path("agents") / "templates.yaml"
 """Read when no ``--templates`` is given, if it exists (like ``resources/pools.yaml``)."""
 
-BASE_KINDS = ("command", "python")
+Kind = Literal["command", "python", "http"]
+
+BASE_KINDS: tuple[Kind, ...] = ("command", "python", "http")
 
 _Name = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -73,7 +75,7 @@ class AgentTemplate(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: _Name
-    kind: Literal["command", "python"]
+    kind: Kind
     role: Role = "utility"
     description: str = ""
     capabilities: tuple[str, ...] = ()
@@ -86,6 +88,10 @@ class AgentTemplate(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     workdir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    breaker_fail_max: int | None = Field(default=None, ge=1)
+    breaker_reset_timeout: float | None = Field(default=None, gt=0)
 
     @field_validator("capabilities")
     @classmethod
@@ -106,7 +112,19 @@ class AgentTemplate(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> AgentTemplate:
-        if self.kind == "python":
+        if self.kind != "http" and (self.url or self.headers):
+            raise ValueError("url and headers are for http agents")
+        if self.kind == "http":
+            if not self.url:
+                raise ValueError("an http agent needs url (e.g. http://127.0.0.1:8000/run)")
+            if not self.capabilities:
+                raise ValueError("an http agent needs at least one capability")
+            extra = [f for f in ("argv", "env", "workdir", "module") if getattr(self, f)]
+            if self.allow_task_command:
+                extra.append("allow_task_command")
+            if extra:
+                raise ValueError(f"{', '.join(extra)} are not for http agents")
+        elif self.kind == "python":
             if not self.module:
                 raise ValueError("a python agent needs module (e.g. mesh.agents.demo)")
             extra = [f for f in ("capabilities", "argv", "env", "workdir") if getattr(self, f)]
@@ -141,9 +159,16 @@ class AgentTemplate(BaseModel):
         args += [f"--grace-period={self.grace_period:g}"]
         if self.timeout is not None:
             args.append(f"--timeout={self.timeout:g}")
+        if self.breaker_fail_max is not None:
+            args.append(f"--breaker-fail-max={self.breaker_fail_max}")
+        if self.breaker_reset_timeout is not None:
+            args.append(f"--breaker-reset-timeout={self.breaker_reset_timeout:g}")
         if self.kind == "python":
             return [*args, f"--module={self.module}"]
         args += [f"--capability={text}" for text in self.capabilities]
+        if self.kind == "http":
+            args.append(f"--url={self.url}")
+            return args + [f"--header={name}: {value}" for name, value in self.headers.items()]
         args += [f"--argv={element}" for element in self.argv]
         args += [f"--env={key}={value}" for key, value in self.env.items()]
         if self.workdir:
@@ -156,7 +181,7 @@ class AgentTemplate(BaseModel):
 class _Base:
     """A base kind: no fields of its own, the request's config says everything."""
 
-    def __init__(self, kind: Literal["command", "python"]) -> None:
+    def __init__(self, kind: Kind) -> None:
         self.name = kind
         self.kind = kind
 
@@ -197,7 +222,7 @@ class Templates:
         if template is not None:
             return template.with_config(config)
         if name in BASE_KINDS:
-            return _Base(name).with_config(config)  # type: ignore[arg-type]  # checked above
+            return _Base(next(k for k in BASE_KINDS if k == name)).with_config(config)
         known = ", ".join(self.names())
         raise TemplateRefused(f"no agent template named {name!r}; known: {known}")
 
@@ -241,6 +266,7 @@ __all__ = [
     "BASE_KINDS",
     "DEFAULT_TEMPLATES",
     "AgentTemplate",
+    "Kind",
     "Role",
     "TemplateRefused",
     "Templates",

@@ -58,6 +58,10 @@ def test_config_overrides_a_template_and_is_validated_as_a_whole() -> None:
         ("shell", {"colour": "red"}, "colour"),
         ("shell", {"kind": "python"}, "may not change a template's name or kind"),
         ("python-demo", {"argv": ["x"]}, "are for command agents"),
+        ("http", {"capabilities": ["x"]}, "needs url"),
+        ("http", {"url": "http://h/run"}, "needs at least one capability"),
+        ("review-service", {"argv": ["x"]}, "are not for http agents"),
+        ("shell", {"url": "http://h/run"}, "url and headers are for http agents"),
     ],
 )
 def test_a_bad_request_is_refused_with_its_reason(
@@ -66,6 +70,27 @@ def test_a_bad_request_is_refused_with_its_reason(
     templates = load_templates([ROOT / "agents" / "templates.yaml"])
     with pytest.raises(TemplateRefused, match=re.escape(reason)):
         templates.resolve(name, config)
+
+
+def test_an_http_template_renders_url_headers_and_breaker_flags() -> None:
+    templates = load_templates([ROOT / "agents" / "templates.yaml"])
+    http = templates.resolve("review-service", {"headers": {"Authorization": "Bearer x"}})
+    args = http.run_args("rs-1")
+    assert "--url=http://127.0.0.1:8000/run" in args
+    assert "--header=Authorization: Bearer x" in args
+    assert "--breaker-fail-max=3" in args
+    assert "--capability=review=6#http" in args
+    assert not any(a.startswith("--argv") for a in args)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(t.name for t in load_templates([ROOT / "agents" / "templates.yaml"]).all())
+)
+def test_every_shipped_template_starts_a_real_agent_command_line(name: str) -> None:
+    """The rendered arguments parse: the agent gets as far as connecting to Kafka."""
+    template = load_templates([ROOT / "agents" / "templates.yaml"]).resolve(name, {})
+    run = run_mesh(*template.run_args(f"{name}-1"), env=NOBODY, timeout=60)
+    assert "no Kafka broker answered" in assert_one_line_error(run)
 
 
 def test_a_broken_template_file_is_a_config_error(tmp_path: Path) -> None:
