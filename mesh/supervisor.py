@@ -35,12 +35,17 @@ restart (None: it is not restarted)."""
 @dataclass(frozen=True)
 class RestartPolicy:
     """Restart a crashed child after ``backoff * 2**k`` seconds (k restarts in the window so
-    far, capped at ``max_backoff``), at most ``max_restarts`` times within ``window`` seconds."""
+    far, capped at ``max_backoff``), at most ``max_restarts`` times within ``window`` seconds.
+
+    A child that exits 0 unasked is not restarted unless ``restart_clean_exits``: it stopped on
+    purpose (a Ctrl-C reaches the whole terminal's process group, not only the supervisor).
+    """
 
     max_restarts: int = 5
     window: float = 60.0
     backoff: float = 0.5
     max_backoff: float = 30.0
+    restart_clean_exits: bool = False
 
     def delay(self, restarts: Sequence[float], now: float) -> float | None:
         """Seconds to wait before the next restart, or None to give up (``restarts``: the
@@ -170,11 +175,12 @@ class Supervisor:
             if child.stopping:
                 return
             now = asyncio.get_running_loop().time()
-            delay = policy.delay(child.restarts, now)
+            clean = code == 0 and not policy.restart_clean_exits
+            delay = None if clean else policy.delay(child.restarts, now)
             if self._on_exit is not None:
                 self._on_exit(child, code, delay)
             if delay is None:
-                child.gave_up = True
+                child.gave_up = not clean
                 return
             await asyncio.sleep(delay)
             if child.stopping:

@@ -313,6 +313,9 @@ class AgentLifecycle:
     def _crashed(self, child: Child, code: int, delay: float | None) -> None:
         """A supervised agent died unasked: its id departs once its attempts moved on."""
         agent_id = self._current_id(child)
+        if code == 0:  # it deregistered itself on the way out
+            log.info("agent exited", agent_id=agent_id, exit_code=code)
+            return
         if delay is None:
             what = "restart limit reached; not restarted"
             log.error("agent crashed", agent_id=agent_id, exit_code=code, restart=what)

@@ -145,6 +145,23 @@ async def test_a_crashing_child_is_restarted_with_the_next_argv_until_the_limit(
     assert "run 2" in child.lines
 
 
+async def test_a_child_that_exits_cleanly_is_not_restarted() -> None:
+    """Exit 0 unasked (Ctrl-C reached it with the terminal's process group) is not a crash."""
+    exits: list[tuple[int, float | None]] = []
+    supervisor = Supervisor(on_exit=lambda _c, code, delay: exits.append((code, delay)))
+    argv = [sys.executable, "-c", "print('bye')"]
+    child = await supervisor.spawn("clean", argv, restart=RestartPolicy(backoff=0.01))
+    try:
+        async with asyncio.timeout(30):
+            assert child._watcher is not None
+            await child._watcher
+    finally:
+        await supervisor.stop_all(grace=1)
+    assert exits == [(0, None)]
+    assert child.incarnation == 0
+    assert not child.gave_up
+
+
 async def test_a_child_stopped_on_purpose_is_not_restarted() -> None:
     exits: list[int] = []
     supervisor = Supervisor(on_exit=lambda _c, code, _d: exits.append(code))
