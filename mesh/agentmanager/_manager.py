@@ -252,6 +252,8 @@ class AgentManager(Dispatcher):
         ready = pending.ready
         states = self.agents(now)
         requirements = Requirements.of(ready.task)
+        if self.resource_gate:  # the allocator granted them already: do not count them twice
+            requirements = dataclasses.replace(requirements, resources=Resources())
         self.decisions += 1
         chosen = choose(match_capabilities(requirements, states.values()), self.strategy, self._rng)
         if chosen is None:

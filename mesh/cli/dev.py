@@ -31,6 +31,14 @@ def dev(
     shell_agents: Annotated[int, typer.Option(help="Demo command agents (capability shell).")] = 2,
     python_agents: Annotated[int, typer.Option(help="Demo Python agents.")] = 1,
     topics_dir: Annotated[Path, typer.Option(help="Topic declarations.")] = Path("topics"),
+    resources: Annotated[
+        bool,
+        typer.Option(
+            "--resources/--no-resources",
+            help="Run the Resource Allocator and dispatch a task only once its resources are "
+            "allocated.",
+        ),
+    ] = True,
 ) -> None:
     """Start broker, topics, components and demo agents; print 'mesh ready'; Ctrl-C stops all.
 
@@ -42,6 +50,7 @@ def dev(
         shell_agents=shell_agents,
         python_agents=python_agents,
         topics_dir=topics_dir,
+        resources=resources,
     )
     asyncio.run(_run(settings_of(ctx), options))
 

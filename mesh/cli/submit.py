@@ -272,7 +272,7 @@ def _table(state: WorkflowState, elapsed: float) -> Group:
         table.add_column(column)
     for task in state.tasks.values():
         style = _STYLES.get(task.status)
-        note = task.error_message or getattr(task, "waiting_reason", None) or ""
+        note = task.error_message or task.waiting_reason or ""
         table.add_row(
             task.task_id,
             f"[{style}]{task.status}[/]" if style else task.status,
@@ -298,6 +298,7 @@ def _summary(workflow_id: str, state: WorkflowState | None) -> dict[str, Any]:
                 "agent_id": task.agent_id,
                 "output": task.output,
                 "error": task.error_message,
+                "waiting": task.waiting_reason,
             }
             for task in state.tasks.values()
         },

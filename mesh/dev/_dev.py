@@ -2,7 +2,9 @@
 
 The components are the Workflow Manager (without its simple dispatcher), the Agent Manager
 (``mesh run agents``: it assigns every ready task, reassigns dead agents' work and answers
-``mesh agents spawn|terminate``) and the Task Planner.
+``mesh agents spawn|terminate``), the Task Planner and the Resource Allocator (``mesh run
+resources``): with it the resource gate is on for every process, so a task is dispatched only
+once its resources are allocated (``resources=False`` runs without both).
 
 Like Temporal's ``server start-dev``: one command, readable logs, ``mesh ready`` once everything
 consumes, and Ctrl-C stops everything cleanly. Every component and agent is a real process
@@ -25,7 +27,9 @@ from mesh.settings import Settings
 from mesh.supervisor import Child, Supervisor
 from mesh.topics import apply_topics, load_topics
 
-READY_EVENTS = frozenset({"workflows ready", "dispatcher ready", "agent ready", "planner ready"})
+READY_EVENTS = frozenset(
+    {"workflows ready", "dispatcher ready", "agent ready", "planner ready", "resources ready"}
+)
 """Log events by which a component or an agent says that it consumes."""
 
 
@@ -39,6 +43,8 @@ class DevOptions:
     python_agents: int = 1
     workflow_replicas: int = 1
     planner: bool = True
+    resources: bool = True
+    """Run the Resource Allocator and gate dispatch on its allocations."""
     agent_args: tuple[str, ...] = ()
     """Extra ``mesh agent run`` arguments for the demo command agents (tests add a timeout …)."""
     manager_args: tuple[str, ...] = ()
@@ -84,9 +90,17 @@ class DevMesh:
             servers = self.broker.bootstrap_servers
         else:
             servers = self.options.bootstrap
-        self.settings = self.settings.model_copy(update={"bootstrap_servers": servers})
+        self.settings = self.settings.model_copy(
+            update={"bootstrap_servers": servers, "resource_gate": self.options.resources}
+        )
         declarations = load_topics(self.options.topics_dir, prefix=self.settings.topic_prefix)
         await apply_topics(self.settings, declarations.topics)
+        if self.options.resources:
+            await self.supervisor.spawn(
+                "resources",
+                _mesh("run", "resources", "--group", self.settings.group("resources")),
+                env=self.settings.to_env(),
+            )
         for i in range(1, self.options.workflow_replicas + 1):
             await self.spawn_workflows(_replica_name(i, self.options.workflow_replicas))
         await self.spawn_agent_manager()
@@ -173,7 +187,7 @@ class DevMesh:
     async def stop(self) -> None:
         """Stop agents first (they finish or give back their work), then components, then the
         broker."""
-        components = ("workflows", "planner", "agent-manager")
+        components = ("workflows", "planner", "agent-manager", "resources")
         agents = [n for n in self.supervisor.children if not n.startswith(components)]
         await asyncio.gather(*(self.supervisor.stop(n) for n in agents))
         await self.supervisor.stop_all()
