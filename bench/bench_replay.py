@@ -122,7 +122,7 @@ async def write_history(settings: Settings, events: int, tasks: int) -> tuple[in
     written = 0
     try:
         await producer.start()
-        partitions = len(await producer.partitions_for(topic))
+        partitions = await _wait_for_leaders(producer, topic)
         batches: dict[int, Any] = {}
         pending: list[asyncio.Future[Any]] = []
 
@@ -170,6 +170,23 @@ async def write_history(settings: Settings, events: int, tasks: int) -> tuple[in
     return written, workflows, time.perf_counter() - began
 
 
+async def _wait_for_leaders(producer: AIOKafkaProducer, topic: str, within: float = 60) -> int:
+    """The topic's partition count once every partition has a leader: real Kafka elects them
+    just after creation, and producing earlier only earns NotLeaderForPartition retries."""
+    deadline = time.monotonic() + within
+    while True:
+        await producer.client.force_metadata_update()
+        numbers = producer.client.cluster.partitions_for_topic(topic) or set()
+        leaders = [
+            producer.client.cluster.leader_for_partition(TopicPartition(topic, n)) for n in numbers
+        ]
+        if numbers and all(leader is not None and leader >= 0 for leader in leaders):
+            return len(numbers)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{topic} has no leader for every partition after {within:.0f} s")
+        await asyncio.sleep(0.2)
+
+
 async def raw_consume(settings: Settings) -> tuple[int, float]:
     """Read every record of ``workflow.events`` with a bare aiokafka consumer (no decoding)."""
     topic = settings.topic("workflow.events")
@@ -183,6 +200,7 @@ async def raw_consume(settings: Settings) -> tuple[int, float]:
     count = 0
     try:
         await consumer.start()
+        await consumer._client.force_metadata_update()  # a fresh view: the topic is new
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
