@@ -222,10 +222,14 @@ class AgentLifecycle:
             self._forget(child.name)
             forced = code == -signal.SIGKILL
             log.info("agent terminated", agent_id=agent_id, pid=pid, exit_code=code, forced=forced)
+            if forced:
+                self._depart(agent_id, code, f"killed after a {grace:g} s grace period")
             return TerminatedAgent(agent_id, pid, code, forced, supervised=True)
         pid = self._local_pid(agent_id)
         forced = await signal_and_wait(pid, grace)
         log.info("agent terminated", agent_id=agent_id, pid=pid, forced=forced, supervised=False)
+        if forced:
+            self._depart(agent_id, -signal.SIGKILL, f"killed after a {grace:g} s grace period")
         return TerminatedAgent(agent_id, pid, None, forced, supervised=False)
 
     def local_agents(self) -> list[SpawnedAgent]:
@@ -324,10 +328,15 @@ class AgentLifecycle:
             log.warning(
                 "agent crashed", agent_id=agent_id, exit_code=code, restart_in_seconds=delay
             )
+        self._depart(agent_id, code, f"crashed (exit {code}); {what}")
+
+    def _depart(self, agent_id: str, code: int | None, reason: str) -> None:
+        """An agent that could not deregister itself: the janitor does it once its attempts
+        have been reassigned (deregistering earlier would hide them from reassignment)."""
         self._departed[agent_id] = AgentTerminated(
             **meta(self.me, correlation_id=agent_id),
             agent_id=agent_id,
-            reason=f"crashed (exit {code}); {what}",
+            reason=reason,
             exit_code=code,
         )
 

@@ -78,7 +78,7 @@ def test_apply_then_apply_again_check_and_describe(
     first = mesh(embedded_settings, "apply", "--json", "--dir", str(topics_dir))
     assert first.code == 0, first.stderr
     document = json.loads(first.stdout)
-    assert len(document["changes"]) == 15
+    assert len(document["changes"]) == 16
     assert {c["kind"] for c in document["changes"]} == {"create"}
     assert {c["status"] for c in document["changes"]} == {"applied"}
 
@@ -96,7 +96,7 @@ def test_apply_then_apply_again_check_and_describe(
 
     described = mesh(embedded_settings, "describe", "--json", "--dir", str(topics_dir))
     topics = {t["name"]: t for t in json.loads(described.stdout)["topics"]}
-    assert len(topics) == 15
+    assert len(topics) == 16
     events = topics["workflow.events"]
     assert events["topic"] == embedded_settings.topic("workflow.events")
     assert (events["partitions"], events["replication_factor"]) == (6, 1)
@@ -210,7 +210,7 @@ def test_dry_run_changes_nothing(embedded_settings: Settings, topics_dir: Path) 
     dry = mesh(embedded_settings, "apply", "--dry-run", "--json", "--dir", str(topics_dir))
     document = json.loads(dry.stdout)
     assert document["dry_run"] is True
-    assert len(document["changes"]) == 15
+    assert len(document["changes"]) == 16
     assert {c["status"] for c in document["changes"]} == {"planned"}
     after = mesh(embedded_settings, "plan", "--json", "--dir", str(topics_dir))
-    assert len(json.loads(after.stdout)["changes"]) == 15
+    assert len(json.loads(after.stdout)["changes"]) == 16

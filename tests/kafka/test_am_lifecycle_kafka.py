@@ -17,13 +17,19 @@ from typing import Any
 import pytest
 import yaml
 
-from mesh.events import AgentRegistered, Capability, TaskCompleted, TaskReassigned, meta
+from mesh.events import (
+    AgentRegistered,
+    Capability,
+    TaskCompleted,
+    TaskReassigned,
+    TaskStarted,
+    meta,
+)
 from mesh.settings import Settings
 from tests._agents_support import (
     TEST,
     AgentProcess,
     create_topics,
-    eventually,
     mesh_process,
     pid_gone,
     producer,
@@ -154,7 +160,9 @@ async def test_a_crashed_agent_restarts_under_a_fresh_id(
 ) -> None:
     """An id registered before the manager started is not reused (shell-1 is taken, so the
     spawn is shell-2). kill -9 of the spawned agent: the supervisor starts ``shell-2.r1`` (a new
-    pid, registered) and deregisters ``shell-2``, which held no work, so no ghost remains."""
+    pid, registered) and deregisters ``shell-2``, which held no work, so no ghost remains.
+    ``terminate --grace 1`` of an agent busy for longer kills it (forced) and its attempt is
+    reassigned."""
     async with producer(settings) as out:
         taken = AgentRegistered(
             **meta(TEST, correlation_id="shell-1"),
@@ -180,8 +188,26 @@ async def test_a_crashed_agent_restarts_under_a_fresh_id(
         new_pid = listed["shell-2.r1"]["pid"]
         assert new_pid != agent["pid"]
         assert not pid_gone(new_pid)
+
+        # Terminate while it runs an attempt longer than the grace period: killed, not drained;
+        # the attempt is reassigned, then the manager deregisters the id the agent could not.
+        async with producer(settings) as out, reader(settings, "tasks.results") as results:
+            task = spec(
+                "long", "shell", command=[sys.executable, "-c", "import time; time.sleep(60)"]
+            )
+            await publish(out, settings, "tasks.ready", task_ready(task, "wf-long"))
+            await results.until(
+                lambda evs: any(isinstance(e, TaskStarted) for e in evs), what="the long attempt"
+            )
+            stopped = await _json(settings, "agents", "terminate", "shell-2.r1", "--grace", "1")
+            assert (stopped["pid"], stopped["forced"]) == (new_pid, True)
+            assert pid_gone(new_pid)
+            await results.until(
+                lambda evs: any(isinstance(e, TaskReassigned) for e in evs),
+                what="the killed agent's attempt to be reassigned",
+            )
+        await _until_listed(settings, lambda got: "shell-2.r1" not in got, "deregistered")
         assert _stop(manager) == 0, manager.output()
-        await eventually(lambda: pid_gone(new_pid), what="the restarted agent to stop")
 
 
 async def test_spawn_without_an_agent_manager_fails_in_one_line(settings: Settings) -> None:

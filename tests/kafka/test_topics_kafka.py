@@ -109,7 +109,7 @@ def test_changed_retention_is_planned_applied_and_checked(
     """The issue's acceptance: plan shows the retention change, apply fixes it, check goes
     from non-zero to zero, and a second apply has nothing left to do."""
     first = applied(kafka_settings, topics_dir)
-    assert len(first["changes"]) == 15
+    assert len(first["changes"]) == 16
     assert mesh(kafka_settings, "check", "--dir", str(topics_dir)).code == 0
     assert applied(kafka_settings, topics_dir)["changes"] == []
 
@@ -235,7 +235,7 @@ def test_replication_factor_beyond_the_cluster_is_one_line(
         kafka_settings, "plan", "--json", "--dir", str(topics_dir), "--replication-factor", "2"
     )
     changes = json.loads(plan.stdout)["changes"]
-    assert len(changes) == 15
+    assert len(changes) == 16
     assert {(c["kind"], c["status"]) for c in changes} == {("change_replication_factor", "refused")}
 
 
@@ -271,6 +271,6 @@ def test_sasl_wrong_password_is_one_line_and_right_password_applies(
     right = run_mesh("topics", "apply", "--json", "--dir", str(topics_dir), env=right_env)
     assert right.code == 0, right.stderr
     assert right.stderr == ""  # aiokafka's "password in the clear" warning stays quiet
-    assert len(json.loads(right.stdout)["changes"]) == 15
+    assert len(json.loads(right.stdout)["changes"]) == 16
     check = run_mesh("topics", "check", "--dir", str(topics_dir), env=right_env)
     assert check.code == 0, check.stdout + check.stderr
