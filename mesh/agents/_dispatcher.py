@@ -53,7 +53,13 @@ from aiokafka.errors import (
 )
 
 from mesh.agents._directory import AgentDirectory, AttemptKey
-from mesh.agents._gate import ResourceGate, ended_notice, queued_notice
+from mesh.agents._gate import (
+    UNANSWERED_SECONDS,
+    ResourceGate,
+    ended_notice,
+    queued_notice,
+    unanswered_notice,
+)
 from mesh.agents._matching import LIVENESS_INTERVALS, AgentView, choose_agent
 from mesh.agents._metadata import partitions_of
 from mesh.errors import BrokerError, EventError
@@ -451,12 +457,16 @@ class Dispatcher:
         record = answer.record
         if answer.verdict == "allocated":
             return answer.allocation_id
+        notice = None
         if answer.verdict == "queued":
             assert isinstance(record, ResourceQueued)
             notice = queued_notice(pending.ready, record, self.me)
-            if notice.reason not in (pending.noted, pending.noting):
-                pending.noting = notice.reason
-                part.outbox.append(self._for_workflow(notice))
+        elif record is None and time.monotonic() - pending.since >= UNANSWERED_SECONDS:
+            notice = unanswered_notice(pending.ready, self.me)
+        if notice is not None and notice.reason not in (pending.noted, pending.noting):
+            pending.noting = notice.reason
+            part.outbox.append(self._for_workflow(notice))
+        if answer.verdict == "queued":
             return None
         if answer.verdict == "ended":
             assert isinstance(record, ResourceDenied | ResourceReleased)

@@ -7,7 +7,8 @@ looks up the allocation the allocator keys by workflow, task and attempt
 (:func:`mesh.resources.allocation_id_for`) and decides:
 
 - allocated → place it (the assignment names the allocation, released when the attempt ends);
-- requested, not answered yet → keep it waiting, uncommitted;
+- requested, not answered yet → keep it waiting, uncommitted; if nothing at all was heard of
+  it for ``UNANSWERED_SECONDS`` (no allocator reads ``tasks.ready``?), say so once;
 - queued → keep it waiting and say why once (``TaskWaiting``, reason kind ``resources``);
 - denied → never dispatch it: a ``TaskFailed`` (``resources_denied``; not retriable unless the
   request was withdrawn) names the allocator's reason, and the ``tasks.ready`` offset moves past
@@ -54,6 +55,8 @@ _STAGE: dict[type[Event], int] = {
     ResourceDenied: 3,
 }
 _MAX_TEXT = 500
+UNANSWERED_SECONDS = 15.0
+"""How long an attempt may wait without any record from the allocator before it is noted."""
 
 Verdict = Literal["allocated", "waiting", "queued", "ended"]
 
@@ -124,6 +127,22 @@ def queued_notice(ready: TaskReady, queued: ResourceQueued, producer: Producer) 
     )
 
 
+def unanswered_notice(ready: TaskReady, producer: Producer) -> TaskWaiting:
+    """The ``TaskWaiting`` for an attempt the allocator has not even recorded a request for:
+    most likely no allocator consumes ``tasks.ready`` (it runs without the gate, or not at all)."""
+    return TaskWaiting(
+        **meta(producer, causation=ready),
+        workflow_id=ready.workflow_id,
+        task_id=ready.task_id,
+        attempt=ready.attempt,
+        reason_kind="resources",
+        reason=(
+            "waiting for the Resource Allocator: no request recorded for this attempt yet (is "
+            "'mesh run resources' running with MESH_RESOURCE_GATE on?)"
+        ),
+    )
+
+
 def ended_notice(
     ready: TaskReady, record: ResourceDenied | ResourceReleased, producer: Producer
 ) -> TaskFailed:
@@ -154,4 +173,11 @@ def _cut(text: str, limit: int = _MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-__all__ = ["GateAnswer", "ResourceGate", "ended_notice", "queued_notice"]
+__all__ = [
+    "UNANSWERED_SECONDS",
+    "GateAnswer",
+    "ResourceGate",
+    "ended_notice",
+    "queued_notice",
+    "unanswered_notice",
+]

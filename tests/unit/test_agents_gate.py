@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.agents._gate import ResourceGate, ended_notice, queued_notice
+from mesh.agents._gate import ResourceGate, ended_notice, queued_notice, unanswered_notice
 from mesh.events import (
     Producer,
     ResourceAllocated,
@@ -175,3 +175,11 @@ def test_the_request_a_ready_attempt_makes_is_the_one_the_gate_looks_up() -> Non
     gate = ResourceGate()
     gate.fold(allocated(r))
     assert gate.answer(r).allocation_id == asked.allocation_id
+
+
+def test_an_attempt_nobody_answers_says_what_is_missing() -> None:
+    """No record at all (no allocator reads tasks.ready): the note names the likely cause."""
+    note = unanswered_notice(ready(), ME)
+    assert note.reason_kind == "resources"
+    assert "mesh run resources" in note.reason
+    assert "MESH_RESOURCE_GATE" in note.reason
