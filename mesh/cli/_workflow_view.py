@@ -105,7 +105,7 @@ def tasks_table(
     table = Table(title=title, header_style="bold")
     columns = ["task", "status", "attempt", "agent"]
     columns += ["waiting"] if show_waiting else []
-    columns += ["queued", "ran", "error"]
+    columns += ["queued", "ran", "last error"]
     for column in columns:
         table.add_column(column)
     for task in tasks:
