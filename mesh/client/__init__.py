@@ -1,9 +1,7 @@
 """Client side of the mesh: publishing workflows and following them."""
 
 from mesh.client._agents import (
-    AgentManagerError,
     AgentReport,
-    NoAgentManager,
     agent_states,
     spawn_agents,
     terminate_agent,
@@ -24,10 +22,8 @@ from mesh.client._submit import (
 
 __all__ = [
     "FINAL_TYPES",
-    "AgentManagerError",
     "AgentReport",
     "HistoryCursor",
-    "NoAgentManager",
     "PlanRequest",
     "Submitted",
     "agent_states",

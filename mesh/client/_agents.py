@@ -1,15 +1,11 @@
-"""The Agent Manager's API from a client: spawn and terminate agents (request/reply over
-``agents.commands`` and ``replies``), list agents and their health (read from the topics).
-
-A call takes the end of its ``replies`` partition *before* publishing the request, so the
-answer cannot be missed, then waits for the ``Reply`` with its correlation id; if none comes in
-time, no Agent Manager took the request (none runs, or none with the lifecycle enabled).
+"""The Agent Manager's API from the command line: spawn and terminate agents (one-shot calls
+through :class:`mesh.Client`, request/reply over ``agents.commands`` and ``replies``), list agents
+and their health (read from the topics).
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,39 +14,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import JsonValue
 
 from mesh.agentmanager import AgentState, HealthPolicy, Registry
-from mesh.errors import BrokerError, EventError, MeshError
-from mesh.events import (
-    AgentHeartbeat,
-    BreakerStateChanged,
-    Event,
-    Mapper,
-    Reply,
-    SpawnAgents,
-    TerminateAgent,
-    meta,
-    uuid7,
-)
+from mesh.errors import BrokerError, EventError
+from mesh.events import AgentHeartbeat, BreakerStateChanged, Mapper
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.settings import Settings
 
-from ._submit import cli_producer, key_cursor, publish
+from ._api import CallFailed, Client
 
 DEFAULT_TIMEOUT = 60.0
-
-
-class AgentManagerError(MeshError):
-    """The Agent Manager answered a request with an error (its message says why)."""
-
-    def __init__(self, message: str, *, kind: str = "", retriable: bool = False) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.retriable = retriable
-
-
-class NoAgentManager(MeshError):
-    """No Agent Manager answered in time."""
-
-    retriable = True
 
 
 async def spawn_agents(
@@ -63,18 +34,11 @@ async def spawn_agents(
     within: float = DEFAULT_TIMEOUT,
 ) -> list[dict[str, Any]]:
     """``spawn_agent``: start ``count`` agents from ``template``; their ids, pids and host."""
-    request = SpawnAgents(
-        **meta(cli_producer(), correlation_id=f"spawn-{uuid7().hex[:20]}"),
-        template=template,
-        count=count,
-        name=name,
-        config=config or {},
-    )
-    result = await call(settings, request, within=within)
-    agents = result.get("agents") if isinstance(result, dict) else None
-    if not isinstance(agents, list):
-        raise AgentManagerError("the Agent Manager's reply lists no agents")
-    return [dict(a) for a in agents if isinstance(a, dict)]
+    async with Client(settings, timeout=within) as client:
+        agents = await client.spawn_agent(template, config, count=count, name=name, within=within)
+    if not agents:
+        raise CallFailed("the Agent Manager's reply lists no agents")
+    return agents
 
 
 async def terminate_agent(
@@ -86,55 +50,8 @@ async def terminate_agent(
     within: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """``terminate_agent``: stop one agent gracefully, then forcefully after ``grace`` s."""
-    request = TerminateAgent(
-        **meta(cli_producer(), correlation_id=f"terminate-{uuid7().hex[:20]}"),
-        agent_id=agent_id,
-        grace_seconds=grace,
-        reason=reason,
-    )
-    result = await call(settings, request, within=max(within, grace + 10))
-    if not isinstance(result, dict):
-        raise AgentManagerError("the Agent Manager's reply is not an object")
-    return dict(result)
-
-
-async def call(settings: Settings, request: Event, *, within: float) -> JsonValue:
-    """Publish ``request`` on ``agents.commands`` and return its reply's result."""
-    cursor = await key_cursor(settings, "replies", request.correlation_id, from_end=True)
-    await publish(settings, request, topic=settings.topic("agents.commands"))
-    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
-    tp = TopicPartition(cursor.topic, cursor.partition)
-    deadline = time.monotonic() + within
-    try:
-        with kafka_errors(settings, "wait for the Agent Manager's reply"):
-            await consumer.start()
-        consumer.assign([tp])
-        consumer.seek(tp, cursor.offset)
-        while time.monotonic() < deadline:
-            with kafka_errors(settings, "wait for the Agent Manager's reply"):
-                batch = await consumer.getmany(tp, timeout_ms=300)
-            for record in batch.get(tp, []):
-                with contextlib.suppress(EventError):
-                    reply = mapper.decode(record.value, record.headers)
-                    if isinstance(reply, Reply) and reply.correlation_id == request.correlation_id:
-                        return _result(reply)
-    finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-    raise NoAgentManager(
-        f"no Agent Manager answered within {within:g} s; is 'mesh run agents' (or mesh dev) "
-        "running against this cluster and topic prefix?"
-    )
-
-
-def _result(reply: Reply) -> JsonValue:
-    if reply.ok:
-        return reply.result
-    assert reply.error is not None
-    raise AgentManagerError(
-        reply.error.message, kind=reply.error.kind, retriable=reply.error.retriable
-    )
+    async with Client(settings, timeout=within) as client:
+        return await client.terminate_agent(agent_id, grace=grace, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -246,12 +163,4 @@ def _fold(
         registry.on_breaker(key, event)
 
 
-__all__ = [
-    "AgentManagerError",
-    "AgentReport",
-    "NoAgentManager",
-    "agent_states",
-    "call",
-    "spawn_agents",
-    "terminate_agent",
-]
+__all__ = ["AgentReport", "agent_states", "spawn_agents", "terminate_agent"]

@@ -53,12 +53,13 @@ from ._submit import FINAL_TYPES, cli_producer, follow_history, history_cursor, 
 
 DEFAULT_TIMEOUT = 30.0
 
-_RUN_BY = {
-    "task-planner": "mesh run planner",
-    "workflow-manager": "mesh run workflows",
-    "agent-manager": "mesh run agents",
-    "resource-allocator": "mesh run resources",
+_NAMES = {
+    "task-planner": ("Task Planner", "mesh run planner"),
+    "workflow-manager": ("Workflow Manager", "mesh run workflows"),
+    "agent-manager": ("Agent Manager", "mesh run agents"),
+    "resource-allocator": ("Resource Allocator", "mesh run resources"),
 }
+"""Component → how people call it, and the command that runs it."""
 
 
 class NoAnswer(MeshError):
@@ -209,16 +210,17 @@ class Client:
             try:
                 reply = await asyncio.wait_for(future, within)
             except TimeoutError:
+                name, command = _NAMES.get(who, (who, f"mesh run {who}"))
                 raise NoAnswer(
-                    f"no {who} answered within {within:g} s; is '{_RUN_BY.get(who, who)}' (or "
-                    "mesh dev) running against this cluster and topic prefix?"
+                    f"no {name} answered within {within:g} s; is '{command}' (or mesh dev) "
+                    "running against this cluster and topic prefix?"
                 ) from None
         finally:
             self._waiting.pop(event.correlation_id, None)
         if not reply.ok:
             assert reply.error is not None
             raise CallFailed(
-                f"{who}: {reply.error.message}",
+                f"{_NAMES.get(who, (who,))[0]}: {reply.error.message}",
                 kind=reply.error.kind,
                 retriable=reply.error.retriable,
             )
