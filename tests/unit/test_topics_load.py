@@ -28,6 +28,10 @@ DESIGN_TOPICS = {
     "breakers": "compact",
     "replies": "delete",
     "dlq": "delete",
+    # Beyond DESIGN.md's table: lifecycle requests to the Agent Manager, and calls of the
+    # client API to any component; both answered on replies.
+    "agents.commands": "delete",
+    "calls": "delete",
 }
 WORKFLOW_GROUP = {
     "plans",
