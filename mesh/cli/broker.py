@@ -75,11 +75,12 @@ def _run_foreground(state_dir: object, port: int | None, as_json: bool) -> None:
         )
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / STATE_FILE).write_text(json.dumps(asdict(state)))
-        if as_json:
-            print_json(_describe(state, True))
-        else:
-            say(f"embedded broker ready on {broker.bootstrap_servers}; Ctrl-C stops it", "green")
-        try:
+        try:  # an interrupt right after the ready line (still flushing it) is a stop too
+            if as_json:
+                print_json(_describe(state, True))
+            else:
+                ready = f"embedded broker ready on {broker.bootstrap_servers}; Ctrl-C stops it"
+                say(ready, "green")
             code = broker.wait()
         except KeyboardInterrupt:
             code = 0
