@@ -11,49 +11,101 @@ import typer
 
 from mesh.cli._app import settings_of
 from mesh.cli._output import print_json, say
-from mesh.client import send_command, send_external_event
+from mesh.client import command_and_wait, send_command, send_external_event
 from mesh.errors import ConfigError
 
 Reason = Annotated[str, typer.Option(help="Why, recorded in the workflow's history.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+Wait = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Wait for the Workflow Manager's answer (--no-wait only publishes the command).",
+    ),
+]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait for the answer.")]
 
 
 def _send(
-    ctx: typer.Context, kind: str, workflow_id: str, reason: str, as_json: bool, **kw: str
+    ctx: typer.Context,
+    kind: str,
+    workflow_id: str,
+    reason: str,
+    as_json: bool,
+    wait: bool,
+    timeout: float,
+    task_id: str | None = None,
 ) -> None:
-    event = asyncio.run(send_command(settings_of(ctx), kind, workflow_id, reason=reason, **kw))
-    if as_json:
-        print_json(
-            {"workflow_id": workflow_id, "command": event.type, "event_id": str(event.event_id)}
+    settings = settings_of(ctx)
+    if not wait:
+        event = asyncio.run(
+            send_command(settings, kind, workflow_id, reason=reason, task_id=task_id)
         )
+        if as_json:
+            print_json(
+                {"workflow_id": workflow_id, "command": event.type, "event_id": str(event.event_id)}
+            )
+        else:
+            say(f"sent {event.type} for {workflow_id}")
+        return
+    answer = asyncio.run(
+        command_and_wait(
+            settings, kind, workflow_id, reason=reason, task_id=task_id, within=timeout
+        )
+    )
+    if as_json:
+        print_json({"command": kind, **answer})
     else:
-        say(f"sent {event.type} for {workflow_id}")
+        say(f"{kind}: workflow {workflow_id} is {answer.get('status')}")
 
 
-def pause(ctx: typer.Context, workflow_id: str, reason: Reason = "", as_json: Json = False) -> None:
+def pause(
+    ctx: typer.Context,
+    workflow_id: str,
+    reason: Reason = "",
+    as_json: Json = False,
+    wait: Wait = True,
+    timeout: Timeout = 30.0,
+) -> None:
     """Stop scheduling new tasks; running tasks finish.  Example: mesh pause wf-0193…"""
-    _send(ctx, "pause", workflow_id, reason, as_json)
+    _send(ctx, "pause", workflow_id, reason, as_json, wait, timeout)
 
 
 def resume(
-    ctx: typer.Context, workflow_id: str, reason: Reason = "", as_json: Json = False
+    ctx: typer.Context,
+    workflow_id: str,
+    reason: Reason = "",
+    as_json: Json = False,
+    wait: Wait = True,
+    timeout: Timeout = 30.0,
 ) -> None:
     """Schedule a paused workflow's ready tasks again.  Example: mesh resume wf-0193…"""
-    _send(ctx, "resume", workflow_id, reason, as_json)
+    _send(ctx, "resume", workflow_id, reason, as_json, wait, timeout)
 
 
 def cancel(
-    ctx: typer.Context, workflow_id: str, reason: Reason = "", as_json: Json = False
+    ctx: typer.Context,
+    workflow_id: str,
+    reason: Reason = "",
+    as_json: Json = False,
+    wait: Wait = True,
+    timeout: Timeout = 30.0,
 ) -> None:
     """Cancel the workflow; running tasks are told to stop.  Example: mesh cancel wf-0193…"""
-    _send(ctx, "cancel", workflow_id, reason, as_json)
+    _send(ctx, "cancel", workflow_id, reason, as_json, wait, timeout)
 
 
 def retry(
-    ctx: typer.Context, workflow_id: str, task_id: str, reason: Reason = "", as_json: Json = False
+    ctx: typer.Context,
+    workflow_id: str,
+    task_id: str,
+    reason: Reason = "",
+    as_json: Json = False,
+    wait: Wait = True,
+    timeout: Timeout = 30.0,
 ) -> None:
     """Run a failed task again, even if its policy is spent.  Example: mesh retry wf-0193… B"""
-    _send(ctx, "retry", workflow_id, reason, as_json, task_id=task_id)
+    _send(ctx, "retry", workflow_id, reason, as_json, wait, timeout, task_id=task_id)
 
 
 def signal(

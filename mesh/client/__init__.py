@@ -6,7 +6,7 @@ from mesh.client._agents import (
     spawn_agents,
     terminate_agent,
 )
-from mesh.client._control import send_command, send_external_event
+from mesh.client._control import command_and_wait, send_command, send_external_event
 from mesh.client._planfile import PlanRequest, load_plan_file
 from mesh.client._request import submit_request, wait_for_plan
 from mesh.client._submit import (
@@ -27,6 +27,7 @@ __all__ = [
     "PlanRequest",
     "Submitted",
     "agent_states",
+    "command_and_wait",
     "follow_history",
     "history_cursor",
     "load_plan_file",

@@ -17,14 +17,17 @@ from mesh.events import (
     RetryTask,
     WorkflowEvent,
     meta,
+    uuid7,
 )
 from mesh.settings import Settings
 
+from ._api import Client
 from ._submit import cli_producer, publish
 
 
 def _command(kind: str, workflow_id: str, reason: str, task_id: str | None) -> WorkflowEvent:
-    envelope = meta(cli_producer(), correlation_id=f"cmd-{workflow_id}")
+    # A fresh correlation id per command: the Workflow Manager's reply carries it.
+    envelope = meta(cli_producer(), correlation_id=f"cmd-{kind}-{uuid7().hex[:20]}")
     if kind == "pause":
         return PauseWorkflow(**envelope, workflow_id=workflow_id, reason=reason)
     if kind == "resume":
@@ -43,6 +46,23 @@ async def send_command(
     event = _command(kind, workflow_id, reason, task_id)
     await publish(settings, event, topic=settings.topic("commands"))
     return event
+
+
+async def command_and_wait(
+    settings: Settings,
+    kind: str,
+    workflow_id: str,
+    *,
+    reason: str = "",
+    task_id: str | None = None,
+    within: float = 30.0,
+) -> dict[str, Any]:
+    """Publish pause/resume/cancel/retry and return the Workflow Manager's answer
+    (``{workflow_id, status, recorded}``); ``CallFailed`` if it refused, ``NoAnswer`` if none."""
+    event = _command(kind, workflow_id, reason, task_id)
+    async with Client(settings, timeout=within) as client:
+        result = await client.request(event, "commands", who="workflow-manager")
+    return dict(result) if isinstance(result, dict) else {"workflow_id": workflow_id}
 
 
 async def send_external_event(

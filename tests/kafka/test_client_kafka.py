@@ -4,6 +4,8 @@ and agents); a call nobody answers is a ``NoAnswer`` that names the component to
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,6 +17,7 @@ from mesh.events import ExecutionPlan, WorkflowEvent
 from mesh.settings import Settings
 from mesh.topics import apply_topics, load_topics
 from tests.e2e import ROOT, running_mesh
+from tests.helpers import assert_one_line_error, run_mesh
 
 REQUEST = {"type": "bugfix", "description": "Fix the login timeout", "id": "req-client-1"}
 
@@ -91,6 +94,16 @@ async def test_planner_and_workflow_calls_round_trip_through_kafka(
         with pytest.raises(CallFailed, match="has no history"):
             await client.get_workflow_status("wf-does-not-exist")
 
+        env = kafka_settings.to_env()
+        unknown = await asyncio.to_thread(
+            run_mesh, "pause", "wf-does-not-exist", "--timeout", "60", env=env
+        )
+        assert "Workflow Manager:" in assert_one_line_error(unknown)
+        done = await asyncio.to_thread(
+            run_mesh, "resume", run.workflow_id, "--json", "--timeout", "60", env=env
+        )
+        assert done.code != 0 or json.loads(done.stdout)["workflow_id"] == run.workflow_id
+
 
 async def _history(client: Client, workflow_id: str) -> AsyncIterator[WorkflowEvent]:
     cursor = await history_cursor(client.settings, workflow_id, from_end=False)
@@ -108,3 +121,8 @@ async def test_a_call_nobody_answers_names_the_component_to_start(
             await client.call("task-planner", "plan_task", {"request": REQUEST}, within=2)
         with pytest.raises(NoAnswer, match="mesh run agents"):
             await client.call("agent-manager", "get_agent_health", within=2)
+    timed_out = await asyncio.to_thread(
+        run_mesh, "cancel", "wf-x", "--timeout", "2", env=settings.to_env()
+    )
+    line = assert_one_line_error(timed_out)
+    assert "no Workflow Manager answered within 2 s" in line

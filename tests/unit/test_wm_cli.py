@@ -20,3 +20,9 @@ def test_run_workflows_without_a_broker_is_one_line() -> None:
 def test_run_and_replay_are_registered() -> None:
     assert run_mesh("run", "workflows", "--help").code == 0
     assert "--json" in run_mesh("replay", "--help").stdout
+
+
+def test_control_commands_without_a_broker_are_one_line() -> None:
+    for command in (("pause", "wf-1"), ("cancel", "wf-1", "--no-wait"), ("retry", "wf-1", "B")):
+        line = assert_one_line_error(run_mesh(*command, env=NOBODY))
+        assert "no Kafka broker answered" in line
