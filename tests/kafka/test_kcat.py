@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from mesh.client import Submitted, history_cursor
 from mesh.events import PlanCreated, TaskRequest
 from mesh.kafka.partitions import partition_for
 from mesh.planner import workflow_id_for
 from mesh.settings import Settings
 from mesh.topics import load_topics
-from tests.embedded.test_planner_component import prepare, read_until, running
+from tests.e2e import running_mesh, wait_final
+from tests.embedded.test_planner_component import prepare, read_until
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -60,17 +62,16 @@ def kcat() -> str:
     return path
 
 
-async def test_the_readme_kcat_one_liner_publishes_a_request_the_planner_plans(
+async def test_the_readme_kcat_one_liner_publishes_a_request_that_is_planned_and_completes(
     kafka_settings: Settings,
 ) -> None:
     kcat()
-    await prepare(kafka_settings)
     env = {
         **os.environ,
         "MESH_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
         "MESH_TOPIC_PREFIX": kafka_settings.topic_prefix,
     }
-    async with running(kafka_settings):
+    async with running_mesh(kafka_settings, shell_agents=2, python_agents=0):
         done = await run(["bash", "-euo", "pipefail", "-c", readme_snippet()], env=env)
         assert done.returncode == 0, done.stderr
         seen = await read_until(
@@ -78,14 +79,19 @@ async def test_the_readme_kcat_one_liner_publishes_a_request_the_planner_plans(
             ["requests", "plans"],
             lambda pairs: any(isinstance(e, PlanCreated) for _, e in pairs),
         )
-    requests = [(key, e) for key, e in seen if isinstance(e, TaskRequest)]
-    assert len(requests) == 1
-    key, request = requests[0]
-    assert key == request.request_id.encode()
-    assert request.producer.component == "kcat"
-    plans = [e for _, e in seen if isinstance(e, PlanCreated)]
-    assert [p.workflow_id for p in plans] == [workflow_id_for(request.request_id)]
-    assert plans[0].plan.tasks, "the bugfix template yields tasks"
+        requests = [(key, e) for key, e in seen if isinstance(e, TaskRequest)]
+        assert len(requests) == 1
+        key, request = requests[0]
+        assert key == request.request_id.encode()
+        assert request.producer.component == "kcat"
+        plans = [e for _, e in seen if isinstance(e, PlanCreated)]
+        assert [p.workflow_id for p in plans] == [workflow_id_for(request.request_id)]
+        cursor = await history_cursor(kafka_settings, plans[0].workflow_id, from_end=False)
+        state, _ = await wait_final(
+            kafka_settings, Submitted(plans[0].workflow_id, plans[0], cursor), idle_timeout=180
+        )
+    assert state.status == "completed", state.reason
+    assert {t.task_id for t in plans[0].plan.tasks} == set(state.tasks)
 
 
 async def test_kcat_with_murmur2_puts_a_key_where_mesh_does(kafka_settings: Settings) -> None:
