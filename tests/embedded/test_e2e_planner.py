@@ -104,6 +104,13 @@ async def test_feature_example_flags_stdin_and_a_rejected_request(
             ),
             asyncio.to_thread(run_mesh, "submit", str(bad), "--wait", env=env, timeout=300),
         )
+        # The README's newcomer path ends with the replay agreeing with the live state.
+        assert feature.code == 0, feature.stderr
+        feature_id = json.loads(feature.stdout)["workflow_id"]
+        diff = await asyncio.to_thread(
+            run_mesh, "replay", feature_id, "--diff-live", env=env, timeout=120
+        )
+        assert diff.code == 0, diff.stdout + diff.stderr
     for run in (feature, by_flags, from_stdin):
         assert run.code == 0, run.stderr
         assert json.loads(run.stdout)["status"] == "completed"
