@@ -25,10 +25,11 @@ def configure_logging(
     json: bool | None = None,
     instance: str | None = None,
 ) -> None:
-    """Configure structlog and the stdlib root logger; later calls only rebind the component."""
+    """Configure structlog and the stdlib root logger; later calls only rebind the component,
+    unless they ask for JSON explicitly (a service's ``--json``)."""
     global _configured
     as_json = json if json is not None else not sys.stderr.isatty()
-    if not _configured:
+    if not _configured or json is not None:
         processors: list[Any] = [
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,

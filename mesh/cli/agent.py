@@ -141,6 +141,12 @@ def run(
         float,
         typer.Option(min=0.001, help="Seconds an open breaker waits before one trial attempt."),
     ] = DEFAULT_RESET_TIMEOUT,
+    json_logs: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Run one agent process: register, heartbeat, run assigned tasks, report results.
 
@@ -155,7 +161,7 @@ def run(
     """
     settings = settings_of(ctx)
     chosen_id = agent_id or f"{kind.value}-{_host()}-{os.getpid()}"
-    _service_logging(ctx, "agent", chosen_id)
+    _service_logging(ctx, "agent", chosen_id, json_logs)
     capabilities = tuple(parse_capability(text) for text in capability or ())
     runner: Runner
     labels: dict[str, str] = {}
@@ -244,13 +250,19 @@ def dispatch(
             show_default=False,
         ),
     ] = None,
+    json_logs: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Assign ready tasks to live agents with the capabilities they need.
 
     Example: mesh agent dispatch --group-id mesh-dispatcher
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "dispatcher", None)
+    _service_logging(ctx, "dispatcher", None, json_logs)
     _serve(Dispatcher(settings, group_id=group_id, transactional=transactional).run)
 
 
@@ -323,7 +335,9 @@ async def _until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> 
     await main(stop)
 
 
-def _service_logging(ctx: typer.Context, component: str, instance: str | None) -> None:
+def _service_logging(
+    ctx: typer.Context, component: str, instance: str | None, json_logs: bool = False
+) -> None:
     """Bind the component and, unless ``--log-level`` was given, log at INFO."""
     configure_logging(component, instance=instance)
     root = ctx.find_root()

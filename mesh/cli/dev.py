@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,6 +41,13 @@ def dev(
             "allocated.",
         ),
     ] = True,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the ready line as one JSON object, and the processes' logs as JSON lines.",
+        ),
+    ] = False,
 ) -> None:
     """Start broker, topics, components and demo agents; print 'mesh ready'; Ctrl-C stops all.
 
@@ -52,21 +61,30 @@ def dev(
         topics_dir=topics_dir,
         resources=resources,
     )
-    asyncio.run(_run(settings_of(ctx), options))
+    asyncio.run(_run(settings_of(ctx), options, as_json))
 
 
-async def _run(settings: Settings, options: DevOptions) -> None:
+async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with DevMesh(settings, options, on_log=_render) as mesh:
-        say(f"mesh ready  (bootstrap {mesh.settings.bootstrap_servers})", "bold green")
-        say(f"  export MESH_BOOTSTRAP_SERVERS={mesh.settings.bootstrap_servers}")
+    async with DevMesh(settings, options, on_log=_render_json if as_json else _render) as mesh:
+        if as_json:
+            ready = {"status": "ready", "bootstrap_servers": mesh.settings.bootstrap_servers}
+            print(json.dumps(ready), flush=True)  # one line: scripts wait for it
+        else:
+            say(f"mesh ready  (bootstrap {mesh.settings.bootstrap_servers})", "bold green")
+            say(f"  export MESH_BOOTSTRAP_SERVERS={mesh.settings.bootstrap_servers}")
         dead = await mesh.wait(stop)
         if dead is not None:
             raise MeshError(f"process {dead} exited; stopping the mesh")
         say("stopping…")
+
+
+def _render_json(child: Child, entry: dict[str, Any] | str) -> None:
+    line = {"process": child.name, **(entry if isinstance(entry, dict) else {"event": entry})}
+    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
 
 
 def _render(child: Child, entry: dict[str, Any] | str) -> None:

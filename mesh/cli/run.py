@@ -63,6 +63,12 @@ def workflows(
             show_default=False,
         ),
     ] = None,
+    json_logs: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Run the Workflow Manager: plans, commands and task results in; history, snapshots and
     dispatches out.
@@ -70,7 +76,7 @@ def workflows(
     Example: mesh run workflows --snapshot-every 100
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "workflows", instance)
+    _service_logging(ctx, "workflows", instance, json_logs)
     manager = WorkflowManager(
         settings,
         group_id=group or settings.group("workflows"),
@@ -142,10 +148,17 @@ async def _until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> 
             loop.remove_signal_handler(sig)
 
 
-def _service_logging(ctx: typer.Context, component: str, instance: str | None) -> None:
+def _service_logging(
+    ctx: typer.Context, component: str, instance: str | None, json_logs: bool = False
+) -> None:
     """Bind the component and, unless ``--log-level`` was given, log at INFO: a long-running
     process that says nothing cannot be operated."""
-    configure_logging(component, instance=instance)
+    configure_logging(
+        component,
+        instance=instance,
+        json=True if json_logs else None,
+        level=str(ctx.find_root().params.get("log_level") or "WARNING").upper(),
+    )
     source = ctx.find_root().get_parameter_source("log_level")
     if source is None or source.name == "DEFAULT":
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
@@ -156,13 +169,19 @@ def planner(
     ctx: typer.Context,
     group: Annotated[str | None, typer.Option(help="Consumer group on requests.")] = None,
     instance: Annotated[str | None, typer.Option(help="Name of this replica.")] = None,
+    json_logs: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Run the Task Planner: requests in, PlanCreated or PlanRejected out.
 
     Example: mesh run planner
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "planner", instance)
+    _service_logging(ctx, "planner", instance, json_logs)
     from mesh.planner import run_planner
 
     group_id = group or settings.group("planner")
@@ -209,6 +228,12 @@ def agents(
     restart_window: Annotated[
         float, typer.Option(min=1, help="Seconds of the restart window.")
     ] = 60.0,
+    json_logs: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Run the Agent Manager: matches ready tasks to healthy agents, reassigns dead agents'
     work, and spawns, restarts and terminates local agents from templates.
@@ -216,7 +241,7 @@ def agents(
     Example: mesh run agents --strategy power_of_two --templates agents/templates.yaml
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "agent-manager", instance)
+    _service_logging(ctx, "agent-manager", instance, json_logs)
     from mesh.agentmanager import run_agent_manager
     from mesh.agentmanager._templates import load_templates
     from mesh.supervisor import RestartPolicy
@@ -252,6 +277,12 @@ def resources(
             show_default=False,
         ),
     ] = None,
+    json_logs: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Run the Resource Allocator: requests in, allocations, queue and denials out; the ledger
     lives in the compacted resources topic.
@@ -259,7 +290,7 @@ def resources(
     Example: mesh run resources
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "resources", instance)
+    _service_logging(ctx, "resources", instance, json_logs)
     from mesh.resources import run_resources
 
     group_id = group or settings.group("resources")
