@@ -7,6 +7,8 @@ line and an exit code, so no subcommand prints a traceback for a known situation
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -126,4 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("mesh: interrupted\n")
         sys.exit(130)
+    except BrokenPipeError:  # `mesh dlq list --json | head`: the reader has what it wanted
+        with contextlib.suppress(OSError):  # point stdout at nothing so the exit flush is quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     sys.exit(code if isinstance(code, int) else 0)
