@@ -19,8 +19,8 @@ from typing import Annotated
 
 import structlog
 import typer
-from pydantic import ValidationError
 
+from mesh.agentmanager._templates import parse_capability as capability_of
 from mesh.agents import (
     AgentWorker,
     CommandConfig,
@@ -268,15 +268,9 @@ def dispatch(
 
 def parse_capability(text: str) -> Capability:
     """``NAME``, ``NAME=LEVEL`` or ``NAME=LEVEL#TAG#TAG`` (``#TAG`` without a level works too)."""
-    head, *tags = text.split("#")
-    name, _, level = head.partition("=")
     try:
-        return Capability(
-            name=name.strip(),
-            level=int(level) if level.strip() else None,
-            tags=tuple(tag.strip() for tag in tags),
-        )
-    except (ValueError, ValidationError) as exc:
+        return capability_of(text)
+    except ValueError as exc:
         raise ConfigError(
             f"bad --capability {text!r}: use NAME, NAME=LEVEL (0-10) or NAME=LEVEL#TAG#TAG"
         ) from exc

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json, say
+from mesh.cli._workflow_view import STYLES
 from mesh.client import (
     Submitted,
     follow_history,
@@ -34,20 +35,6 @@ from mesh.events import PlanRejected, TaskRequest
 from mesh.planner import is_request_document, read_document, request_from_document, workflow_id_for
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
-
-_STYLES = {
-    "succeeded": "green",
-    "running": "cyan",
-    "assigned": "cyan",
-    "ready": "blue",
-    "retrying": "yellow",
-    "failed": "red",
-    "timed_out": "red",
-    "cancelled": "magenta",
-    "skipped": "dim",
-    "completed": "green",
-    "paused": "yellow",
-}
 
 
 def submit(
@@ -185,7 +172,7 @@ def submit(
     if as_json:
         print_json(_summary(submitted.workflow_id, state))
     elif state is not None:
-        say(f"workflow {state.workflow_id} {state.status}", _STYLES.get(state.status))
+        say(f"workflow {state.workflow_id} {state.status}", STYLES.get(state.status))
     if state is None or state.status != "completed":
         raise typer.Exit(1)
 
@@ -271,7 +258,7 @@ def _table(state: WorkflowState, elapsed: float) -> Group:
     for column in ("task", "status", "attempt", "agent", "note"):
         table.add_column(column)
     for task in state.tasks.values():
-        style = _STYLES.get(task.status)
+        style = STYLES.get(task.status)
         note = task.error_message or task.waiting_reason or ""
         table.add_row(
             task.task_id,

@@ -8,13 +8,14 @@ the reason it is not an event — so printing and filtering never crash on forei
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mesh.errors import MeshError
 from mesh.events import REGISTRY, Event, Mapper
 from mesh.inspect._time import format_time
+from mesh.kafka.dlq import ConsumedRecord
 
 RAW_KEEP_BYTES = 4_096
 """How much of a value that is not an event is kept (and shown, escaped) per record."""
@@ -32,23 +33,11 @@ EVENT_FIELDS: frozenset[str] = frozenset(name for cls in REGISTRY for name in cl
 FILTER_NAMES: frozenset[str] = EVENT_FIELDS | frozenset(RECORD_FIELDS) | {"decode_error"}
 
 
-class Record(Protocol):
-    """What is read from a consumed record (aiokafka's ``ConsumerRecord`` fits)."""
+class Record(ConsumedRecord, Protocol):
+    """What is read from a consumed record: the DLQ's view of it plus its timestamp."""
 
     @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
     def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True)
