@@ -124,9 +124,12 @@ class CallServer:
                     with kafka_errors(self.settings, "commit API calls"):
                         await consumer.commit({tp: records[-1].offset + 1})
         finally:
-            for closing in (consumer.stop(), producer.stop()):
+            try:
                 with contextlib.suppress(Exception):
-                    await closing
+                    await consumer.stop()
+            finally:  # even when cancelled while the consumer stops
+                with contextlib.suppress(Exception):
+                    await producer.stop()
 
     async def _handle(self, record: Any, producer: AIOKafkaProducer) -> None:
         try:

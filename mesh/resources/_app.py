@@ -274,10 +274,13 @@ class ResourceService:
             self._reader, self._producer = reader, producer
             yield reader, inputs
         finally:
-            for closing in (inputs.stop(), producer.stop()):
+            try:
                 with contextlib.suppress(Exception):
-                    await closing
-            await reader.stop()
+                    await inputs.stop()
+            finally:  # even when cancelled while the consumer stops
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await reader.stop()
 
     # -- the loop ----------------------------------------------------------------------------
 
