@@ -27,6 +27,7 @@ from mesh.events import (
     TaskSpec,
     meta,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.settings import Settings
 from mesh.topics import apply_topics, load_topics
 
@@ -199,8 +200,8 @@ async def reader(settings: Settings, *names: str) -> AsyncIterator[Reader]:
         isolation_level="read_committed",
         auto_offset_reset="earliest",
     )
-    await consumer.start()
     try:
+        await consumer.start()
         async with producer(settings) as lookup:  # waits for metadata of just-created topics
             partitions = [
                 TopicPartition(settings.topic(name), p)
@@ -211,17 +212,17 @@ async def reader(settings: Settings, *names: str) -> AsyncIterator[Reader]:
         await consumer.seek_to_beginning(*partitions)
         yield Reader(consumer)
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
 
 
 @contextlib.asynccontextmanager
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     client = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await client.start()
     try:
+        await client.start()
         yield client
     finally:
-        await client.stop()
+        await stop_clients(client)
 
 
 async def publish(

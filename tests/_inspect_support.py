@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mesh.events import Event, Mapper, Producer, TaskCompleted, TaskFailed, TaskStarted, meta
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
 from mesh.kafka.dlq import dead_letter
 from mesh.settings import Settings
@@ -91,7 +92,7 @@ async def produce(
             )
             placed.append((meta_.partition, meta_.offset))
     finally:
-        await producer.stop()
+        await stop_clients(producer)
     return placed
 
 
@@ -147,7 +148,7 @@ async def read_all(settings: Settings, topic: str, *, at_least: int = 0) -> list
                 break
             assert time.monotonic() < deadline, f"only {len(found)} of {at_least} records"
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
     return [found[k] for k in sorted(found)]
 
 

@@ -24,6 +24,7 @@ from mesh.events import (
     UnitCosts,
     meta,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.resources import (
     Allocator,
     AllocatorConfig,
@@ -200,11 +201,11 @@ class Publisher:
 @contextlib.asynccontextmanager
 async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
     pub = Publisher(settings)
-    await pub.start()
     try:
+        await pub.start()
         yield pub
     finally:
-        await pub.stop()
+        await stop_clients(pub)
 
 
 @contextlib.asynccontextmanager
@@ -240,11 +241,11 @@ async def records_of(settings: Settings, topic: str) -> list[Any]:
     """Every record of a topic as it is now (read to its end with no group)."""
     reader = TopicReader(settings, [topic])
     found: list[Any] = []
-    await reader.start()
     try:
+        await reader.start()
         await reader.catch_up(found.append)
     finally:
-        await reader.stop()
+        await stop_clients(reader)
     return found
 
 

@@ -35,6 +35,7 @@ from mesh.events import (
     WorkflowType,
     meta,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.settings import Settings
 from mesh.topics import apply_topics, load_topics
 from mesh.workflows.runtime import WorkflowManager
@@ -124,11 +125,11 @@ def completed(ready: TaskEvent, agent_id: str = "agent-1") -> TaskCompleted:
 @contextlib.asynccontextmanager
 async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
     try:
+        await producer.start()
         yield Publisher(settings, producer)
     finally:
-        await producer.stop()
+        await stop_clients(producer)
 
 
 @dataclass
@@ -211,8 +212,8 @@ async def reader(settings: Settings, channel: str) -> AsyncIterator[Reader]:
         auto_offset_reset="earliest",
         isolation_level="read_committed",
     )
-    await consumer.start()
     try:
+        await consumer.start()
         topic = settings.topic(channel)
         partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
         assert partitions, f"topic {topic} has no partitions"
@@ -221,7 +222,7 @@ async def reader(settings: Settings, channel: str) -> AsyncIterator[Reader]:
         await consumer.seek_to_beginning()
         yield Reader(consumer)
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
 
 
 Behaviour = Callable[[TaskReady], Awaitable[list[Event]]]

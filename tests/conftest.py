@@ -14,6 +14,7 @@ Fixture contract used by every tier:
 
 from __future__ import annotations
 
+import gc
 import uuid
 from pathlib import Path
 
@@ -30,6 +31,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = Path(str(item.fspath)).parent.name
         if tier in _TIERS:
             item.add_marker(_TIERS[tier])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """In the broker tiers, collect garbage after each test: an unclosed client's sockets then
+    fail the test that leaked them (pytest turns the ResourceWarning into an error), instead
+    of surfacing at the end of the session with nothing to say where they came from."""
+    if any(item.get_closest_marker(name) for name in _TIERS):
+        gc.collect()
 
 
 @pytest.fixture

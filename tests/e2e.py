@@ -19,7 +19,9 @@ from mesh.client import follow_history, load_plan_file, submit_plan
 from mesh.client._submit import Submitted, history_cursor
 from mesh.dev import DevMesh, DevOptions
 from mesh.events import WorkflowEvent
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
+from mesh.kafka.partitions import topic_partitions
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
 from mesh.workflows.runtime import replay_workflow
@@ -163,16 +165,13 @@ async def check_diamond(settings: Settings, *, exact_offsets: bool = False) -> N
 async def dead_letter_count(settings: Settings) -> int:
     """Records on the DLQ topic (end minus beginning offsets, read_committed)."""
     consumer = AIOKafkaConsumer(**client_kwargs(settings), isolation_level="read_committed")
-    await consumer.start()
     try:
+        await consumer.start()
         topic = settings.topic("dlq")
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        assert parts, f"no partitions for {topic}"
+        numbers = await topic_partitions(consumer, settings, topic)
+        parts = [TopicPartition(topic, p) for p in numbers]
         ends = await consumer.end_offsets(parts)
         starts = await consumer.beginning_offsets(parts)
         return sum(ends[p] - starts[p] for p in parts)
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)

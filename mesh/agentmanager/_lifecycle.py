@@ -52,6 +52,7 @@ from mesh.events import (
     Producer,
     meta,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -418,11 +419,10 @@ class AgentLifecycle:
                 janitor.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await janitor
-            await self.stop_all()
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            try:
+                await self.stop_all()
+            finally:  # even when cancelled while the local agents stop
+                await stop_clients(consumer, producer)
 
 
 def _mesh(*args: str) -> list[str]:

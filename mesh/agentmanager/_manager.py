@@ -65,6 +65,7 @@ from mesh.events import (
     meta,
 )
 from mesh.kafka.calls import CallServer, Handler
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
 from mesh.log import get_logger
@@ -421,10 +422,7 @@ class AgentManager(Dispatcher):
                     with kafka_errors(self.settings, "commit the registry guard's offset"):
                         await consumer.commit({tp: records[-1].offset + 1})
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await stop_clients(consumer, producer)
 
     async def _judged(self, record: Any) -> None:
         """Wait until the view has folded ``record`` (so its verdict is known)."""

@@ -26,8 +26,6 @@ state last published under its name, so an open breaker is not forgotten by rest
 
 from __future__ import annotations
 
-import contextlib
-
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.agents._metadata import partition_for
@@ -35,6 +33,7 @@ from mesh.agents._outcome import Failure, Outcome, Success
 from mesh.breakers import CallFailed
 from mesh.errors import EventError
 from mesh.events import BreakerStateChanged, Mapper
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -116,8 +115,7 @@ async def last_state(
                     if isinstance(event, BreakerStateChanged):
                         found = event
     finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        await stop_clients(consumer)
     return found
 
 

@@ -77,6 +77,7 @@ from mesh.events import (
     TaskWaiting,
     meta,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
 from mesh.log import get_logger
@@ -219,8 +220,7 @@ class Dispatcher:
             log.info("no transactions on this broker; dispatching at-least-once", error=str(exc))
             return False
         finally:
-            with contextlib.suppress(Exception):
-                await probe.stop()
+            await stop_clients(probe)
         return True
 
     @contextlib.asynccontextmanager
@@ -258,18 +258,13 @@ class Dispatcher:
             await view.seek_to_beginning(*self._view_tps)
             yield
         finally:
-            with contextlib.suppress(Exception):
-                await ready.stop()
-            async with self._lock:
-                for part in self._parts.values():
-                    if part.producer is not None:
-                        with contextlib.suppress(Exception):
-                            await part.producer.stop()
+            # Leaving the group first revokes (and closes) the partitions; whatever is still
+            # open then is closed here, all of it even if this task is cancelled meanwhile.
+            producers = [part.producer for part in self._parts.values()]
+            try:
+                await stop_clients(ready, *producers, view, plain)
+            finally:
                 self._parts.clear()
-            with contextlib.suppress(Exception):
-                await view.stop()
-            with contextlib.suppress(Exception):
-                await plain.stop()
 
     # -- the agent view ----------------------------------------------------------------------
 
@@ -655,9 +650,7 @@ class Dispatcher:
             with kafka_errors(self.settings, "read the dispatcher's committed offset"):
                 committed = await self._ready_consumer.committed(tp)
         except BaseException:
-            if producer is not None:  # started or not, it holds sockets until stopped
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+            await stop_clients(producer)  # started or not, it holds sockets until stopped
             raise
         return _Partition(tp, committed=committed, next_offset=committed, producer=producer)
 
@@ -673,9 +666,7 @@ class Dispatcher:
                         partition=tp.partition,
                         tasks=len(part.pending),
                     )
-                if part.producer is not None:
-                    with contextlib.suppress(Exception):
-                        await part.producer.stop()
+                await stop_clients(part.producer)
 
     # -- clients -----------------------------------------------------------------------------
 

@@ -2,45 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.partitioner import DefaultPartitioner
 
-from mesh.errors import ConfigError
-from mesh.kafka.connection import kafka_errors
+from mesh.kafka.partitions import topic_partitions
 from mesh.settings import Settings
 
 _RETRY_SECONDS = 0.2
 
 
 async def partitions_of(producer: AIOKafkaProducer, settings: Settings, name: str) -> list[int]:
-    """The partition ids of the logical topic ``name``, in order; ``ConfigError`` if it is missing.
-
-    The topic is first looked for in the cluster's topic list, because asking for one topic's
-    metadata makes some brokers (the embedded Tansu) create it with default settings, behind
-    ``mesh topics apply``'s back. Both lookups are retried for a while: metadata may lag behind
-    a topic created a moment ago.
-    """
-    topic = settings.topic(name)
-    deadline = time.monotonic() + settings.request_timeout_ms / 1000
-    with kafka_errors(settings, f"read the partitions of {topic}"):
-        while topic not in (await producer.client.fetch_all_metadata()).topics():
-            if time.monotonic() > deadline:
-                raise ConfigError(
-                    f"topic {topic} does not exist; create it with 'mesh topics apply'"
-                )
-            await asyncio.sleep(_RETRY_SECONDS)
-        try:
-            partitions = await producer.partitions_for(topic)
-        except UnknownTopicOrPartitionError:
-            raise ConfigError(
-                f"topic {topic} does not exist; create it with 'mesh topics apply'"
-            ) from None
-    return sorted(partitions)
+    """The partition ids of the logical topic ``name``, in order; ``ConfigError`` if it is
+    missing once the request timeout has passed (metadata may lag behind a topic created a
+    moment ago)."""
+    grace = settings.request_timeout_ms / 1000
+    return await topic_partitions(producer, settings, settings.topic(name), grace=grace)
 
 
 def partition_for(agent_id: str, partitions: Iterable[int]) -> int:

@@ -65,6 +65,7 @@ from mesh.events import (
     TaskStarted,
     meta,
 )
+from mesh.kafka.clients import stop_clients, uninterrupted
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
 from mesh.log import get_logger
@@ -238,10 +239,7 @@ class AgentWorker:
             self._producer, self._consumer = producer, consumer
             yield
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await stop_clients(consumer, producer)
 
     async def _take_partition(self) -> None:
         consumer = self._kafka_consumer
@@ -571,7 +569,7 @@ class AgentWorker:
         close = getattr(self.runner, "aclose", None)
         if close is not None:
             with contextlib.suppress(Exception):
-                await close()
+                await uninterrupted(close())  # an HTTP pool closed half-way leaks its sockets
 
     # -- heartbeats and registry -------------------------------------------------------------
 

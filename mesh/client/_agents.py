@@ -5,7 +5,6 @@ and their health (read from the topics).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,9 +13,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import JsonValue
 
 from mesh.agentmanager import AgentState, HealthPolicy, Registry
-from mesh.errors import BrokerError, EventError
+from mesh.errors import EventError
 from mesh.events import AgentHeartbeat, BreakerStateChanged, Mapper
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.partitions import topic_partitions
 from mesh.settings import Settings
 
 from ._api import CallFailed, Client
@@ -101,7 +102,7 @@ async def agent_states(
             tps = [
                 TopicPartition(settings.topic(name), p)
                 for name in ("agents", "agents.heartbeats", "breakers")
-                for p in await _partitions(consumer, settings.topic(name))
+                for p in await topic_partitions(consumer, settings, settings.topic(name))
             ]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
@@ -116,22 +117,11 @@ async def agent_states(
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
     finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        await stop_clients(consumer)
     return [
         AgentReport(state, beats.get(state.agent_id))
         for state in registry.agents(datetime.now(UTC))
     ]
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise BrokerError(f"topic {topic} does not exist; run 'mesh topics apply'")
-    return sorted(partitions)
 
 
 def _fold(

@@ -45,7 +45,9 @@ from mesh.events import (
     meta,
     uuid7,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.partitions import topic_partitions
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
 
@@ -142,13 +144,8 @@ class Client:
                 await self._producer.start()
                 await self._consumer.start()
                 topic = self.settings.topic("replies")
-                partitions = self._consumer.partitions_for_topic(topic)
-                if not partitions:
-                    await self._consumer._client.force_metadata_update()
-                    partitions = self._consumer.partitions_for_topic(topic)
-                if not partitions:
-                    raise MeshError(f"topic {topic} does not exist; run 'mesh topics apply'")
-                tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+                partitions = await topic_partitions(self._consumer, self.settings, topic)
+                tps = [TopicPartition(topic, p) for p in partitions]
                 self._consumer.assign(tps)
                 await self._consumer.seek_to_end(*tps)
                 for tp in tps:  # resolve the positions now, before any call is published
@@ -164,10 +161,7 @@ class Client:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
             self._reader = None
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+        await stop_clients(self._consumer, self._producer)
         self._consumer = self._producer = None
 
     async def _read_replies(self) -> None:

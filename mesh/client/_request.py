@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import MeshError
 from mesh.events import Mapper, PlanCreated, PlanRejected, TaskRequest
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.settings import Settings
 
@@ -58,7 +59,7 @@ async def wait_for_plan(
                 if isinstance(event, PlanCreated | PlanRejected):
                     return event
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
     raise MeshError(
         f"no plan for workflow {workflow_id} within {within:.0f} s; is the planner running "
         "(mesh dev / mesh run planner)?"

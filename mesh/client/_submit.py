@@ -6,7 +6,6 @@ offset taken *before* publishing, so it neither misses the first events nor scan
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from mesh.errors import BrokerError, MeshError
+from mesh.errors import MeshError
 from mesh.events import (
     Event,
     Mapper,
@@ -25,8 +24,9 @@ from mesh.events import (
     meta,
     uuid7,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.partitions import partition_for
+from mesh.kafka.partitions import partition_for, topic_partitions
 from mesh.settings import Settings
 
 from ._planfile import PlanRequest
@@ -65,18 +65,13 @@ async def key_cursor(
     with kafka_errors(settings, f"read {topic}"):
         try:
             await consumer.start()
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                raise BrokerError(f"topic {topic} does not exist; run 'mesh topics apply'")
+            partitions = await topic_partitions(consumer, settings, topic)
             tp = TopicPartition(topic, partition_for(key, len(partitions)))
             offsets = await (
                 consumer.end_offsets([tp]) if from_end else consumer.beginning_offsets([tp])
             )
         finally:
-            await consumer.stop()
+            await stop_clients(consumer)
     return HistoryCursor(topic, tp.partition, int(offsets[tp]))
 
 
@@ -96,7 +91,7 @@ async def publish(settings: Settings, *events: Event, topic: str) -> None:
                 key, value, headers = mapper.encode(event)
                 await producer.send_and_wait(topic, value, key=key, headers=headers)
         finally:
-            await producer.stop()
+            await stop_clients(producer)
 
 
 @dataclass
@@ -178,5 +173,4 @@ async def follow_history(
                 if until_final and event.type in FINAL_TYPES:
                     return
     finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        await stop_clients(consumer)

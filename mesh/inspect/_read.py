@@ -23,7 +23,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import BrokerError, BrokerUnavailable, ConfigError, UnsupportedByBroker
 from mesh.inspect._time import format_time
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, diagnose_connect_failure, kafka_errors
+from mesh.kafka.partitions import cluster_metadata
 from mesh.settings import Settings
 
 MAX_FETCH_BYTES = 4 * 1024 * 1024
@@ -58,14 +60,12 @@ async def reading(settings: Settings, *, group_id: str | None = None) -> AsyncIt
             raise await diagnose_connect_failure(settings, exc) from exc.__cause__
         yield consumer
     finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        await stop_clients(consumer)
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, settings: Settings) -> dict[str, int]:
     """Every topic of the cluster and its partition count (internal topics left out)."""
-    with kafka_errors(settings, "list topics"):
-        cluster = await consumer._client.fetch_all_metadata()
+    cluster = await cluster_metadata(consumer, settings)
     found: dict[str, int] = {}
     for topic in cluster.topics(exclude_internal_topics=True):
         partitions = cluster.partitions_for_topic(topic) or set()

@@ -43,6 +43,7 @@ from mesh.inspect._dlq import (
 )
 from mesh.inspect._expr import Filter
 from mesh.inspect._read import MAX_FETCH_BYTES, reading, topic_partitions
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.settings import Settings
 
@@ -159,8 +160,7 @@ async def _sender(settings: Settings, dry_run: bool) -> AsyncIterator[AIOKafkaPr
             await producer.start()
         yield producer
     finally:
-        with contextlib.suppress(Exception):
-            await producer.stop()
+        await stop_clients(producer)
 
 
 async def _send(

@@ -13,7 +13,6 @@ class, its one-line message and whether retrying may help.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 
 from mesh.errors import EventError, MeshError
 from mesh.events import ApiCall, ApiComponent, Mapper, Producer, Reply, ReplyError, meta
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
 from mesh.log import get_logger
@@ -124,12 +124,7 @@ class CallServer:
                     with kafka_errors(self.settings, "commit API calls"):
                         await consumer.commit({tp: records[-1].offset + 1})
         finally:
-            try:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
-            finally:  # even when cancelled while the consumer stops
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+            await stop_clients(consumer, producer)
 
     async def _handle(self, record: Any, producer: AIOKafkaProducer) -> None:
         try:

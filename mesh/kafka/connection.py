@@ -30,6 +30,7 @@ from aiokafka.errors import (
 )
 
 from mesh.errors import AuthError, BrokerError, BrokerUnavailable, UnsupportedByBroker
+from mesh.kafka.clients import stop_clients
 from mesh.settings import Settings
 
 
@@ -140,17 +141,14 @@ async def open_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client; connection and login failures become ``BrokerError``s."""
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     try:
-        with kafka_errors(settings, "connect to Kafka"):
-            await admin.start()
-    except BrokerUnavailable as exc:
-        with contextlib.suppress(Exception):
-            await admin.close()
-        raise await diagnose_connect_failure(settings, exc) from exc.__cause__
-    try:
+        try:
+            with kafka_errors(settings, "connect to Kafka"):
+                await admin.start()
+        except BrokerUnavailable as exc:
+            raise await diagnose_connect_failure(settings, exc) from exc.__cause__
         yield admin
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
+    finally:  # started or not, it holds sockets until closed
+        await stop_clients(admin)
 
 
 __all__ = [

@@ -1,16 +1,75 @@
-"""Which partition a key lands on: the Java client's murmur2, as aiokafka's default partitioner.
+"""Which partitions a topic has, and which one a key lands on.
 
 Readers that follow one workflow (``mesh submit --wait``, replay) or one agent's inbox assign
-exactly that partition instead of scanning the whole topic; this only works if they compute the
-partition exactly as producers do.
+exactly the partition a key hashes to instead of scanning the whole topic; this only works if
+they compute the partition exactly as producers do (the Java client's murmur2, as aiokafka's
+default partitioner). Partition lists come from fresh metadata of the whole cluster, read by one
+function, so "the broker was slow to answer" is never mistaken for "the topic does not exist".
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
+
+from mesh.errors import ConfigError
+from mesh.kafka.connection import kafka_errors
+from mesh.settings import Settings
+
+_ATTEMPTS = 3  # a metadata request that times out on a loaded broker is asked again
+_RETRY_SECONDS = 0.25
 
 
 def partition_for(key: str | bytes, partitions: int) -> int:
     """The partition the default partitioner picks for ``key`` among ``partitions``."""
     data = key.encode() if isinstance(key, str) else key
     return int(murmur2(data) & 0x7FFFFFFF) % partitions
+
+
+def client_of(client: Any) -> Any:
+    """The ``AIOKafkaClient`` inside a producer or consumer (or the client itself)."""
+    inner = getattr(client, "_client", None) or getattr(client, "client", None)
+    return inner if inner is not None else client
+
+
+async def cluster_metadata(client: Any, settings: Settings) -> Any:
+    """Fresh metadata of the whole cluster from ``client`` (a producer, consumer or their
+    ``AIOKafkaClient``); asked again on failure, then a ``BrokerError``.
+
+    Asking for every topic, never one by name, matters: a metadata request naming a missing
+    topic makes some brokers (the embedded Tansu) create it with default settings, behind
+    ``mesh topics apply``'s back.
+    """
+    kafka = client_of(client)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return await kafka.fetch_all_metadata()
+        except KafkaError:
+            if attempt == _ATTEMPTS:
+                with kafka_errors(settings, "read the cluster's metadata"):
+                    raise
+        await asyncio.sleep(_RETRY_SECONDS)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def topic_partitions(
+    client: Any, settings: Settings, topic: str, *, grace: float = 0.0
+) -> list[int]:
+    """The partition ids of ``topic`` (a full name), in order; ``ConfigError`` if it does not
+    exist, once ``grace`` seconds have passed (metadata may lag behind a topic created a moment
+    ago)."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = (await cluster_metadata(client, settings)).partitions_for_topic(topic)
+        if found:
+            return sorted(found)
+        if time.monotonic() >= deadline:
+            raise ConfigError(f"topic {topic} does not exist; create it with 'mesh topics apply'")
+        await asyncio.sleep(_RETRY_SECONDS)
+
+
+__all__ = ["client_of", "cluster_metadata", "partition_for", "topic_partitions"]

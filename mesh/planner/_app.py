@@ -53,8 +53,10 @@ from mesh.events import (
 )
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.calls import to_json as _as_json
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.kafka.partitions import topic_partitions
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
 from mesh.planner._errors import PlanningError
@@ -166,18 +168,19 @@ class PlannerService:
         self._calls_task = asyncio.get_running_loop().create_task(self.calls.run(self._calls_stop))
 
     async def stop(self) -> None:
-        if self._calls_task is not None:
-            self._calls_stop.set()
-            with contextlib.suppress(Exception):
-                await self._calls_task
-            self._calls_task = None
-        if self._announcer is not None:
-            self._announcer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._announcer
-            self._announcer = None
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        try:
+            if self._calls_task is not None:
+                self._calls_stop.set()
+                with contextlib.suppress(Exception):
+                    await self._calls_task
+                self._calls_task = None
+            if self._announcer is not None:
+                self._announcer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._announcer
+                self._announcer = None
+        finally:  # even when cancelled meanwhile
+            await stop_clients(self.broker)
 
     async def _announce(self) -> None:
         await self.caught_up.wait()
@@ -399,17 +402,12 @@ async def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
     try:
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise MeshError(f"topic {topic} does not exist; run 'mesh topics apply'")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        partitions = await topic_partitions(consumer, settings, topic)
+        tps = [TopicPartition(topic, p) for p in partitions]
         ends = await consumer.end_offsets(tps)
         return {tp.partition: int(ends[tp]) for tp in tps}
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
 
 
 def _instance() -> str:

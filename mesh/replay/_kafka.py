@@ -17,8 +17,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import ConfigError, EventError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
-from mesh.kafka.partitions import partition_for
+from mesh.kafka.partitions import cluster_metadata, partition_for
 from mesh.replay._timeline import Recorded
 from mesh.settings import Settings
 from mesh.workflows import DecisionError, WorkflowState, fold
@@ -56,15 +57,13 @@ async def opened(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
             await consumer.start()
         yield consumer
     finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        await stop_clients(consumer)
 
 
 async def partition_count(consumer: AIOKafkaConsumer, settings: Settings, channel: str) -> int:
     """How many partitions ``channel`` has; ConfigError naming the topic if it is missing."""
     topic = settings.topic(channel)
-    with kafka_errors(settings, "read topic metadata"):
-        cluster = await consumer._client.fetch_all_metadata()  # a fresh view, as _manager does
+    cluster = await cluster_metadata(consumer, settings)
     count = len(cluster.partitions_for_topic(topic) or ())
     if not count:
         raise ConfigError(f"topic {topic} does not exist; is the topic prefix right?")

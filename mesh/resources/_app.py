@@ -54,6 +54,7 @@ from mesh.events import (
     meta,
 )
 from mesh.kafka.calls import CallServer, Handler
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.log import bind_event_context, get_logger
 from mesh.resources._api import COMPONENT, Allocator, ResourceRequest, default_producer
@@ -275,11 +276,8 @@ class ResourceService:
             yield reader, inputs
         finally:
             try:
-                with contextlib.suppress(Exception):
-                    await inputs.stop()
-            finally:  # even when cancelled while the consumer stops
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                await stop_clients(inputs, producer)
+            finally:
                 await reader.stop()
 
     # -- the loop ----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ joined, so every replica, and every ``mesh resources`` command, reads everything
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -16,9 +15,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.errors import BrokerError, BrokerUnavailable, EventError
+from mesh.errors import BrokerUnavailable, EventError
 from mesh.events import Event, Mapper
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, diagnose_connect_failure, kafka_errors
+from mesh.kafka.partitions import topic_partitions
 from mesh.resources._api import Allocator
 from mesh.resources._policies import AllocatorConfig
 from mesh.resources._pools import load_pools, pools_path
@@ -67,8 +68,7 @@ class TopicReader:
             with kafka_errors(self.settings, "read the resource ledger"):
                 await consumer.start()
         except BrokerUnavailable as exc:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await stop_clients(consumer)
             raise await diagnose_connect_failure(self.settings, exc) from exc.__cause__
         self._consumer = consumer
         try:
@@ -92,8 +92,7 @@ class TopicReader:
     async def stop(self) -> None:
         """Disconnect (never raises)."""
         if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+            await stop_clients(self._consumer)
             self._consumer = None
 
     async def catch_up(self, handle: Callable[[Any], None]) -> int:
@@ -140,18 +139,8 @@ async def partitions_of(
     """The partitions of a mesh topic; a topic created a moment ago gets a few seconds to show
     up in the metadata, a missing one is an error that says how to create it."""
     topic = settings.topic(name)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _TOPIC_GRACE_SECONDS
-    while True:
-        # consumer.topics() fetches fresh metadata but does not keep it, and
-        # partitions_for_topic() reads only the kept copy: ask for fresh metadata directly.
-        cluster = await consumer._client.fetch_all_metadata()
-        found = cluster.partitions_for_topic(topic)
-        if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
-        if loop.time() >= deadline:
-            raise BrokerError(f"topic {topic} does not exist; create it with 'mesh topics apply'")
-        await asyncio.sleep(0.25)
+    found = await topic_partitions(consumer, settings, topic, grace=_TOPIC_GRACE_SECONDS)
+    return [TopicPartition(topic, p) for p in found]
 
 
 def fold_record(

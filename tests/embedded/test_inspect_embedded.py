@@ -17,6 +17,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.events import TaskCompleted, meta
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
 from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for
@@ -257,7 +258,7 @@ async def test_groups_lag_and_reset_refusals(embedded_settings: Settings) -> Non
             committer.assign([tp])
             await committer.commit({tp: offset})
         finally:
-            await committer.stop()
+            await stop_clients(committer)
 
     shown = mesh(embedded_settings, "groups", "--json")
     assert shown.code == 0, shown.stderr
@@ -289,7 +290,7 @@ async def test_groups_lag_and_reset_refusals(embedded_settings: Settings) -> Non
         busy = mesh(embedded_settings, "groups", "reset", "workflows", "--to-time", "-1h")
         assert "active member" in assert_one_line_error(busy)
     finally:
-        await member.stop()
+        await stop_clients(member)
 
 
 async def test_letter_without_its_value_is_read_back_from_the_topic(

@@ -32,6 +32,7 @@ from mesh.events import (
     WorkflowStarted,
     meta,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
 from mesh.planner import Learning, Planner, PlannerService, workflow_id_for
 from mesh.settings import Settings
@@ -75,19 +76,19 @@ async def running(
     settings: Settings, group: str = "planner", **options: Any
 ) -> AsyncIterator[PlannerService]:
     service = PlannerService(settings, group_id=f"{settings.topic_prefix}{group}", **options)
-    await service.start()
     try:
+        await service.start()
         async with asyncio.timeout(WAIT):
             await service.caught_up.wait()
         yield service
     finally:
-        await service.stop()
+        await stop_clients(service)
 
 
 async def publish(settings: Settings, topic: str, *records: Event | bytes) -> None:
     producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
-    await producer.start()
     try:
+        await producer.start()
         for record in records:
             if isinstance(record, bytes):
                 await producer.send_and_wait(settings.topic(topic), record, key=b"junk")
@@ -95,7 +96,7 @@ async def publish(settings: Settings, topic: str, *records: Event | bytes) -> No
                 key, value, headers = MAPPER.encode(record)
                 await producer.send_and_wait(settings.topic(topic), value, key=key, headers=headers)
     finally:
-        await producer.stop()
+        await stop_clients(producer)
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -131,18 +132,18 @@ async def read_until(
             for records in batch.values():
                 seen.extend((r.key, MAPPER.decode(r.value, r.headers)) for r in records)
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
     return seen
 
 
 async def everything_in(settings: Settings, channel: str) -> list[Event]:
     """Every event on ``channel`` right now (reads up to the end offsets)."""
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         ends = await consumer.end_offsets(await partitions_of(consumer, settings.topic(channel)))
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
     total = sum(ends.values())
     return [e for _, e in await read_until(settings, [channel], lambda seen: len(seen) >= total)]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from mesh.kafka.clients import stop_clients
 from mesh.settings import Settings
 from mesh.topics import (
     Api,
@@ -41,11 +42,11 @@ def topics_dir(tmp_path: Path) -> Path:
 async def admin(embedded_settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     """A plain aiokafka admin client, for what a person would do by hand."""
     client = AIOKafkaAdminClient(bootstrap_servers=embedded_settings.bootstrap_servers)
-    await client.start()
     try:
+        await client.start()
         yield client
     finally:
-        await client.close()
+        await stop_clients(client)
 
 
 def mesh(settings: Settings, *args: str) -> Run:

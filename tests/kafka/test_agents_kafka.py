@@ -26,6 +26,7 @@ from mesh.events import (
     TaskCompleted,
     meta,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.settings import Settings
 from tests._agents_support import (
     TEST,
@@ -110,8 +111,8 @@ async def committed_everything(settings: Settings, group: str) -> bool:
         enable_auto_commit=False,
         isolation_level="read_committed",
     )
-    await consumer.start()
     try:
+        await consumer.start()
         topic = settings.topic("tasks.ready")
         async with producer(settings) as lookup:
             tps = [TopicPartition(topic, p) for p in await lookup.partitions_for(topic)]
@@ -119,7 +120,7 @@ async def committed_everything(settings: Settings, group: str) -> bool:
         ends = await consumer.end_offsets(tps)
         return all([(await consumer.committed(tp) or 0) >= end for tp, end in ends.items()])
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
 
 
 async def test_every_ready_task_is_assigned_exactly_once_across_rebalance_and_restart(

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
+from mesh.kafka.clients import stop_clients
 from tooling.kafka.kafka_broker import ApacheKafka
 
 WAIT = 30.0  # seconds any single broker interaction may take before the test fails
@@ -34,13 +35,13 @@ def sasl(kafka: ApacheKafka, user: str, password: str) -> dict[str, Any]:
 
 async def create_topics(*names: str, **client: Any) -> None:
     admin = AIOKafkaAdminClient(**client)
-    await admin.start()
     try:
+        await admin.start()
         await admin.create_topics(
             [NewTopic(name=name, num_partitions=1, replication_factor=1) for name in names]
         )
     finally:
-        await admin.close()
+        await stop_clients(admin)
 
 
 @asynccontextmanager
@@ -50,7 +51,7 @@ async def producer(**config: Any) -> AsyncIterator[AIOKafkaProducer]:
         await client.start()
         yield client
     finally:
-        await client.stop()
+        await stop_clients(client)
 
 
 @asynccontextmanager
@@ -60,7 +61,7 @@ async def consumer(*topics: str, **config: Any) -> AsyncIterator[AIOKafkaConsume
         await client.start()
         yield client
     finally:
-        await client.stop()
+        await stop_clients(client)
 
 
 async def read_values(client: AIOKafkaConsumer, until: bytes) -> list[bytes]:

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from mesh.events import WorkflowStarted
 from mesh.inspect import format_time
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
 from mesh.kafka.partitions import partition_for
 from mesh.settings import Settings
@@ -47,7 +48,7 @@ async def _commit(settings: Settings, group: str, offsets: dict[TopicPartition, 
         consumer.assign(list(offsets))
         await consumer.commit(offsets)
     finally:
-        await consumer.stop()
+        await stop_clients(consumer)
 
 
 async def _committed(settings: Settings, group: str, tp: TopicPartition) -> int:
@@ -56,7 +57,7 @@ async def _committed(settings: Settings, group: str, tp: TopicPartition) -> int:
         await admin.start()
         offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
     finally:
-        await admin.close()
+        await stop_clients(admin)
     return int(offsets[tp].offset)
 
 
@@ -114,7 +115,7 @@ async def test_groups_reset_to_time(kafka_settings: Settings) -> None:
         busy = mesh(kafka_settings, *reset)
         assert "active member" in assert_one_line_error(busy)
     finally:
-        await member.stop()
+        await stop_clients(member)
     assert await _committed(kafka_settings, group, tp) == 5
 
 

@@ -17,6 +17,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from mesh.kafka.clients import stop_clients
 from mesh.settings import Settings
 from tests.helpers import Run, assert_one_line_error, run_mesh
 from tooling.kafka.kafka_broker import ApacheKafka
@@ -37,11 +38,11 @@ def topics_dir(tmp_path: Path) -> Path:
 async def admin(kafka_settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     """A plain aiokafka admin client, for what a person would do by hand."""
     client = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
-    await client.start()
     try:
+        await client.start()
         yield client
     finally:
-        await client.close()
+        await stop_clients(client)
 
 
 def mesh(settings: Settings, *args: str, env: dict[str, str] | None = None) -> Run:

@@ -22,6 +22,7 @@ from mesh.events import (
     TaskTimedOut,
     WorkflowSnapshot,
 )
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.dlq import (
     HEADER_ERROR_CLASS,
     HEADER_ERROR_MESSAGE,
@@ -287,7 +288,7 @@ async def test_a_manager_fenced_out_of_a_partition_stops_without_committing(
             with pytest.raises(BrokerError, match="fenced"):
                 await asyncio.wait_for(task, WAIT)
         finally:
-            await heir.stop()
+            await stop_clients(heir)
     # aiokafka leaves futures holding the fencing error, reachable from the failed task's
     # traceback; collect them now rather than at a random later moment (a finalizer that logs
     # while pytest compiles a module trips a CPython 3.11 bug: "AST constructor recursion depth

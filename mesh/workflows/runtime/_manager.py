@@ -42,7 +42,9 @@ from aiokafka.errors import (
 from mesh.errors import BrokerError, ConfigError
 from mesh.events import Mapper, Producer
 from mesh.kafka.calls import CallServer
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.partitions import cluster_metadata
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState
@@ -177,15 +179,13 @@ class WorkflowManager:
             await self._loop(stop)
         finally:
             calls_stop.set()
-            with contextlib.suppress(Exception):
-                await calls_task
-            await self._own.close_all()
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            if plain is not None:
+            try:
                 with contextlib.suppress(Exception):
-                    await plain.stop()
-            self._consumer = self._plain = self._own.consumer = None
+                    await calls_task
+                await self._own.close_all()
+            finally:  # even when cancelled meanwhile
+                await stop_clients(consumer, plain)
+                self._consumer = self._plain = self._own.consumer = None
         log.info("workflows stopped")
 
     async def _get_workflow_status(self, args: dict[str, Any]) -> Any:
@@ -199,10 +199,7 @@ class WorkflowManager:
         return {**state, "events": replayed.event_count}
 
     async def _check_topics(self, consumer: Any) -> None:
-        with kafka_errors(self.settings, "list topics"):
-            # The consumer has no public async way to partition counts; this is what its
-            # ``topics()`` does, keeping the whole answer.
-            cluster = await consumer._client.fetch_all_metadata()
+        cluster = await cluster_metadata(consumer, self.settings)
         existing = cluster.topics()
         names = [self.settings.topic(n) for n in (*_CO_PARTITIONED, *OUTPUTS)]
         missing = sorted({n for n in names if n not in existing})

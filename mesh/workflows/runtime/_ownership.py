@@ -12,7 +12,6 @@ replica thrown out of the group and start the rebalance again. Revocation drops 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -21,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from mesh.events import Mapper
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -154,8 +154,7 @@ class Ownership:
                 with kafka_errors(self.settings, f"open the producer of partition {number}"):
                     await producer.start()  # InitProducerId: fences the partition's last owner
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                await stop_clients(producer)
                 raise
             partition.producer = producer
         self.partitions[number] = partition
@@ -163,14 +162,19 @@ class Ownership:
     async def close(self, number: int) -> None:
         partition = self.partitions.pop(number, None)
         if partition is not None and partition.producer is not None:
-            with contextlib.suppress(Exception):
-                await partition.producer.stop()
+            await stop_clients(partition.producer)
             _forget_failed_transaction(partition.producer)
 
     async def close_all(self) -> None:
+        """Close every partition's producer, all of them even if cancelled meanwhile."""
         async with self.lock:
-            for number in list(self.partitions):
-                await self.close(number)
+            closing = [self.partitions.pop(number) for number in list(self.partitions)]
+            try:
+                await stop_clients(*(partition.producer for partition in closing))
+            finally:
+                for partition in closing:
+                    if partition.producer is not None:
+                        _forget_failed_transaction(partition.producer)
 
     def rewind(self, number: int) -> None:
         """Fetch partition ``number``'s inputs again from the first record not handled yet."""
@@ -214,8 +218,7 @@ class Ownership:
                 )
                 results.append(rebuilt)
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await stop_clients(consumer)
         self.rebuilds.extend(results)
         return results
 

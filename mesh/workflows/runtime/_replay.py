@@ -7,7 +7,6 @@ is a bug, and :func:`differences` names each field that differs.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +15,9 @@ from aiokafka import TopicPartition
 
 from mesh.errors import ConfigError, EventError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
-from mesh.kafka.partitions import partition_for
+from mesh.kafka.partitions import cluster_metadata, partition_for
 from mesh.settings import Settings
 from mesh.workflows import DecisionError, WorkflowState, fold
 from mesh.workflows.runtime._errors import UnknownWorkflow
@@ -56,7 +56,7 @@ async def replay_workflow(
     try:
         with kafka_errors(settings, "connect to Kafka"):
             await consumer.start()
-            cluster = await consumer._client.fetch_all_metadata()  # see _manager._check_topics
+        cluster = await cluster_metadata(consumer, settings)
         count = len(cluster.partitions_for_topic(events_topic) or ())
         if not count:
             raise ConfigError(f"topic {events_topic} does not exist; is the topic prefix right?")
@@ -64,8 +64,7 @@ async def replay_workflow(
         history = await _history(consumer, settings, mapper, events_topic, number, workflow_id)
         snapshot = await _snapshot(consumer, settings, mapper, number, workflow_id)
     finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        await stop_clients(consumer)
     if not history:
         raise UnknownWorkflow(
             f"workflow {workflow_id} has no history in {events_topic} (partition {number})",

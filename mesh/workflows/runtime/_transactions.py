@@ -10,13 +10,13 @@ reason to quietly fall back to at-least-once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.protocol.admin import ApiVersionRequest
 
 from mesh.errors import BrokerError
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors, open_admin
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -55,6 +55,5 @@ async def supports_transactions(settings: Settings, probe_id: str) -> bool:
         log.info("broker refuses transactions", error=type(exc).__name__)
         return False
     finally:
-        with contextlib.suppress(Exception):
-            await probe.stop()
+        await stop_clients(probe)
     return True
