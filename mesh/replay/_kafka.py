@@ -169,16 +169,12 @@ async def read_history(
         limits = (await bounds(consumer, settings, [tp]))[tp]
         notes: list[str] = []
         stop = None if until_offset is None else until_offset + 1
-        filter_ms = None
-        if until_ms is not None:
-            looked = await offsets_for_time(consumer, settings, [tp], until_ms + 1, {tp: limits})
-            if looked is None:
-                notes.append(NO_TIME_LOOKUP)
-                filter_ms = until_ms
-            elif (at := looked[tp]) is not None:
-                stop = at if stop is None else min(stop, at)
+        # --until TIME cuts the workflow's own history at its first event stamped after TIME,
+        # read in order. No offset lookup by time: Kafka's answer counts other workflows'
+        # records and transaction markers, and timestamps from several producers are not
+        # monotonic, so it could cut a different prefix (and the embedded broker's is inexact).
         records, end = await _records(
-            consumer, settings, mapper, tp, workflow_id, limits, filter_ms, stop=stop
+            consumer, settings, mapper, tp, workflow_id, limits, until_ms, stop=stop
         )
         if until_offset is None and until_ms is None:
             end = max(end, limits[1])

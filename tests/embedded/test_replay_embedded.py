@@ -31,8 +31,8 @@ async def test_until_event_and_until_offset(w: World) -> None:
     await cases.check_until_event_and_offset(w)
 
 
-async def test_until_time_filters_by_timestamp_with_a_note(w: World) -> None:
-    await cases.check_until_time(w, exact_lookup=False)
+async def test_until_time_replays_the_prefix_up_to_that_time(w: World) -> None:
+    await cases.check_until_time(w)
 
 
 async def test_export_then_from_file_gives_the_same_final_state(w: World) -> None:

@@ -29,9 +29,8 @@ async def test_until_event_and_until_offset(w: World) -> None:
     await cases.check_until_event_and_offset(w)
 
 
-async def test_until_time_looks_offsets_up_by_timestamp(w: World) -> None:
-    """Real Kafka answers the lookup exactly: no note, and the replay stops at TIME."""
-    await cases.check_until_time(w, exact_lookup=True)
+async def test_until_time_replays_the_prefix_up_to_that_time(w: World) -> None:
+    await cases.check_until_time(w)
 
 
 async def test_export_then_from_file_gives_the_same_final_state(w: World) -> None:
