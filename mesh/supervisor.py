@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesh._aio import cancel_and_wait
+
 LogHandler = Callable[["Child", dict[str, Any] | str], None]
 """Called with each log line of a child: the decoded JSON object, or the raw text."""
 
@@ -242,9 +244,7 @@ class Supervisor:
             return None
         child.stopping = True
         if child._watcher is not None:  # not restarted any more (nor mid-restart)
-            child._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await child._watcher
+            await cancel_and_wait(child._watcher)
         if child.running:
             with contextlib.suppress(ProcessLookupError):
                 child.process.send_signal(signal.SIGTERM)

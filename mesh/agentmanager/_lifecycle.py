@@ -26,7 +26,6 @@ given up, and starting agents for nobody is worse than not answering.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 import time
@@ -39,6 +38,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import JsonValue
 
+from mesh._aio import cancel_and_wait
 from mesh.agentmanager._processes import is_agent_process, signal_and_wait
 from mesh.agentmanager._registry import Registry
 from mesh.agentmanager._requests import answer
@@ -415,12 +415,11 @@ class AgentLifecycle:
                     with kafka_errors(self.settings, "commit agent lifecycle requests"):
                         await consumer.commit({tp: records[-1].offset + 1})
         finally:
-            if janitor is not None:
-                janitor.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await janitor
             try:
-                await self.stop_all()
+                try:
+                    await cancel_and_wait(janitor)
+                finally:
+                    await self.stop_all()
             finally:  # even when cancelled while the local agents stop
                 await stop_clients(consumer, producer)
 

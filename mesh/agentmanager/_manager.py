@@ -35,6 +35,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from mesh._aio import cancel_and_wait
 from mesh.agentmanager._health import HealthPolicy
 from mesh.agentmanager._lifecycle import AgentLifecycle
 from mesh.agentmanager._matching import (
@@ -146,11 +147,7 @@ class AgentManager(Dispatcher):
         try:
             await super().run(stop)
         finally:
-            for task in (guard, calls_task):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            await cancel_and_wait(guard, calls_task)
 
     # -- the API over Kafka (ApiCall on calls → Reply) ---------------------------------------
 

@@ -52,6 +52,7 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
+from mesh._aio import cancel_and_wait
 from mesh.agents._directory import AgentDirectory, AttemptKey
 from mesh.agents._gate import (
     UNANSWERED_SECONDS,
@@ -200,9 +201,7 @@ class Dispatcher:
                 )
                 await self._loop(stop, follower)
             finally:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await follower
+                await cancel_and_wait(follower)
         log.info("dispatcher stopped")
 
     async def supports_transactions(self) -> bool:

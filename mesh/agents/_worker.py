@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from mesh._aio import uninterrupted
 from mesh.agents._breaker import (
     DEFAULT_FAIL_MAX,
     DEFAULT_RESET_TIMEOUT,
@@ -65,7 +66,7 @@ from mesh.events import (
     TaskStarted,
     meta,
 )
-from mesh.kafka.clients import stop_clients, uninterrupted
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
 from mesh.log import get_logger

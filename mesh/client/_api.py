@@ -26,6 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import JsonValue
 
+from mesh._aio import cancel_and_wait
 from mesh.errors import EventError, MeshError
 from mesh.events import (
     ApiCall,
@@ -156,13 +157,12 @@ class Client:
         self._reader = asyncio.get_running_loop().create_task(self._read_replies())
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-            self._reader = None
-        await stop_clients(self._consumer, self._producer)
-        self._consumer = self._producer = None
+        reader, self._reader = self._reader, None
+        try:
+            await cancel_and_wait(reader)
+        finally:  # even when cancelled while the reader ends
+            await stop_clients(self._consumer, self._producer)
+            self._consumer = self._producer = None
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None

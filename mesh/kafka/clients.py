@@ -9,11 +9,11 @@ earlier one fails or the calling task is cancelled meanwhile, and only then lets
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import structlog
+
+from mesh._aio import uninterrupted
 
 log = structlog.get_logger(__name__)
 
@@ -41,25 +41,10 @@ async def _stop_each(clients: tuple[Stoppable | Closable | None, ...]) -> None:
             log.debug("kafka client stop failed", client=type(client).__name__, error=repr(exc))
 
 
-async def uninterrupted(closing: Coroutine[Any, Any, None]) -> None:
-    """Run ``closing`` to its end even if the calling task is cancelled meanwhile; the cancel
-    is re-raised once it has finished (a half-done close leaks what it was closing)."""
-    task = asyncio.ensure_future(closing)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    task.result()
-
-
 async def stop_clients(*clients: Stoppable | Closable | None) -> None:
     """Stop ``clients`` in order (``None`` entries are skipped), all of them, even when the
     calling task is cancelled while they stop; a cancel is re-raised once they have stopped."""
     await uninterrupted(_stop_each(clients))
 
 
-__all__ = ["Closable", "Stoppable", "stop_clients", "uninterrupted"]
+__all__ = ["Closable", "Stoppable", "stop_clients"]

@@ -38,6 +38,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from mesh._aio import cancel_and_wait
 from mesh.errors import EventTooLarge, InvalidEvent, MeshError
 from mesh.events import (
     HEADER_CORRELATION_ID,
@@ -174,11 +175,8 @@ class PlannerService:
                 with contextlib.suppress(Exception):
                     await self._calls_task
                 self._calls_task = None
-            if self._announcer is not None:
-                self._announcer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._announcer
-                self._announcer = None
+            announcer, self._announcer = self._announcer, None
+            await cancel_and_wait(announcer)
         finally:  # even when cancelled meanwhile
             await stop_clients(self.broker)
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
+from mesh._aio import cancel_and_wait
 from mesh.errors import EventError, MeshError
 from mesh.events import (
     AgentTerminated,
@@ -152,9 +153,7 @@ class ResourceService:
         try:
             await self._run(stop)
         finally:
-            calls_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await calls_task
+            await cancel_and_wait(calls_task)
 
     # -- the API over Kafka (ApiCall on calls → Reply) ---------------------------------------
 

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaError
 
+from mesh._aio import cancel_and_wait
 from mesh.errors import BrokerError, ConfigError
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.partitions import topic_partitions
@@ -99,3 +100,40 @@ async def test_a_broker_that_never_answers_is_a_broker_error() -> None:
 async def test_a_missing_topic_says_how_to_create_it() -> None:
     with pytest.raises(ConfigError, match=r"topic t\.dlq does not exist; create it with"):
         await topic_partitions(_Metadata(failures=0, topics={}), Settings(), "t.dlq")
+
+
+async def test_cancel_and_wait_ends_helpers_but_never_swallows_the_owners_cancel() -> None:
+    release = asyncio.Event()
+    ended: list[str] = []
+
+    async def stubborn() -> None:  # takes a while to end once cancelled
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await release.wait()
+            ended.append("stubborn")
+
+    async def failing() -> None:
+        raise RuntimeError("helper failed")
+
+    helpers = [asyncio.create_task(stubborn()), asyncio.create_task(failing())]
+    await asyncio.sleep(0)
+    owner = asyncio.create_task(cancel_and_wait(*helpers, None))
+    await asyncio.sleep(0)
+    owner.cancel()
+    await asyncio.sleep(0)
+    assert not owner.done()  # waits for the stubborn helper to end
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(owner, 5)
+    assert ended == ["stubborn"]
+    assert all(task.done() for task in helpers)
+
+
+async def test_cancel_and_wait_returns_quietly_when_only_the_helpers_fail() -> None:
+    async def failing() -> None:
+        raise RuntimeError("helper failed")
+
+    helper = asyncio.create_task(failing())
+    await asyncio.wait_for(cancel_and_wait(helper), 5)
+    assert helper.done()
