@@ -10,8 +10,6 @@ from aiokafka.partitioner import DefaultPartitioner
 from mesh.kafka.partitions import topic_partitions
 from mesh.settings import Settings
 
-_RETRY_SECONDS = 0.2
-
 
 async def partitions_of(producer: AIOKafkaProducer, settings: Settings, name: str) -> list[int]:
     """The partition ids of the logical topic ``name``, in order; ``ConfigError`` if it is

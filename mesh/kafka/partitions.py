@@ -45,15 +45,13 @@ async def cluster_metadata(client: Any, settings: Settings) -> Any:
     ``mesh topics apply``'s back.
     """
     kafka = client_of(client)
-    for attempt in range(1, _ATTEMPTS + 1):
+    for _ in range(_ATTEMPTS - 1):
         try:
             return await kafka.fetch_all_metadata()
         except KafkaError:
-            if attempt == _ATTEMPTS:
-                with kafka_errors(settings, "read the cluster's metadata"):
-                    raise
-        await asyncio.sleep(_RETRY_SECONDS)
-    raise AssertionError("unreachable")  # pragma: no cover
+            await asyncio.sleep(_RETRY_SECONDS)
+    with kafka_errors(settings, "read the cluster's metadata"):
+        return await kafka.fetch_all_metadata()
 
 
 async def topic_partitions(
