@@ -17,7 +17,8 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench._common import ROOT
-from mesh.agentmanager import AgentManager, HealthPolicy
+from mesh.agentmanager import HealthPolicy
+from mesh.agentmanager.runtime import AgentManager
 from mesh.events import (
     AgentRegistered,
     CapabilityRequirement,

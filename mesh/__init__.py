@@ -6,8 +6,15 @@ The names here are the stable public surface; subpackages (``mesh.events``, ``me
 
 from mesh.agents import TaskContext, TaskError, agent
 from mesh.broker import EmbeddedBroker
-from mesh.client import load_plan_file, send_command, submit_plan
-from mesh.client._api import CallFailed, Client, NoAnswer, WorkflowRun
+from mesh.client import (
+    CallFailed,
+    Client,
+    NoAnswer,
+    WorkflowRun,
+    load_plan_file,
+    send_command,
+    submit_plan,
+)
 from mesh.errors import (
     AuthError,
     BrokerError,

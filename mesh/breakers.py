@@ -45,6 +45,15 @@ import pybreaker
 from mesh.errors import MeshError
 from mesh.events import BreakerState, BreakerStateChanged, Producer, meta
 
+BREAKER_PREFIX = "agent:"
+"""Breakers of agents are named ``agent:<agent id>``."""
+
+
+def breaker_name(agent_id: str) -> str:
+    """The name (and Kafka key on ``breakers``) of an agent's breaker."""
+    return f"{BREAKER_PREFIX}{agent_id}"
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -381,6 +390,7 @@ def _storage_of(cb: Any) -> Any:
 
 
 __all__ = [
+    "BREAKER_PREFIX",
     "AsyncBreaker",
     "BreakerOpen",
     "CallFailed",
@@ -388,4 +398,5 @@ __all__ = [
     "Judge",
     "Ticket",
     "Verdict",
+    "breaker_name",
 ]

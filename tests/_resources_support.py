@@ -31,11 +31,10 @@ from mesh.resources import (
     Decision,
     Policy,
     PoolsConfig,
-    ResourceService,
     parse_pools,
-    read_allocator,
 )
-from mesh.resources._reader import TopicReader
+from mesh.resources.runtime import ResourceService, read_allocator
+from mesh.resources.runtime._reader import TopicReader
 from mesh.settings import Settings
 from mesh.topics import apply_topics, load_topics
 

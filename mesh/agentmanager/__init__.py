@@ -6,11 +6,12 @@ Layers, each importing only those above it::
     _health     healthy / degraded / unhealthy / offline from missed heartbeats   (pure)
     _matching   requirements → ranked candidates → one agent, by strategy          (pure)
     _registry   the agent directory + verdicts, heartbeats, breaker states          (pure)
-    _manager    the component: TaskReady → TaskAssigned / TaskWaiting / TaskReassigned (Kafka)
+
+The component (assignment, the registry guard, the lifecycle of local agents, the API) is
+:mod:`mesh.agentmanager.runtime`.
 """
 
 from mesh.agentmanager._health import HealthPolicy, HealthStatus, classify, missed_heartbeats
-from mesh.agentmanager._manager import AgentManager, RegistrationRefused, run_agent_manager
 from mesh.agentmanager._matching import (
     STRATEGIES,
     AgentState,
@@ -25,12 +26,10 @@ from mesh.agentmanager._registry import Registry, breaker_name
 
 __all__ = [
     "STRATEGIES",
-    "AgentManager",
     "AgentState",
     "Candidate",
     "HealthPolicy",
     "HealthStatus",
-    "RegistrationRefused",
     "Registry",
     "Requirements",
     "Strategy",
@@ -39,6 +38,5 @@ __all__ = [
     "classify",
     "match_capabilities",
     "missed_heartbeats",
-    "run_agent_manager",
     "why_not",
 ]

@@ -19,11 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from mesh.agentmanager._directory import AgentDirectory
 from mesh.agentmanager._health import HealthPolicy, classify, missed_heartbeats
-from mesh.agentmanager._matching import AgentState
-from mesh.agents import AgentDirectory
-from mesh.agents._breaker import BREAKER_PREFIX, breaker_name
-from mesh.agents._matching import DEFAULT_HEARTBEAT_SECONDS
+from mesh.agentmanager._matching import DEFAULT_HEARTBEAT_SECONDS, AgentState
+from mesh.breakers import BREAKER_PREFIX, breaker_name
 from mesh.events import (
     AgentHeartbeat,
     AgentKind,

@@ -28,18 +28,15 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.agents._metadata import partition_for
 from mesh.agents._outcome import Failure, Outcome, Success
 from mesh.breakers import CallFailed
 from mesh.errors import EventError
 from mesh.events import BreakerStateChanged, Mapper
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.partitions import partition_for
 from mesh.log import get_logger
 from mesh.settings import Settings
-
-BREAKER_PREFIX = "agent:"
-"""Breakers of agents are named ``agent:<agent id>``."""
 
 DEFAULT_FAIL_MAX = 5
 DEFAULT_RESET_TIMEOUT = 30.0
@@ -51,11 +48,6 @@ _MAX_REASON = 300
 _POLL_MS = 200
 
 log = get_logger("mesh.agents.breaker")
-
-
-def breaker_name(agent_id: str) -> str:
-    """The name (and Kafka key on ``breakers``) of an agent's breaker."""
-    return f"{BREAKER_PREFIX}{agent_id}"
 
 
 def counted(outcome: Outcome) -> CallFailed | None:
@@ -120,11 +112,9 @@ async def last_state(
 
 
 __all__ = [
-    "BREAKER_PREFIX",
     "DEFAULT_FAIL_MAX",
     "DEFAULT_RESET_TIMEOUT",
     "NEVER_COUNTED",
-    "breaker_name",
     "counted",
     "last_state",
     "refused",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
-from mesh.agents._templates import TemplateError, check, render_argv, values_for
+from mesh.agents._templates import TemplateError, check_template, render_argv, values_for
 from mesh.errors import ConfigError
 from mesh.events import Capability, TaskAssigned
 
@@ -227,7 +227,7 @@ class CommandConfig:
             raise ConfigError("a command agent needs at least one --capability")
         try:
             for element in self.argv:
-                check(element)
+                check_template(element)
         except TemplateError as exc:
             raise ConfigError(f"bad --argv template: {exc}") from exc
         if not self.workdir.is_dir():

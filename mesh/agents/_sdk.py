@@ -30,10 +30,9 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, TypeVar
 
-from mesh.agents._matching import covers
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
 from mesh.errors import ConfigError, MeshError
-from mesh.events import Capability, CapabilityRequirement, TaskAssigned, TaskSpec
+from mesh.events import Capability, CapabilityRequirement, TaskAssigned, TaskSpec, covers
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -87,7 +87,7 @@ def _field(source: str) -> _Field:
     return _Field(path, source)
 
 
-def check(template: str) -> None:
+def check_template(template: str) -> None:
     """Fail early (at agent start) on a template that could never render."""
     parse(template)
 
@@ -157,4 +157,12 @@ def _kind(value: Any) -> str:
     return "null" if value is None else kinds.get(type(value), "number")
 
 
-__all__ = ["PLACEHOLDERS", "TemplateError", "check", "parse", "render", "render_argv", "values_for"]
+__all__ = [
+    "PLACEHOLDERS",
+    "TemplateError",
+    "check_template",
+    "parse",
+    "render",
+    "render_argv",
+    "values_for",
+]

@@ -36,17 +36,15 @@ from mesh._aio import uninterrupted
 from mesh.agents._breaker import (
     DEFAULT_FAIL_MAX,
     DEFAULT_RESET_TIMEOUT,
-    breaker_name,
     counted,
     last_state,
     refused,
 )
 from mesh.agents._command import shrink_output
 from mesh.agents._host import free_resources, host_name, host_resources, mesh_version
-from mesh.agents._metadata import partition_for, partitions_of
 from mesh.agents._offsets import OffsetTracker
 from mesh.agents._outcome import Failure, Outcome, Runner, Success
-from mesh.breakers import AsyncBreaker, BreakerOpen, ChangeListener
+from mesh.breakers import AsyncBreaker, BreakerOpen, ChangeListener, breaker_name
 from mesh.errors import BrokerError, ConfigError, EventError, EventTooLarge
 from mesh.events import (
     AgentHeartbeat,
@@ -69,6 +67,7 @@ from mesh.events import (
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
+from mesh.kafka.partitions import partition_for, partitions_of
 from mesh.log import get_logger
 from mesh.settings import Settings
 

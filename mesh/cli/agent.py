@@ -20,12 +20,16 @@ from typing import Annotated
 import structlog
 import typer
 
-from mesh.agentmanager._templates import parse_capability as capability_of
+from mesh.agentmanager.runtime import Dispatcher
+from mesh.agentmanager.runtime import parse_capability as capability_of
 from mesh.agents import (
+    DEFAULT_FAIL_MAX,
+    DEFAULT_RESET_TIMEOUT,
+    MAX_OUTPUT_BYTES,
+    MAX_RESPONSE_BYTES,
     AgentWorker,
     CommandConfig,
     CommandRunner,
-    Dispatcher,
     HttpConfig,
     HttpRunner,
     PythonRunner,
@@ -33,9 +37,6 @@ from mesh.agents import (
     WorkerConfig,
     load_agents,
 )
-from mesh.agents._breaker import DEFAULT_FAIL_MAX, DEFAULT_RESET_TIMEOUT
-from mesh.agents._command import MAX_OUTPUT_BYTES
-from mesh.agents._http import MAX_RESPONSE_BYTES
 from mesh.cli._app import settings_of
 from mesh.errors import ConfigError
 from mesh.events import Capability

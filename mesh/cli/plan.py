@@ -25,7 +25,7 @@ from mesh.planner import (
     load_request_file,
     workflow_id_for,
 )
-from mesh.planner._format import seconds
+from mesh.planner import format_seconds as seconds
 
 
 def plan(

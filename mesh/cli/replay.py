@@ -32,6 +32,7 @@ from mesh.cli._replay_all import replay_all
 from mesh.cli._workflow_view import headline, in_plan_order, state_dict, tasks_table
 from mesh.errors import ConfigError, MeshError
 from mesh.events import Mapper, WorkflowSnapshot
+from mesh.replay import STEP_HELP as HELP
 from mesh.replay import (
     Difference,
     Recorded,
@@ -47,7 +48,6 @@ from mesh.replay import (
     timeline_of,
     to_millis,
 )
-from mesh.replay._stepper import HELP
 from mesh.workflows import DecisionError, WorkflowState, fold
 from mesh.workflows.runtime import UnknownWorkflow
 

@@ -27,9 +27,9 @@ from mesh.resources import (
     pool_policy,
     pools_path,
     quota_summary,
-    read_allocator,
     to_resources,
 )
+from mesh.resources.runtime import read_allocator
 
 app = typer.Typer(
     help="The Resource Allocator's ledger: usage, pools and quotas.\n\n"

@@ -96,7 +96,7 @@ def workflows(
 
 
 async def _dispatcher(settings: Settings, transactional: bool | None, stop: asyncio.Event) -> None:
-    from mesh.agents import Dispatcher  # the agents package is heavy; load it only when used
+    from mesh.agentmanager.runtime import Dispatcher
 
     await Dispatcher(
         settings, group_id=settings.group("dispatcher"), transactional=transactional
@@ -182,7 +182,7 @@ def planner(
     """
     settings = settings_of(ctx)
     _service_logging(ctx, "planner", instance, json_logs)
-    from mesh.planner import run_planner
+    from mesh.planner.runtime import run_planner
 
     group_id = group or settings.group("planner")
     _serve(lambda stop: run_planner(settings, stop, group_id=group_id, instance=instance))
@@ -242,8 +242,7 @@ def agents(
     """
     settings = settings_of(ctx)
     _service_logging(ctx, "agent-manager", instance, json_logs)
-    from mesh.agentmanager import run_agent_manager
-    from mesh.agentmanager._templates import load_templates
+    from mesh.agentmanager.runtime import load_templates, run_agent_manager
     from mesh.supervisor import RestartPolicy
 
     load_templates(templates or ())  # a bad template file fails here, in one line
@@ -291,7 +290,7 @@ def resources(
     """
     settings = settings_of(ctx)
     _service_logging(ctx, "resources", instance, json_logs)
-    from mesh.resources import run_resources
+    from mesh.resources.runtime import run_resources
 
     group_id = group or settings.group("resources")
     _serve(

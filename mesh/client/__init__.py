@@ -6,6 +6,7 @@ from mesh.client._agents import (
     spawn_agents,
     terminate_agent,
 )
+from mesh.client._api import CallFailed, Client, NoAnswer, WorkflowRun
 from mesh.client._control import command_and_wait, send_command, send_external_event
 from mesh.client._planfile import PlanRequest, load_plan_file
 from mesh.client._request import submit_request, wait_for_plan
@@ -23,9 +24,13 @@ from mesh.client._submit import (
 __all__ = [
     "FINAL_TYPES",
     "AgentReport",
+    "CallFailed",
+    "Client",
     "HistoryCursor",
+    "NoAnswer",
     "PlanRequest",
     "Submitted",
+    "WorkflowRun",
     "agent_states",
     "command_and_wait",
     "follow_history",

@@ -96,6 +96,7 @@ from mesh.events._values import (
     Priority,
     Resources,
     RetryPolicy,
+    covers,
 )
 from mesh.events._workflow import (
     TaskCancelled,
@@ -211,6 +212,7 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowType",
     "channels_of",
+    "covers",
     "meta",
     "uuid7",
     "uuid7_time",

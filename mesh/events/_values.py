@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -76,3 +77,26 @@ class CapabilityRequirement(Frozen):
     tags: Seq[Name] = Field(
         default=(), max_length=20, description="Tags the agent's capability must all carry."
     )
+
+    def met_by(self, capability: Capability) -> bool:
+        """True if ``capability`` satisfies this requirement: same name, enough level, all tags.
+
+        An agent that does not grade itself (no level) does not meet a minimum level.
+        """
+        if capability.name != self.name:
+            return False
+        if self.min_level is not None and (
+            capability.level is None or capability.level < self.min_level
+        ):
+            return False
+        return set(self.tags) <= set(capability.tags)
+
+
+def covers(
+    requirements: Sequence[CapabilityRequirement], capabilities: Sequence[Capability]
+) -> bool:
+    """True if every requirement is met by one of ``capabilities`` (no requirements: any agent).
+
+    The Agent Manager places by it and the Python SDK picks the function by it, so an agent is
+    only sent work one of its functions accepts."""
+    return all(any(req.met_by(cap) for cap in capabilities) for req in requirements)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -24,10 +25,14 @@ _ATTEMPTS = 3  # a metadata request that times out on a loaded broker is asked a
 _RETRY_SECONDS = 0.25
 
 
-def partition_for(key: str | bytes, partitions: int) -> int:
-    """The partition the default partitioner picks for ``key`` among ``partitions``."""
+def partition_for(key: str | bytes, partitions: int | Iterable[int]) -> int:
+    """The partition the default partitioner picks for ``key``: among ``partitions`` numbered
+    ``0 … partitions-1``, or among the given partition ids (in id order, as Kafka numbers them)."""
     data = key.encode() if isinstance(key, str) else key
-    return int(murmur2(data) & 0x7FFFFFFF) % partitions
+    ordered = range(partitions) if isinstance(partitions, int) else sorted(partitions)
+    if not ordered:
+        raise ValueError("the topic has no partitions")
+    return ordered[int(murmur2(data) & 0x7FFFFFFF) % len(ordered)]
 
 
 def client_of(client: Any) -> Any:
@@ -54,6 +59,14 @@ async def cluster_metadata(client: Any, settings: Settings) -> Any:
         return await kafka.fetch_all_metadata()
 
 
+async def partitions_of(client: Any, settings: Settings, channel: str) -> list[int]:
+    """The partition ids of the logical topic ``channel``, in order; ``ConfigError`` if it is
+    missing once the request timeout has passed (metadata may lag behind a topic created a
+    moment ago)."""
+    grace = settings.request_timeout_ms / 1000
+    return await topic_partitions(client, settings, settings.topic(channel), grace=grace)
+
+
 async def topic_partitions(
     client: Any, settings: Settings, topic: str, *, grace: float = 0.0
 ) -> list[int]:
@@ -70,4 +83,10 @@ async def topic_partitions(
         await asyncio.sleep(_RETRY_SECONDS)
 
 
-__all__ = ["client_of", "cluster_metadata", "partition_for", "topic_partitions"]
+__all__ = [
+    "client_of",
+    "cluster_metadata",
+    "partition_for",
+    "partitions_of",
+    "topic_partitions",
+]

@@ -127,7 +127,7 @@ def validate_tasks(
         offered = _offered(agent_kinds)
         for task in tasks:
             for req in task.capabilities:
-                if not any(_meets(req, cap) for cap in offered):
+                if not any(req.met_by(cap) for cap in offered):
                     known = ", ".join(sorted({c.name for c in offered})) or "none"
                     problems.append(
                         Problem(
@@ -168,16 +168,6 @@ def _offered(agent_kinds: AgentKinds) -> list[Capability]:
         for caps in agent_kinds.values()
         for c in caps
     ]
-
-
-def _meets(req: CapabilityRequirement, cap: Capability) -> bool:
-    # Same rule as the dispatcher's (mesh.agents._matching.meets), restated here because the
-    # planner is pure domain and must not import the agents package.
-    if cap.name != req.name:
-        return False
-    if req.min_level is not None and (cap.level is None or cap.level < req.min_level):
-        return False
-    return set(req.tags) <= set(cap.tags)
 
 
 def _describe(req: CapabilityRequirement) -> str:

@@ -20,11 +20,11 @@ from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.partitions import cluster_metadata, partition_for
+from mesh.kafka.reader import bounds, read_range, reader
 from mesh.replay._timeline import Recorded
 from mesh.settings import Settings
 from mesh.workflows import DecisionError, WorkflowState, fold
 from mesh.workflows.runtime import UnknownWorkflow
-from mesh.workflows.runtime._reader import bounds, read_range, reader
 
 MAX_HISTORY = 2_000_000
 """Most events of one workflow held in memory for a replay."""

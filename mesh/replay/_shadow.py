@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import EventError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
+from mesh.kafka.reader import bounds
 from mesh.replay._diff import Difference, diff_states
 from mesh.replay._kafka import (
     NO_TIME_LOOKUP,
@@ -34,7 +35,6 @@ from mesh.replay._kafka import (
 )
 from mesh.settings import Settings
 from mesh.workflows import DecisionError, WorkflowState, fold
-from mesh.workflows.runtime._reader import bounds
 
 CHUNK = 1_000
 """Events of one workflow folded at once."""

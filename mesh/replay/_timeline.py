@@ -13,8 +13,13 @@ from typing import Any
 
 from mesh.events import WorkflowEvent, WorkflowStarted
 from mesh.replay._times import to_millis
-from mesh.workflows import DecisionError, TaskState, WorkflowState, fold
-from mesh.workflows._folding import Folding  # the working copy ``fold`` itself uses
+from mesh.workflows import (
+    DecisionError,
+    Folding,  # the working copy ``fold`` itself uses
+    TaskState,
+    WorkflowState,
+    fold,
+)
 
 
 @dataclass(frozen=True)

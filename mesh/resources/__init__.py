@@ -16,9 +16,9 @@ Layers, each importing only those above it::
     _requests   ready tasks → requests, endings → releases                    (pure)
     _usage      the usage report                                              (pure)
     _api        ``Allocator``: the seed API in-process                        (pure)
-    _reader     replaying the topics into an ``Allocator``                    (Kafka)
-    _outbox     what the component publishes: records, tombstones, DLQ        (Kafka)
-    _app        the component: ``run_resources(settings, stop)``              (Kafka)
+
+The component (``run_resources(settings, stop)``, reading the topics into an ``Allocator``,
+publishing records, tombstones and dead letters) is :mod:`mesh.resources.runtime`.
 
 In-process::
 
@@ -28,7 +28,6 @@ In-process::
 
 from mesh.resources._allocator import decide
 from mesh.resources._api import COMPONENT, Allocator, ResourceRequest, default_producer
-from mesh.resources._app import ResourceService, run_resources
 from mesh.resources._cost import WorkflowCost, accrued, workflow_costs
 from mesh.resources._discovery import Discovery
 from mesh.resources._ledger import Decision, Held, Ledger, Waiting, Wanted
@@ -51,7 +50,6 @@ from mesh.resources._pools import (
     pools_path,
 )
 from mesh.resources._quotas import Quota, describe_limits
-from mesh.resources._reader import read_allocator
 from mesh.resources._requests import (
     ReleaseTarget,
     allocation_id_for,
@@ -86,7 +84,6 @@ __all__ = [
     "Quota",
     "ReleaseTarget",
     "ResourceRequest",
-    "ResourceService",
     "ResourceUsage",
     "TenantUsage",
     "Waiting",
@@ -104,10 +101,8 @@ __all__ = [
     "pool_policy",
     "pools_path",
     "quota_summary",
-    "read_allocator",
     "release_target",
     "request_for_ready",
-    "run_resources",
     "to_resources",
     "to_vector",
     "workflow_costs",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.agents import Dispatcher
+from mesh.agentmanager.runtime._dispatch import Dispatcher
 from mesh.events import (
     AgentHeartbeat,
     AgentRegistered,

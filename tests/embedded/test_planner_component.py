@@ -34,7 +34,8 @@ from mesh.events import (
 )
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
-from mesh.planner import Learning, Planner, PlannerService, workflow_id_for
+from mesh.planner import Learning, Planner, workflow_id_for
+from mesh.planner.runtime import PlannerService
 from mesh.settings import Settings
 from mesh.topics import apply_topics, load_topics
 

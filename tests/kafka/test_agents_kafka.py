@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.agents import Dispatcher
+from mesh.agentmanager.runtime._dispatch import Dispatcher
 from mesh.events import (
     AgentHeartbeat,
     AgentRegistered,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from mesh.agentmanager import AgentManager, HealthPolicy
+from mesh.agentmanager import HealthPolicy
+from mesh.agentmanager.runtime import AgentManager
 from mesh.events import (
     AgentRegistered,
     Capability,

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import pytest
 
-from mesh.agentmanager import AgentManager
+from mesh.agentmanager.runtime import AgentManager
 from mesh.events import (
     AgentRegistered,
     BreakerStateChanged,

@@ -29,7 +29,8 @@ from mesh.events import (
     TaskWaiting,
     WorkflowEvent,
 )
-from mesh.resources import AllocatorConfig, read_allocator
+from mesh.resources import AllocatorConfig
+from mesh.resources.runtime import read_allocator
 from mesh.settings import Settings
 from tests._agents_support import AgentProcess, create_topics, mesh_process
 from tests.e2e import history_of, plan_file, submit, wait_final

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from mesh.events import Mapper, ResourceAllocated, Resources, TaskCompleted, meta
-from mesh.resources import ResourceService
+from mesh.resources.runtime import ResourceService
 from mesh.settings import Settings
 from tests._resources_support import (
     GB,

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from mesh.agents import AgentDirectory, AgentView, choose_agent, covers, partition_for
+from mesh.agentmanager._directory import AgentDirectory
+from mesh.agentmanager._matching import AgentView, choose_agent
 from mesh.agents._offsets import OffsetTracker
 from mesh.events import (
     AgentHeartbeat,
@@ -23,8 +24,10 @@ from mesh.events import (
     TaskCompleted,
     TaskFailed,
     TaskSpec,
+    covers,
     meta,
 )
+from mesh.kafka.partitions import partition_for
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 ME = Producer(component="test", instance="t")

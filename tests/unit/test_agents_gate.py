@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.agents._gate import ResourceGate, ended_notice, queued_notice, unanswered_notice
+from mesh.agentmanager._gate import ResourceGate, ended_notice, queued_notice, unanswered_notice
 from mesh.events import (
     Producer,
     ResourceAllocated,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mesh.agents import TemplateError, render, render_argv
-from mesh.agents._templates import check, values_for
+from mesh.agents._templates import check_template, values_for
 
 VALUES = values_for(
     prompt="fix the bug",
@@ -119,9 +119,9 @@ def test_braces_that_are_not_placeholders_stay_as_written(template: str) -> None
 
 
 def test_check_rejects_unknown_names_without_values() -> None:
-    check("{prompt} {inputs.anything.at.all}")
+    check_template("{prompt} {inputs.anything.at.all}")
     with pytest.raises(TemplateError):
-        check("{env.HOME}")
+        check_template("{env.HOME}")
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mesh.agentmanager._lifecycle import incarnation_id
-from mesh.agentmanager._templates import TemplateRefused, load_templates
+from mesh.agentmanager.runtime._lifecycle import incarnation_id
+from mesh.agentmanager.runtime._templates import TemplateRefused, load_templates
 from mesh.errors import ConfigError
 from mesh.supervisor import Child, RestartPolicy, Supervisor
 from tests.helpers import assert_one_line_error, run_mesh

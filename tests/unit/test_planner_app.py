@@ -19,7 +19,8 @@ from mesh.events import (
     TaskSpec,
     meta,
 )
-from mesh.planner import PlannerService, workflow_id_for
+from mesh.planner import workflow_id_for
+from mesh.planner.runtime import PlannerService
 from mesh.settings import Settings
 
 ME = Producer(component="client", instance="c-1")

@@ -1,45 +1,15 @@
-"""The package's shape: pure domain below the Kafka adapters, an explicit sorted API, and the
-command line's one-line errors."""
+"""The package's explicit sorted API and the command line's one-line errors (its layering is
+checked with every component's in ``test_layers``)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 import mesh.resources
+import mesh.resources.runtime
 from tests.helpers import assert_one_line_error, run_mesh
-
-PACKAGE = Path(mesh.resources.__file__).parent
-ADAPTERS = {"_app", "_outbox", "_reader", "__init__"}
-FORBIDDEN = ("aiokafka", "faststream", "mesh.kafka", "mesh.cli", "mesh.broker", "mesh.topics")
-
-
-def _imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
-
-
-def test_the_domain_imports_no_kafka_client_framework_or_cli() -> None:
-    problems = [
-        f"{path.stem} imports {name}"
-        for path in sorted(PACKAGE.glob("*.py"))
-        if path.stem not in ADAPTERS
-        for name in _imports(path)
-        if any(name == f or name.startswith(f"{f}.") for f in FORBIDDEN)
-    ]
-    assert problems == []
-
-
-def test_the_layer_check_can_fail() -> None:
-    assert "aiokafka" in _imports(PACKAGE / "_app.py")
-    assert "mesh.kafka.connection" in _imports(PACKAGE / "_reader.py")
 
 
 def test_the_public_api_is_sorted_and_complete() -> None:
@@ -48,14 +18,12 @@ def test_the_public_api_is_sorted_and_complete() -> None:
     assert len(set(names)) == len(names)
     for name in names:
         assert getattr(mesh.resources, name) is not None
+    assert mesh.resources.runtime.__all__ == ["ResourceService", "read_allocator", "run_resources"]
     for required in (
         "Allocator",
         "ResourceRequest",
-        "ResourceService",
-        "run_resources",
         "request_for_ready",
         "release_target",
-        "read_allocator",
         "load_pools",
     ):
         assert required in names

@@ -427,6 +427,7 @@ def test_public_names_are_pinned() -> None:
         "STATE_VERSION",
         "DecideContext",
         "DecisionError",
+        "Folding",
         "TaskState",
         "TaskStatus",
         "Tick",

@@ -45,6 +45,7 @@ from mesh.kafka.calls import CallServer
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.partitions import cluster_metadata
+from mesh.kafka.transactions import supports_transactions
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState
@@ -54,7 +55,6 @@ from mesh.workflows.runtime._rebuild import Rebuilt
 from mesh.workflows.runtime._records import COMPONENT, INPUTS
 from mesh.workflows.runtime._replay import replay_workflow
 from mesh.workflows.runtime._snapshots import SnapshotPolicy
-from mesh.workflows.runtime._transactions import supports_transactions
 from mesh.workflows.runtime._work import Work
 
 OUTPUTS = ("workflow.events", "workflow.state", "tasks.ready", "tasks.assigned", "replies", "dlq")

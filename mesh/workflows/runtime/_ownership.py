@@ -22,11 +22,11 @@ from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from mesh.events import Mapper
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
+from mesh.kafka.reader import bounds, reader
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.workflows.runtime._offsets import OffsetBook
 from mesh.workflows.runtime._partition import Partition
-from mesh.workflows.runtime._reader import bounds, reader
 from mesh.workflows.runtime._rebuild import (
     Rebuilt,
     partitions_of,

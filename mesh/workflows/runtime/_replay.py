@@ -18,10 +18,10 @@ from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.partitions import cluster_metadata, partition_for
+from mesh.kafka.reader import read_range, reader
 from mesh.settings import Settings
 from mesh.workflows import DecisionError, WorkflowState, fold
 from mesh.workflows.runtime._errors import UnknownWorkflow
-from mesh.workflows.runtime._reader import read_range, reader
 
 _MAX_DIFFERENCES = 200
 

@@ -39,12 +39,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import JsonValue
 
 from mesh._aio import cancel_and_wait
-from mesh.agentmanager._processes import is_agent_process, signal_and_wait
 from mesh.agentmanager._registry import Registry
-from mesh.agentmanager._requests import answer
-from mesh.agentmanager._templates import Templates
-from mesh.agents._host import host_name
-from mesh.agents._metadata import partitions_of
+from mesh.agentmanager.runtime._processes import is_agent_process, signal_and_wait
+from mesh.agentmanager.runtime._requests import answer
+from mesh.agentmanager.runtime._templates import Templates
+from mesh.agents import host_name
 from mesh.errors import MeshError
 from mesh.events import (
     AgentTerminated,
@@ -54,6 +53,7 @@ from mesh.events import (
 )
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.partitions import partitions_of
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.supervisor import Child, RestartPolicy, Supervisor

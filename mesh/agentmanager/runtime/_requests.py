@@ -1,5 +1,6 @@
 """Lifecycle requests from ``agents.commands`` (``SpawnAgents``, ``TerminateAgent``) turned into
-calls of :class:`~mesh.agentmanager._lifecycle.AgentLifecycle`, and their outcome into a ``Reply``.
+calls of :class:`~mesh.agentmanager.runtime._lifecycle.AgentLifecycle`, and their outcome into a
+``Reply``.
 
 A record that does not decode, is not a lifecycle request, or is older than the lifecycle's
 ``expire_after`` gets no reply: its sender either is not waiting for one or has given up.
@@ -12,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
-from mesh.agentmanager._templates import TemplateRefused
+from mesh.agentmanager.runtime._templates import TemplateRefused
 from mesh.errors import EventError, MeshError
 from mesh.events import Event, Reply, ReplyError, SpawnAgents, TerminateAgent, meta
 from mesh.log import get_logger
 
 if TYPE_CHECKING:
-    from mesh.agentmanager._lifecycle import AgentLifecycle
+    from mesh.agentmanager.runtime._lifecycle import AgentLifecycle
 
 log = get_logger("mesh.agentmanager.lifecycle")
 

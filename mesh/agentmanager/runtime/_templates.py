@@ -26,8 +26,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mesh.agents._templates import TemplateError
-from mesh.agents._templates import check as check_template
+from mesh.agents import TemplateError, check_template
 from mesh.errors import ConfigError, MeshError
 from mesh.events import Capability
 

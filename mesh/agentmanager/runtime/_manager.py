@@ -36,8 +36,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mesh._aio import cancel_and_wait
+from mesh.agentmanager._directory import AttemptKey
 from mesh.agentmanager._health import HealthPolicy
-from mesh.agentmanager._lifecycle import AgentLifecycle
 from mesh.agentmanager._matching import (
     AgentState,
     Requirements,
@@ -47,11 +47,9 @@ from mesh.agentmanager._matching import (
     why_not,
 )
 from mesh.agentmanager._registry import Registry
-from mesh.agentmanager._templates import load_templates
-from mesh.agents import Dispatcher, partition_for
-from mesh.agents._directory import AttemptKey
-from mesh.agents._dispatcher import Outgoing, _Partition, _Pending
-from mesh.agents._matching import covers
+from mesh.agentmanager.runtime._dispatch import Dispatcher, Outgoing, _Partition, _Pending
+from mesh.agentmanager.runtime._lifecycle import AgentLifecycle
+from mesh.agentmanager.runtime._templates import load_templates
 from mesh.errors import EventError, MeshError
 from mesh.events import (
     BreakerStateChanged,
@@ -63,12 +61,14 @@ from mesh.events import (
     TaskReassigned,
     TaskWaiting,
     WaitingReason,
+    covers,
     meta,
 )
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
+from mesh.kafka.partitions import partition_for
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.supervisor import RestartPolicy

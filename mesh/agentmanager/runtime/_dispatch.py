@@ -53,16 +53,15 @@ from aiokafka.errors import (
 )
 
 from mesh._aio import cancel_and_wait
-from mesh.agents._directory import AgentDirectory, AttemptKey
-from mesh.agents._gate import (
+from mesh.agentmanager._directory import AgentDirectory, AttemptKey
+from mesh.agentmanager._gate import (
     UNANSWERED_SECONDS,
     ResourceGate,
     ended_notice,
     queued_notice,
     unanswered_notice,
 )
-from mesh.agents._matching import LIVENESS_INTERVALS, AgentView, choose_agent
-from mesh.agents._metadata import partitions_of
+from mesh.agentmanager._matching import LIVENESS_INTERVALS, AgentView, choose_agent
 from mesh.errors import BrokerError, EventError
 from mesh.events import (
     AgentHeartbeat,
@@ -81,6 +80,7 @@ from mesh.events import (
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import dead_letter
+from mesh.kafka.partitions import partitions_of
 from mesh.log import get_logger
 from mesh.settings import Settings
 

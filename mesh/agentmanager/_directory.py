@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from mesh.agents._matching import DEFAULT_HEARTBEAT_SECONDS, AgentView
+from mesh.agentmanager._matching import DEFAULT_HEARTBEAT_SECONDS, AgentView
 from mesh.events import (
     AgentHeartbeat,
     AgentRegistered,

@@ -59,11 +59,11 @@ from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.log import bind_event_context, get_logger
 from mesh.resources._api import COMPONENT, Allocator, ResourceRequest, default_producer
-from mesh.resources._outbox import Outbox
 from mesh.resources._placement import NodeTable
 from mesh.resources._pools import PoolsConfig, load_pools, pools_path
-from mesh.resources._reader import LEDGER_TOPICS, TopicReader, fold_record, partitions_of
 from mesh.resources._requests import request_for_ready
+from mesh.resources.runtime._outbox import Outbox
+from mesh.resources.runtime._reader import LEDGER_TOPICS, TopicReader, fold_record, partitions_of
 from mesh.settings import Settings
 
 log = get_logger("mesh.resources")

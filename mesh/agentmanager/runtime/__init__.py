@@ -1,0 +1,29 @@
+"""The Agent Manager's runtime: assignment on ``tasks.ready``, the registry guard, the
+lifecycle of local agent processes from templates, and the API; its policies are the pure
+:mod:`mesh.agentmanager`."""
+
+from mesh.agentmanager.runtime._dispatch import Dispatcher
+from mesh.agentmanager.runtime._manager import (
+    COMPONENT,
+    AgentManager,
+    RegistrationRefused,
+    run_agent_manager,
+)
+from mesh.agentmanager.runtime._templates import (
+    TemplateRefused,
+    Templates,
+    load_templates,
+    parse_capability,
+)
+
+__all__ = [
+    "COMPONENT",
+    "AgentManager",
+    "Dispatcher",
+    "RegistrationRefused",
+    "TemplateRefused",
+    "Templates",
+    "load_templates",
+    "parse_capability",
+    "run_agent_manager",
+]
