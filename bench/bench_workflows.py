@@ -170,7 +170,7 @@ async def _rebuild(settings: Settings, workflows: int) -> dict[str, float]:
     first = Supervisor(is_ready=_is_ready)
     await first.spawn(
         "workflows",
-        [*MESH, "run", "workflows", "--group", group, "--no-dispatch"],
+        [*MESH, "run", "workflows", "--group", group],
         env=settings.to_env(),
     )
     await first.wait_ready(120)
@@ -180,7 +180,7 @@ async def _rebuild(settings: Settings, workflows: int) -> dict[str, float]:
     began = time.perf_counter()
     await second.spawn(
         "workflows",
-        [*MESH, "run", "workflows", "--group", group, "--no-dispatch"],
+        [*MESH, "run", "workflows", "--group", group],
         env=settings.to_env(),
     )
     await second.wait_ready(300)

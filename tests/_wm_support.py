@@ -313,7 +313,7 @@ def unique_group() -> str:
 
 @dataclass
 class ManagerProcess:
-    """``python -m mesh run workflows --no-dispatch`` as a real process (to kill -9)."""
+    """``python -m mesh run workflows`` as a real process (to kill -9)."""
 
     process: subprocess.Popen[str]
     log: Path
@@ -346,9 +346,7 @@ class ManagerProcess:
         return self.process.wait(timeout=60)
 
 
-def start_manager_process(
-    settings: Settings, group: str, log: Path, *args: str, dispatch: bool = False
-) -> ManagerProcess:
+def start_manager_process(settings: Settings, group: str, log: Path, *args: str) -> ManagerProcess:
     """Start ``mesh run workflows`` for ``group``; its output goes to ``log``."""
     env = {
         **os.environ,
@@ -361,7 +359,6 @@ def start_manager_process(
         [
             sys.executable,
             *("-m", "mesh", "run", "workflows", "--group", group),
-            *(() if dispatch else ("--no-dispatch",)),
             *args,
         ],
         stdout=handle,

@@ -1,6 +1,6 @@
-"""``mesh agent run|dispatch`` — an agent process, and the simple dispatcher that feeds agents.
+"""``mesh agent run`` — an agent process.
 
-Both run until SIGTERM or Ctrl-C, then shut down gracefully and exit 0 (a second Ctrl-C stops at
+It runs until SIGTERM or Ctrl-C, then shut down gracefully and exit 0 (a second Ctrl-C stops at
 once). Their logs are structlog lines on stderr (JSON when piped); unless ``--log-level`` is given
 they log at INFO, because a long-running process that says nothing cannot be operated.
 """
@@ -20,7 +20,6 @@ from typing import Annotated
 import structlog
 import typer
 
-from mesh.agentmanager.runtime import Dispatcher
 from mesh.agentmanager.runtime import parse_capability as capability_of
 from mesh.agents import (
     DEFAULT_FAIL_MAX,
@@ -43,8 +42,8 @@ from mesh.events import Capability
 from mesh.log import configure_logging
 
 app = typer.Typer(
-    help="Run agents (command, Python or HTTP) and the simple dispatcher that assigns them "
-    "tasks.\n\n"
+    help="Run an agent (command, Python or HTTP); the Agent Manager ('mesh run agents') assigns "
+    "it tasks.\n\n"
     "Example: mesh agent run --kind command --id shell-1 --capability shell "
     "--allow-task-command",
     no_args_is_help=True,
@@ -235,36 +234,6 @@ def run(
         breaker_reset_timeout=breaker_reset_timeout,
     )
     _serve(AgentWorker(settings, config, runner).run)
-
-
-@app.command()
-def dispatch(
-    ctx: typer.Context,
-    group_id: Annotated[str, typer.Option(help="Consumer group on tasks.ready.")] = (
-        "mesh-dispatcher"
-    ),
-    transactional: Annotated[
-        bool | None,
-        typer.Option(
-            "--transactional/--no-transactional",
-            help="Exactly-once with Kafka transactions [default: if the broker has them]",
-            show_default=False,
-        ),
-    ] = None,
-    json_logs: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
-        ),
-    ] = False,
-) -> None:
-    """Assign ready tasks to live agents with the capabilities they need.
-
-    Example: mesh agent dispatch --group-id mesh-dispatcher
-    """
-    settings = settings_of(ctx)
-    _service_logging(ctx, "dispatcher", None, json_logs)
-    _serve(Dispatcher(settings, group_id=group_id, transactional=transactional).run)
 
 
 def parse_capability(text: str) -> Capability:

@@ -1,4 +1,4 @@
-"""``mesh run workflows`` — the Workflow Manager (and the simple dispatcher) in the foreground.
+"""``mesh run …`` — a mesh component in the foreground.
 
 It runs until SIGTERM or Ctrl-C, then shuts down cleanly and exits 0 (a second signal stops at
 once). Logs are structlog lines on stderr (JSON when piped); unless ``--log-level`` is given it
@@ -8,10 +8,9 @@ logs at INFO, and the line ``workflows ready`` says it consumes (``mesh dev`` wa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,7 +19,6 @@ import typer
 
 from mesh.cli._app import settings_of
 from mesh.log import configure_logging
-from mesh.settings import Settings
 from mesh.workflows.runtime import WorkflowManager
 
 app = typer.Typer(help="Run a mesh component in the foreground.", no_args_is_help=True)
@@ -47,14 +45,6 @@ def workflows(
         float,
         typer.Option(min=0, help="Keep a finished workflow's snapshot this long, then delete it."),
     ] = 3600,
-    no_dispatch: Annotated[
-        bool,
-        typer.Option(
-            "--no-dispatch",
-            help="Do not run the simple dispatcher in this process (run the Agent Manager, "
-            "'mesh run agents', instead; mesh dev and docker-compose.yml do).",
-        ),
-    ] = False,
     transactional: Annotated[
         bool | None,
         typer.Option(
@@ -71,7 +61,7 @@ def workflows(
     ] = False,
 ) -> None:
     """Run the Workflow Manager: plans, commands and task results in; history, snapshots and
-    dispatches out.
+    ready tasks out (the Agent Manager, 'mesh run agents', assigns them).
 
     Example: mesh run workflows --snapshot-every 100
     """
@@ -86,39 +76,7 @@ def workflows(
         transactional=transactional,
     )
 
-    async def main(stop: asyncio.Event) -> None:
-        jobs = [manager.run(stop)]
-        if not no_dispatch:
-            jobs.append(_dispatcher(settings, transactional, stop))
-        await _together(jobs, stop)
-
-    _serve(main)
-
-
-async def _dispatcher(settings: Settings, transactional: bool | None, stop: asyncio.Event) -> None:
-    from mesh.agentmanager.runtime import Dispatcher
-
-    await Dispatcher(
-        settings, group_id=settings.group("dispatcher"), transactional=transactional
-    ).run(stop)
-
-
-async def _together(jobs: Sequence[Awaitable[None]], stop: asyncio.Event) -> None:
-    """Run ``jobs`` until all return; the first to fail stops the others and is re-raised."""
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        for finished in asyncio.as_completed(tasks):
-            try:
-                await finished
-            except BaseException:
-                stop.set()
-                raise
-    finally:
-        stop.set()
-        for task in tasks:
-            if not task.done():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, 30)
+    _serve(manager.run)
 
 
 def _serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

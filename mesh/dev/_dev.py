@@ -1,6 +1,6 @@
 """Run the whole mesh locally: broker, topics, every component and a pool of demo agents.
 
-The components are the Workflow Manager (without its simple dispatcher), the Agent Manager
+The components are the Workflow Manager, the Agent Manager
 (``mesh run agents``: it assigns every ready task, reassigns dead agents' work and answers
 ``mesh agents spawn|terminate``), the Task Planner and the Resource Allocator (``mesh run
 resources``): with it the resource gate is on for every process, so a task is dispatched only
@@ -28,7 +28,7 @@ from mesh.supervisor import Child, Supervisor
 from mesh.topics import apply_topics, load_topics
 
 READY_EVENTS = frozenset(
-    {"workflows ready", "dispatcher ready", "agent ready", "planner ready", "resources ready"}
+    {"workflows ready", "agent manager ready", "agent ready", "planner ready", "resources ready"}
 )
 """Log events by which a component or an agent says that it consumes."""
 
@@ -158,11 +158,10 @@ class DevMesh:
         return f"demo-{name}" if prefix in ("", "mesh") else f"{prefix}-{name}"
 
     async def spawn_workflows(self, name: str = "workflows") -> Child:
-        """Start a Workflow Manager replica (also used to replace a killed one); the Agent
-        Manager dispatches, so it runs without the simple dispatcher."""
+        """Start a Workflow Manager replica (also used to replace a killed one)."""
         return await self.supervisor.spawn(
             name,
-            _mesh("run", "workflows", "--group", self.settings.group("workflows"), "--no-dispatch"),
+            _mesh("run", "workflows", "--group", self.settings.group("workflows")),
             env=self.settings.to_env(),
         )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.agentmanager.runtime._dispatch import Dispatcher
+from mesh.agentmanager.runtime import AgentManager
 from mesh.events import (
     AgentHeartbeat,
     AgentRegistered,
@@ -262,8 +262,9 @@ async def test_garbage_addressed_to_the_agent_goes_to_the_dlq(
 
 
 @contextlib.asynccontextmanager
-async def running_dispatcher(settings: Settings, group: str) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(settings, group_id=group)
+async def running_manager(settings: Settings, group: str) -> AsyncIterator[AgentManager]:
+    """The Agent Manager's assignment, in-process (no local agent lifecycle)."""
+    dispatcher = AgentManager(settings, group_id=group)
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stop))
     try:
@@ -274,7 +275,7 @@ async def running_dispatcher(settings: Settings, group: str) -> AsyncIterator[Di
             await task
 
 
-async def test_dispatcher_routes_each_task_to_the_agent_with_the_capability(
+async def test_the_agent_manager_routes_each_task_to_the_agent_with_the_capability(
     settings: Settings, tmp_path: Path
 ) -> None:
     """Two agents with different capabilities; each TaskReady reaches the capable one, and a
@@ -287,7 +288,7 @@ async def test_dispatcher_routes_each_task_to_the_agent_with_the_capability(
     ):
         await registered(settings, alpha, beta)
         async with (
-            running_dispatcher(settings, f"{settings.topic_prefix}dispatcher") as dispatcher,
+            running_manager(settings, f"{settings.topic_prefix}agent-manager") as dispatcher,
             producer(settings) as out,
             reader(settings, "tasks.results") as results,
         ):
@@ -318,14 +319,14 @@ async def test_dispatcher_routes_each_task_to_the_agent_with_the_capability(
         assert beta.stop() == 0, beta.output()
 
 
-async def test_dispatcher_dead_letters_garbage_and_goes_on(
+async def test_the_agent_manager_dead_letters_garbage_and_goes_on(
     settings: Settings, tmp_path: Path
 ) -> None:
     args = ["--kind", "python", "--module", "mesh.agents.demo", "--heartbeat-interval", "1"]
     with agent_process(settings, "py-d", args, tmp_path) as agent:
         await registered(settings, agent)
         async with (
-            running_dispatcher(settings, f"{settings.topic_prefix}dispatcher"),
+            running_manager(settings, f"{settings.topic_prefix}agent-manager"),
             producer(settings) as out,
             reader(settings, "tasks.results", "dlq") as seen,
         ):
@@ -336,28 +337,9 @@ async def test_dispatcher_dead_letters_garbage_and_goes_on(
                 what="a dead letter and the next task's result",
             )
         [letter] = [e for e in events if isinstance(e, DeadLetter)]
-        assert letter.component == "dispatcher"
+        assert letter.component == "agent-manager"
         assert letter.original_topic == settings.topic("tasks.ready")
         assert of_task(events, "N", TaskCompleted)
-        assert agent.stop() == 0, agent.output()
-
-
-async def test_dispatch_command_serves_until_sigterm(settings: Settings, tmp_path: Path) -> None:
-    """``mesh agent dispatch`` is the dispatcher as its own process: it assigns, then exits 0."""
-    args = ["--kind", "python", "--module", "mesh.agents.demo", "--heartbeat-interval", "1"]
-    dispatch_args = ["agent", "dispatch", "--group-id", f"{settings.topic_prefix}d"]
-    with (
-        agent_process(settings, "py-e", args, tmp_path) as agent,
-        mesh_process(settings, "dispatch", dispatch_args, tmp_path) as dispatch,
-    ):
-        await registered(settings, agent)
-        async with producer(settings) as out, reader(settings, "tasks.results") as results:
-            await publish(out, settings, "tasks.ready", task_ready(spec("E", "echo", prompt="hi")))
-            events = await results.until(finished("E"), what="the result of E")
-        [done] = of_task(events, "E", TaskCompleted)
-        assert done.output == {"text": "hi"}
-        assert dispatch.stop() == 0, dispatch.output()
-        assert '"dispatcher stopped"' in dispatch.output()
         assert agent.stop() == 0, agent.output()
 
 

@@ -196,8 +196,8 @@ async def test_a_finished_workflow_is_tombstoned_and_forgotten(settings: Setting
 async def test_mesh_run_workflows_reports_ready_and_stops_cleanly(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """The command (with the simple dispatcher) logs 'workflows ready' and exits 0 on SIGTERM."""
-    process = start_manager_process(settings, unique_group(), tmp_path / "wm.log", dispatch=True)
+    """The command logs 'workflows ready' and exits 0 on SIGTERM."""
+    process = start_manager_process(settings, unique_group(), tmp_path / "wm.log")
     try:
         await process.wait_ready()
     finally:

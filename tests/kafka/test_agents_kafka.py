@@ -1,7 +1,7 @@
-"""The dispatcher on real Apache Kafka, where it is transactional: every TaskReady becomes exactly
-one TaskAssigned for read_committed readers, across a rebalance and a restart; garbage becomes a
-DeadLetter inside the same transactions; a waiting task survives a restart; and a real agent
-process runs what the dispatcher assigns."""
+"""The Agent Manager's assignment on real Apache Kafka, where it is transactional: every
+TaskReady becomes exactly one TaskAssigned for read_committed readers, across a rebalance and a
+restart; garbage becomes a DeadLetter inside the same transactions; a waiting task survives a
+restart; and a real agent process runs what the Agent Manager assigns."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.agentmanager.runtime._dispatch import Dispatcher
+from mesh.agentmanager.runtime import AgentManager
 from mesh.events import (
     AgentHeartbeat,
     AgentRegistered,
@@ -82,9 +82,9 @@ async def fake_agent(settings: Settings, agent_id: str, *capabilities: str) -> N
 
 
 @contextlib.asynccontextmanager
-async def dispatcher(settings: Settings, group: str) -> AsyncIterator[Dispatcher]:
-    """A running dispatcher (auto-detecting transactions), stopped on exit."""
-    instance = Dispatcher(settings, group_id=group)
+async def dispatcher(settings: Settings, group: str) -> AsyncIterator[AgentManager]:
+    """A running Agent Manager's assignment (auto-detecting transactions), stopped on exit."""
+    instance = AgentManager(settings, group_id=group)
     stop = asyncio.Event()
     task = asyncio.create_task(instance.run(stop))
     try:
@@ -201,7 +201,7 @@ async def test_garbage_becomes_a_dead_letter_and_the_next_task_is_still_dispatch
     letters = [e for e in events if isinstance(e, DeadLetter)]
     assert {letter.error_class for letter in letters} == {"InvalidEvent", "UnknownEventType"}
     for letter in letters:
-        assert letter.component == "dispatcher"
+        assert letter.component == "agent-manager"
         assert letter.original_topic == settings.topic("tasks.ready")
         assert letter.original_key == "wf-g"
     dlq_records = [r for r in seen.raw if r.topic == settings.topic("dlq")]

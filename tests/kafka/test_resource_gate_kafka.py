@@ -70,14 +70,18 @@ def gated_mesh(settings: Settings, tmp_path: Path) -> Iterator[list[AgentProcess
     """The three processes, each stopped (SIGTERM) at the end."""
     pools = tmp_path / "pools.yaml"
     pools.write_text(yaml.safe_dump(POOLS))
-    # The allocator learns of the gate from the environment, the dispatcher from the flag.
+    # The allocator learns of the gate from the environment, the Agent Manager from the flag.
     env = {"MESH_RESOURCE_POOLS": str(pools), "MESH_RESOURCE_GATE": "true"}
     agent_id = f"{settings.topic_prefix}shell"
     with (
         mesh_process(settings, "resources", ["run", "resources"], tmp_path, env) as allocator,
+        mesh_process(settings, "workflows", ["run", "workflows"], tmp_path) as manager,
         mesh_process(
-            settings, "workflows", ["--resource-gate", "run", "workflows"], tmp_path
-        ) as manager,
+            settings,
+            "agent-manager",
+            ["--resource-gate", "run", "agents", "--no-lifecycle"],
+            tmp_path,
+        ) as assigner,
         mesh_process(
             settings,
             "agent",
@@ -88,7 +92,7 @@ def gated_mesh(settings: Settings, tmp_path: Path) -> Iterator[list[AgentProcess
             tmp_path,
         ) as agent,
     ):
-        processes = [allocator, manager, agent]
+        processes = [allocator, manager, assigner, agent]
         try:
             yield processes
         finally:
@@ -122,9 +126,9 @@ async def test_quota_denial_and_queueing_are_visible_and_nothing_leaks(
     shows."""
     settings = kafka_settings.model_copy(update={"resource_gate": True})
     await create_topics(settings)
-    with gated_mesh(settings, tmp_path) as (allocator, manager, agent):
+    with gated_mesh(settings, tmp_path) as (allocator, manager, assigner, agent):
         await wait_output(allocator, "resources ready")
-        await wait_output(manager, "dispatcher ready")
+        await wait_output(assigner, "agent manager ready")
         await wait_output(manager, "workflows ready")
         await wait_output(agent, "agent ready")
 
@@ -203,9 +207,10 @@ async def test_cancelling_a_workflow_releases_what_runs_and_withdraws_what_waits
     releases the first's allocation and withdraws the second's request: usage is zero."""
     settings = kafka_settings.model_copy(update={"resource_gate": True})
     await create_topics(settings)
-    with gated_mesh(settings, tmp_path) as (allocator, manager, agent):
+    with gated_mesh(settings, tmp_path) as (allocator, manager, assigner, agent):
         await wait_output(allocator, "resources ready")
-        await wait_output(manager, "dispatcher ready")
+        await wait_output(manager, "workflows ready")
+        await wait_output(assigner, "agent manager ready")
         await wait_output(agent, "agent ready")
         path = plan_file(
             tmp_path,

@@ -13,7 +13,7 @@ def test_replay_without_a_broker_is_one_line() -> None:
 
 
 def test_run_workflows_without_a_broker_is_one_line() -> None:
-    line = assert_one_line_error(run_mesh("run", "workflows", "--no-dispatch", env=NOBODY))
+    line = assert_one_line_error(run_mesh("run", "workflows", env=NOBODY))
     assert "no Kafka broker answered" in line
 
 

@@ -182,7 +182,7 @@ class Dispatcher:
         wanted = self.requested_transactional
         self.transactional = wanted if wanted is not None else await self.supports_transactions()
         log.info(
-            "dispatcher starting",
+            "agent manager starting",
             group_id=self.group_id,
             transactional=self.transactional,
             resource_gate=self.resource_gate,
@@ -195,14 +195,14 @@ class Dispatcher:
                     [self.settings.topic("tasks.ready")], listener=_Rebalance(self)
                 )
                 log.info(
-                    "dispatcher ready",
+                    "agent manager ready",
                     agents=len(self.directory.agent_ids),
                     transactional=self.transactional,
                 )
                 await self._loop(stop, follower)
             finally:
                 await cancel_and_wait(follower)
-        log.info("dispatcher stopped")
+        log.info("agent manager stopped")
 
     async def supports_transactions(self) -> bool:
         """True if the broker lets a transactional producer initialise (real Kafka does)."""
