@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import mesh.workflows.runtime
+from mesh.kafka.loop import OffsetBook
 from mesh.workflows.runtime import SnapshotPolicy, TimerHeap, differences
-from mesh.workflows.runtime._offsets import OffsetBook
 from mesh.workflows.runtime._produce import pack
 from mesh.workflows.runtime._snapshots import SnapshotInfo, rebuild_start
 from tests.unit.test_wm_work import started_state, tracked

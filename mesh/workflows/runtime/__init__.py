@@ -4,18 +4,17 @@ Layers, each importing only those above it::
 
     _errors        MisplacedInput, UnknownWorkflow                            (pure)
     _timers        a heap of per-workflow instants                           (pure)
-    _offsets       which input records the state already includes            (pure)
-    _partition     per-partition workflows, timers and producer              (pure)
+    _partition     per-partition workflows and timers                        (pure)
     _records       input types per topic; records in and out                 (pure)
     _snapshots     when to snapshot, start markers, where rebuild starts     (pure)
-    _work          one transaction's decisions on one partition              (pure)
-    _reader        read a partition up to its end                            (Kafka)
+    _work          one round's decisions on one partition                    (pure)
     _rebuild       snapshots + history → the workflows of a partition        (Kafka)
-    _ownership     assignment: fence, rebuild, resume; revocation            (Kafka)
-    _transactions  does the broker have transactions?                        (Kafka)
     _produce       send a work's records and wait once                       (Kafka)
-    _manager       WorkflowManager: consume → decide → produce               (Kafka)
+    _manager       WorkflowManager: the app on the transactional loop        (Kafka)
     _replay        replay_workflow: history → state, compared with snapshot  (Kafka)
+
+The consumer group, producers, fencing, commits and aborts are the one transactional loop's
+(:mod:`mesh.kafka.loop`), which the Agent Manager runs on too.
 
 Run it with ``mesh run workflows``, or in-process::
 

@@ -1,17 +1,16 @@
-"""What a replica holds for one owned partition number: workflow states, timers, its producer.
+"""What a replica holds for one owned partition number: workflow states and timers.
 
 Co-partitioning makes partition ``p`` of ``plans``, ``commands`` and ``tasks.results`` (the
 inputs) and of ``workflow.events`` and ``workflow.state`` (the outputs) one unit: the replica
 that owns input partition ``p`` keeps the states of the workflows whose ids hash to ``p``, writes
-their history and snapshots to partition ``p``, and on real Kafka does so through one
-transactional producer with the id ``<group>-<p>``.
+their history and snapshots to partition ``p`` (on real Kafka through the loop's transactional
+producer ``<group>-<p>``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from mesh.workflows import WorkflowState
 from mesh.workflows.runtime._timers import TimerHeap
@@ -48,15 +47,12 @@ def due_at(tracked: Tracked, grace: timedelta) -> datetime | None:
 
 @dataclass
 class Partition:
-    """The workflows of one partition number, their timers, and the producer that writes them."""
+    """The workflows of one partition number and their timers."""
 
     number: int
     grace: timedelta
     workflows: dict[str, Tracked] = field(default_factory=dict)
     timers: TimerHeap = field(default_factory=TimerHeap)
-    producer: Any = None
-    """The partition's transactional ``AIOKafkaProducer`` on real Kafka; None without
-    transactions (one shared producer then)."""
     log_end: int = 0
     """A lower bound of the next offset of ``workflow.events`` partition ``p`` (this replica
     is its only writer): where a new workflow's history will start at the earliest."""
