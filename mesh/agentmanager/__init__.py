@@ -5,12 +5,21 @@ Layers, each importing only those above it::
 
     _health     healthy / degraded / unhealthy / offline from missed heartbeats   (pure)
     _matching   requirements → ranked candidates → one agent, by strategy          (pure)
-    _registry   the agent directory + verdicts, heartbeats, breaker states          (pure)
+    _registry   the one agent model: registry verdicts, heartbeats, load, breakers (pure)
+    _gate       the resource gate: place an attempt once its allocation exists     (pure)
 
 The component (assignment, the registry guard, the lifecycle of local agents, the API) is
 :mod:`mesh.agentmanager.runtime`.
 """
 
+from mesh.agentmanager._gate import (
+    UNANSWERED_SECONDS,
+    GateAnswer,
+    ResourceGate,
+    ended_notice,
+    queued_notice,
+    unanswered_notice,
+)
 from mesh.agentmanager._health import HealthPolicy, HealthStatus, classify, missed_heartbeats
 from mesh.agentmanager._matching import (
     STRATEGIES,
@@ -19,24 +28,37 @@ from mesh.agentmanager._matching import (
     Requirements,
     Strategy,
     choose,
+    fits,
     match_capabilities,
     why_not,
 )
-from mesh.agentmanager._registry import Registry, breaker_name
+from mesh.agentmanager._registry import AttemptKey, Position, Refusal, Registry, attempt_key
+from mesh.breakers import breaker_name
 
 __all__ = [
     "STRATEGIES",
+    "UNANSWERED_SECONDS",
     "AgentState",
+    "AttemptKey",
     "Candidate",
+    "GateAnswer",
     "HealthPolicy",
     "HealthStatus",
+    "Position",
+    "Refusal",
     "Registry",
     "Requirements",
+    "ResourceGate",
     "Strategy",
+    "attempt_key",
     "breaker_name",
     "choose",
     "classify",
+    "ended_notice",
+    "fits",
     "match_capabilities",
     "missed_heartbeats",
+    "queued_notice",
+    "unanswered_notice",
     "why_not",
 ]

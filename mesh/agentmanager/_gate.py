@@ -1,8 +1,8 @@
 """The resource gate: a ready attempt is dispatched only once the Resource Allocator granted it.
 
-With the gate on (``MESH_RESOURCE_GATE``), the dispatcher (and the Agent Manager, which is one)
-folds ``resources`` into its view alongside the agent topics, read from the beginning with no
-group like the rest of the view, so any replica rebuilds it alone. For each ready attempt it
+With the gate on (``MESH_RESOURCE_GATE``), the Agent Manager folds ``resources`` into its view
+alongside the agent topics, read from the beginning with no group like the rest of the view, so
+any replica rebuilds it alone. For each ready attempt it
 looks up the allocation the allocator keys by workflow, task and attempt
 (:func:`mesh.resources.allocation_id_for`) and decides:
 
@@ -16,12 +16,13 @@ looks up the allocation the allocator keys by workflow, task and attempt
 - released before it was placed (the attempt ended, or its host was lost) → the same, with
   ``resources_released`` and retriable: the Workflow Manager ignores it if the attempt is over.
 
-Denials and queue notes come from here, not from the allocator, because only the dispatcher
+Denials and queue notes come from here, not from the allocator, because only the Agent Manager
 knows whether it placed an attempt: failing it in the transaction that commits past its
 ``TaskReady`` means a denied attempt can never also be dispatched, and a crash in between
 repeats the same notice (which the decider records once) rather than losing it.
 
-This module is pure: it folds events and answers questions; the dispatcher does the I/O.
+This module is pure: it folds events and answers questions; the Agent Manager's runtime does
+the I/O.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class ResourceGate:
     def __init__(self) -> None:
         self._records: dict[str, GateRecord] = {}
         self.version = 0
-        """Bumped by every change, so the dispatcher runs a round when an answer arrives."""
+        """Bumped by every change, so the Agent Manager runs a round when an answer arrives."""
 
     def __len__(self) -> int:
         return len(self._records)

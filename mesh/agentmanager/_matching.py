@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from mesh.agentmanager._health import ASSIGNABLE, HealthStatus
@@ -32,9 +32,6 @@ from mesh.events import (
     WaitingReason,
     covers,
 )
-
-LIVENESS_INTERVALS = 3.0
-"""An agent is live while its last sign of life is younger than this many heartbeat intervals."""
 
 DEFAULT_HEARTBEAT_SECONDS = 5.0
 """Interval assumed for an agent that registered but has not sent a heartbeat yet."""
@@ -174,63 +171,14 @@ def _preferred(preferred: Sequence[CapabilityRequirement], caps: Sequence[Capabi
     return sum(1 for req in preferred if any(req.met_by(cap) for cap in caps))
 
 
-@dataclass(frozen=True)
-class AgentView:
-    """What the dispatcher knows about one registered agent at a moment."""
-
-    agent_id: str
-    capabilities: tuple[Capability, ...]
-    max_concurrency: int
-    outstanding: int
-    last_seen: datetime
-    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
-    ready: bool = True
-    """False while the agent drains or reports itself unhealthy."""
-
-    def live(self, now: datetime, intervals: float = LIVENESS_INTERVALS) -> bool:
-        """True if the agent showed a sign of life within ``intervals`` heartbeat intervals."""
-        return now - self.last_seen <= timedelta(seconds=self.heartbeat_seconds * intervals)
-
-    @property
-    def load(self) -> float:
-        """Outstanding assignments relative to capacity (may exceed 1: the agent queues)."""
-        return self.outstanding / self.max_concurrency
-
-
-def choose_agent(
-    requirements: Sequence[CapabilityRequirement],
-    agents: Iterable[AgentView],
-    now: datetime,
-    *,
-    intervals: float = LIVENESS_INTERVALS,
-) -> AgentView | None:
-    """The live, ready agent that covers ``requirements`` with the least load, or None.
-
-    Ties go to fewer outstanding assignments, then to the agent id, so the choice is
-    deterministic. A full agent is still chosen when it is the only capable one: agents queue
-    work beyond their concurrency, and waiting here would only add a round trip.
-    """
-    capable = [
-        view
-        for view in agents
-        if view.ready and view.live(now, intervals) and covers(requirements, view.capabilities)
-    ]
-    if not capable:
-        return None
-    return min(capable, key=lambda view: (view.load, view.outstanding, view.agent_id))
-
-
 __all__ = [
     "DEFAULT_HEARTBEAT_SECONDS",
-    "LIVENESS_INTERVALS",
     "STRATEGIES",
     "AgentState",
-    "AgentView",
     "Candidate",
     "Requirements",
     "Strategy",
     "choose",
-    "choose_agent",
     "fits",
     "match_capabilities",
     "why_not",

@@ -1,28 +1,34 @@
-"""The Agent Manager's registry: the agent directory plus validation, health and breakers (pure).
+"""The Agent Manager's one agent model, folded from Kafka alone (so any replica rebuilds it).
 
-It extends :class:`mesh.agents.AgentDirectory` (registry, heartbeats, outstanding assignments,
-all folded from Kafka) with what the Agent Manager needs on top:
+Four inputs, read from the beginning without a consumer group:
 
-- a verdict per ``agents`` record: a registration whose key is not its agent id, or that gives
-  a known agent id another kind, is *refused* — not folded — and remembered by its position so
-  that exactly one replica (the owner of that partition in the registry guard's group) sends it
-  to the DLQ. Records that do not decode (e.g. no capabilities) are refused the same way;
-- the full last heartbeat (resources free, reported health);
-- circuit-breaker states folded from ``breakers``;
-- :meth:`agents`: every agent as an :class:`AgentState` with its health status at ``now``.
+- ``agents`` (compacted registry): the last record per agent id wins; ``AgentTerminated`` or a
+  tombstone removes the agent. Each record gets a verdict: a registration whose key is not its
+  agent id, or that gives a known agent id another kind, is *refused* — not folded — and
+  remembered by its position so that exactly one replica (the owner of that partition in the
+  registry guard's group) sends it to the DLQ. Records that do not decode are refused the same
+  way. Every replica folds the same records in the same per-key order, so verdicts agree;
+- ``agents.heartbeats``: the latest heartbeat (health reported, resources free, interval);
+- ``tasks.results``: ``TaskAssigned`` copies (what was assigned) and ``TaskCompleted`` /
+  ``TaskFailed`` / ``TaskReassigned`` (what ended). Open assignments per agent give its
+  outstanding load; the set of attempts ever assigned lets a restarted replica skip
+  ``TaskReady`` records it re-reads;
+- ``breakers``: circuit-breaker states, so every replica routes around an open breaker.
 
-Every replica folds the same records in the same per-key order, so verdicts agree everywhere.
+The topics are read concurrently, so the fold compares event times rather than trusting the
+order records arrive in. :meth:`Registry.agents` gives every agent as an :class:`AgentState`
+with its health at a moment; placement works on those.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from mesh.agentmanager._directory import AgentDirectory
 from mesh.agentmanager._health import HealthPolicy, classify, missed_heartbeats
 from mesh.agentmanager._matching import DEFAULT_HEARTBEAT_SECONDS, AgentState
-from mesh.breakers import BREAKER_PREFIX, breaker_name
+from mesh.breakers import breaker_name
 from mesh.events import (
     AgentHeartbeat,
     AgentKind,
@@ -32,7 +38,14 @@ from mesh.events import (
     BreakerState,
     BreakerStateChanged,
     Event,
+    TaskAssigned,
+    TaskCompleted,
+    TaskFailed,
+    TaskReassigned,
 )
+
+AttemptKey = tuple[str, str, int]
+"""(workflow id, task id, attempt)"""
 
 Position = tuple[int, int]
 """(partition, offset) of an ``agents`` record."""
@@ -46,19 +59,36 @@ class Refusal:
     reason: str
 
 
-class Registry(AgentDirectory):
-    """Agents, liveness, load, validation verdicts and breaker states."""
+@dataclass(frozen=True)
+class _Registration:
+    description: AgentRegistered | AgentUpdated
+    registered_at: datetime
+
+
+def attempt_key(event: TaskAssigned | TaskCompleted | TaskFailed | TaskReassigned) -> AttemptKey:
+    return (event.workflow_id, event.task_id, event.attempt)
+
+
+class Registry:
+    """Agents, liveness, load, validation verdicts and breaker states; pure, fed one record at
+    a time."""
 
     def __init__(self, policy: HealthPolicy | None = None) -> None:
-        super().__init__()
         self.policy = policy or HealthPolicy()
+        self._agents: dict[str, _Registration] = {}
         self._kinds: dict[str, AgentKind] = {}
-        self._last_beats: dict[str, AgentHeartbeat] = {}
+        self._beats: dict[str, AgentHeartbeat] = {}
         self._breakers: dict[str, BreakerStateChanged] = {}
+        self._assigned: dict[AttemptKey, str] = {}
+        self._open: dict[AttemptKey, TaskAssigned] = {}
+        self._finished: set[AttemptKey] = set()
+        self._outstanding: Counter[str] = Counter()
         self.refused: dict[Position, Refusal] = {}
         """Refused ``agents`` records by position (small: only the bad ones)."""
+        self.version = 0
+        """Bumped on every change, so a caller can tell whether to run placement again."""
 
-    # -- the registry, validated -----------------------------------------------------------
+    # -- the registry, validated -------------------------------------------------------------
 
     def check(self, key: str, event: Event) -> str | None:
         """Why the record ``key → event`` of ``agents`` must be refused, or None."""
@@ -87,22 +117,93 @@ class Registry(AgentDirectory):
                 self.refused[position] = Refusal(key, reason)
                 return
         self.on_registry(key, event)
-        if event is None or isinstance(event, AgentTerminated):
-            self._kinds.pop(key, None)
-        elif isinstance(event, AgentRegistered | AgentUpdated):
-            self._kinds[key] = event.kind
 
     def refuse(self, position: Position, key: str | None, reason: str) -> None:
         """Record an ``agents`` record that could not even be decoded."""
         self.refused[position] = Refusal(key, reason)
 
-    def on_heartbeat(self, beat: AgentHeartbeat) -> None:
-        known = self._last_beats.get(beat.agent_id)
-        if known is None or known.occurred_at <= beat.occurred_at:
-            self._last_beats[beat.agent_id] = beat
-        super().on_heartbeat(beat)
+    def on_registry(self, agent_id: str, event: Event | None) -> None:
+        """A (valid) record of ``agents``: a description, a termination, or a tombstone."""
+        self.version += 1
+        if event is None or isinstance(event, AgentTerminated):
+            self._agents.pop(agent_id, None)
+            self._kinds.pop(agent_id, None)
+            return
+        if isinstance(event, AgentRegistered):
+            self._agents[agent_id] = _Registration(event, event.occurred_at)
+            self._forget_before(agent_id, event.occurred_at)
+        elif isinstance(event, AgentUpdated):
+            known = self._agents.get(agent_id)
+            since = known.registered_at if known is not None else event.occurred_at
+            self._agents[agent_id] = _Registration(event, since)
+        else:
+            return
+        self._kinds[agent_id] = event.kind
 
-    # -- breakers --------------------------------------------------------------------------
+    def on_heartbeat(self, beat: AgentHeartbeat) -> None:
+        known = self._beats.get(beat.agent_id)
+        if known is not None and known.occurred_at > beat.occurred_at:
+            return
+        self._beats[beat.agent_id] = beat
+        self.version += 1
+
+    def _forget_before(self, agent_id: str, since: datetime) -> None:
+        """A (re)registered agent is a new process: what its predecessor held is gone."""
+        stale = [
+            k for k, e in self._open.items() if e.agent_id == agent_id and e.occurred_at < since
+        ]
+        for key in stale:
+            self._close(key)
+
+    @property
+    def agent_ids(self) -> list[str]:
+        return list(self._agents)
+
+    # -- assignments -------------------------------------------------------------------------
+
+    def on_result(self, event: Event) -> None:
+        """A record of ``tasks.results``; only assignments and final outcomes matter here."""
+        if isinstance(event, TaskAssigned):
+            self.record(event)
+        elif isinstance(event, TaskCompleted | TaskFailed | TaskReassigned):
+            # A reassigned attempt is over for its agent: the next attempt is a new key.
+            key = attempt_key(event)
+            self._finished.add(key)
+            self._close(key)
+            self.version += 1
+
+    def record(self, assigned: TaskAssigned) -> None:
+        """An assignment was made (by this replica, or seen on ``tasks.results``)."""
+        key = attempt_key(assigned)
+        self._assigned[key] = assigned.agent_id
+        if key in self._open or key in self._finished:
+            return
+        registration = self._agents.get(assigned.agent_id)
+        if registration is not None and registration.registered_at > assigned.occurred_at:
+            return  # made to a previous incarnation of the agent
+        self._open[key] = assigned
+        self._outstanding[assigned.agent_id] += 1
+        self.version += 1
+
+    def _close(self, key: AttemptKey) -> None:
+        held = self._open.pop(key, None)
+        if held is not None:
+            self._outstanding[held.agent_id] -= 1
+            if self._outstanding[held.agent_id] <= 0:
+                del self._outstanding[held.agent_id]
+
+    def is_assigned(self, key: AttemptKey) -> bool:
+        """True if this attempt was already given to an agent."""
+        return key in self._assigned
+
+    def outstanding(self, agent_id: str) -> int:
+        return self._outstanding.get(agent_id, 0)
+
+    def open_attempts(self, agent_id: str | None = None) -> list[TaskAssigned]:
+        """Assignments not finished yet (of one agent, or of all), oldest first."""
+        return [e for e in self._open.values() if agent_id is None or e.agent_id == agent_id]
+
+    # -- breakers ----------------------------------------------------------------------------
 
     def on_breaker(self, name: str, event: BreakerStateChanged | None) -> None:
         """Fold one ``breakers`` record (None: a tombstone, the breaker is forgotten)."""
@@ -122,14 +223,14 @@ class Registry(AgentDirectory):
     def breakers(self) -> dict[str, BreakerStateChanged]:
         return dict(self._breakers)
 
-    # -- the view --------------------------------------------------------------------------
+    # -- the view placement uses -------------------------------------------------------------
 
     def agents(self, now: datetime) -> list[AgentState]:
         """Every registered agent with its health at ``now``."""
         found: list[AgentState] = []
         for agent_id, registration in self._agents.items():
             description = registration.description
-            beat = self._last_beats.get(agent_id)
+            beat = self._beats.get(agent_id)
             last_seen = registration.registered_at
             interval = DEFAULT_HEARTBEAT_SECONDS
             reported: str | None = None
@@ -172,4 +273,4 @@ class Registry(AgentDirectory):
         return dead
 
 
-__all__ = ["BREAKER_PREFIX", "Position", "Refusal", "Registry", "breaker_name"]
+__all__ = ["AttemptKey", "Position", "Refusal", "Registry", "attempt_key"]

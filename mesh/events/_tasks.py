@@ -131,7 +131,7 @@ Resource Allocator)."""
 
 
 class TaskWaiting(TaskEvent):
-    """Dispatch (the Agent Manager or the dispatcher) could not place an attempt where it
+    """The Agent Manager could not place an attempt where it
     wanted, and says why; the Workflow Manager records it and shows the reason.
 
     ``placed_elsewhere`` false: the attempt cannot be placed now; it stays queued and is placed

@@ -1,6 +1,6 @@
 """Dead letters: turn a record a component cannot process into a ``DeadLetter`` record for ``dlq``.
 
-Every consumer in the mesh (dispatcher, agents, Workflow Manager …) gives up on a record the same
+Every consumer in the mesh (Agent Manager, agents, Workflow Manager …) gives up on a record the same
 way, so an operator finds the same fields everywhere: the original topic, partition and offset,
 the error class and message, and the component, both in the event and as headers (readable with
 kcat without decoding). The dead letter is keyed by the original key, like DESIGN.md's table says,
@@ -85,9 +85,10 @@ def dead_letter(
 ) -> Encoded:
     """The ``(key, value, headers)`` of a dead letter for ``record``, ready to send to ``dlq``.
 
-    ``component`` names who gave up (e.g. ``dispatcher``); ``producer`` defaults to that component
-    on this host and process. The original value is left out (and the note says so) when the dead
-    letter would otherwise exceed ``max_event_bytes``: it can still be read at its offset.
+    ``component`` names who gave up (e.g. ``agent-manager``); ``producer`` defaults to that
+    component on this host and process. The original value is left out (and the note says so)
+    when the dead letter would otherwise exceed ``max_event_bytes``: it can still be read at its
+    offset.
     """
     component_name = _name(component)
     me = producer or Producer(component=component_name, instance=_instance())

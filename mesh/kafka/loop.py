@@ -171,9 +171,16 @@ class PartitionApp(Protocol):
         """Extra producer settings (batch and request sizes) beyond the connection's."""
         ...
 
-    async def adopt(self, numbers: Sequence[int], partitions: int) -> None:
+    async def adopt(
+        self,
+        numbers: Sequence[int],
+        partitions: int,
+        committed: Mapping[TopicPartition, int | None],
+    ) -> None:
         """Build the state of newly owned partitions (after their producers fenced the previous
-        owner, before their inputs are read); ``partitions`` is the inputs' partition count."""
+        owner, before their inputs are read): the state must include exactly the input records
+        before ``committed`` (each input partition's committed offset; None: none yet).
+        ``partitions`` is the inputs' partition count."""
         ...
 
     def drop(self, numbers: Sequence[int]) -> None:
@@ -267,6 +274,13 @@ class PartitionLoop:
                     await plain.start()
             self._consumer, self._plain = consumer, plain
             await self._check_topics(consumer)
+            log.info(
+                "consuming",
+                component=self.app.name,
+                group_id=self.group_id,
+                inputs=list(self.app.inputs),
+                transactional=wanted,
+            )
             consumer.subscribe(list(self._channels), listener=_Rebalance(self))
             await self._loop(stop)
         finally:
@@ -470,18 +484,20 @@ class PartitionLoop:
         try:
             for number in numbers:
                 self.owned[number] = await self._open_producer(number)
-            await self.app.adopt(numbers, self.partitions)
             tps = [tp for tp in self._assignment if tp.partition in self._pending]
+            # Read after fencing: no previous owner can move them any more.
             with kafka_errors(self.settings, "read committed input offsets"):
-                for tp in tps:
+                committed = {tp: await consumer.committed(tp) for tp in tps}
+            await self.app.adopt(numbers, self.partitions, committed)
+            with kafka_errors(self.settings, "read committed input offsets"):
+                for tp, position in committed.items():
                     # Read again from the committed offset: the rebuilt state includes exactly
                     # the records before it (the fetcher may have read ahead meanwhile).
-                    committed = await consumer.committed(tp)
-                    self.book.start(tp, committed if committed is not None else 0)
-                    if committed is None:
+                    self.book.start(tp, position if position is not None else 0)
+                    if position is None:
                         await consumer.seek_to_beginning(tp)
                     else:
-                        consumer.seek(tp, committed)
+                        consumer.seek(tp, position)
             if tps:
                 consumer.resume(*tps)
         except BaseException:

@@ -1,21 +1,31 @@
-"""Read one partition from an offset up to the end it had when reading began (read_committed).
+"""The one reader of mesh's topics: group-less and read_committed.
 
-Rebuild and replay both need "everything committed so far, then stop": the end offset is taken
-once at the start (the last stable offset, under read_committed), and the read is over when the
-consumer's position reaches it, which also steps over transaction markers and aborted records
-that are never returned as records.
+- :func:`read_range` reads one partition from an offset up to the end it had when reading
+  began. Rebuild and replay need "everything committed so far, then stop": the end offset is
+  taken once at the start (the last stable offset, under read_committed), and the read is over
+  when the consumer's position reaches it, which also steps over transaction markers and
+  aborted records that are never returned as records.
+- :class:`Follower` follows channels from their beginning for as long as it runs, handing each
+  record to a fold, so every replica of a component rebuilds the same view from Kafka alone
+  (the Agent Manager's agents, heartbeats, results and breakers); :meth:`Follower.catch_up`
+  waits until it has folded everything committed when asked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import BrokerError
+from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.dlq import ConsumedRecord
+from mesh.kafka.partitions import partitions_of
 from mesh.settings import Settings
 
 _POLL_MS = 200
@@ -100,3 +110,85 @@ async def read_range(
                 f"reading {tp.topic}[{tp.partition}] stalled at offset {position} "
                 f"(end {end}); is the broker healthy?"
             )
+
+
+Fold = Callable[[str, ConsumedRecord], None]
+"""Takes a channel name and one of its records."""
+
+
+class Follower:
+    """Folds ``channels`` from their beginning, then follows them, until cancelled.
+
+    Run :meth:`run` as a task; ``moved`` is set after every batch folded (waiters clear it).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        channels: Sequence[str],
+        fold: Fold,
+        *,
+        what: str = "follow the mesh's topics",
+        max_records: int = 1_000,
+    ) -> None:
+        self.settings = settings
+        self.channels = tuple(channels)
+        self.fold = fold
+        self.what = what
+        self.max_records = max_records
+        self.moved = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+        self._names: dict[str, str] = {settings.topic(c): c for c in self.channels}
+        self._started = asyncio.Event()
+
+    async def run(self) -> None:
+        """Assign every partition of the channels from the beginning and fold what comes."""
+        consumer = reader(self.settings)
+        try:
+            with kafka_errors(self.settings, self.what):
+                await consumer.start()
+            self._tps = [
+                TopicPartition(self.settings.topic(channel), p)
+                for channel in self.channels
+                for p in await partitions_of(consumer, self.settings, channel)
+            ]
+            consumer.assign(self._tps)
+            await consumer.seek_to_beginning(*self._tps)
+            self._consumer = consumer
+            self._started.set()
+            while True:
+                with kafka_errors(self.settings, self.what):
+                    batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                for tp, records in batch.items():
+                    channel = self._names[tp.topic]
+                    for record in records:
+                        self.fold(channel, record)
+                self.moved.set()
+        finally:
+            self._consumer = None
+            await stop_clients(consumer)
+
+    async def catch_up(self, task: asyncio.Task[None] | None = None) -> None:
+        """Wait until everything committed on the channels now has been folded; ``task`` is
+        the one running :meth:`run`, whose failure is raised instead of waiting forever."""
+        while not self._started.is_set():
+            await self._wait(task)
+        consumer = self._consumer
+        assert consumer is not None
+        with kafka_errors(self.settings, self.what):
+            targets = await consumer.end_offsets(self._tps)
+        while True:
+            behind = [tp for tp, end in targets.items() if await consumer.position(tp) < end]
+            if not behind:
+                return
+            await self._wait(task)
+
+    async def _wait(self, task: asyncio.Task[None] | None) -> None:
+        if task is not None and task.done():
+            task.result()  # the follower died: raise its error
+            raise asyncio.CancelledError  # it was cancelled: so is the wait
+        self.moved.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.2 if not self._started.is_set() else 1.0):
+                await (self._started.wait() if not self._started.is_set() else self.moved.wait())

@@ -38,12 +38,15 @@ from tests._agents_support import (
     WAIT,
     agent_process,
     create_topics,
+    eventually,
+    mesh_process,
     producer,
     publish,
     reader,
     spec,
     task_ready,
 )
+from tests._wm_support import plan
 
 PY = sys.executable
 
@@ -260,3 +263,59 @@ async def test_malformed_registrations_go_to_the_dlq_once_across_two_replicas(
     assert "registered as a command agent" in reasons["known"]
     assert "capabilities" in reasons["empty"]
     assert {letter.component for letter in letters} == {"agent-manager"}
+
+
+async def test_two_replicas_and_a_workflow_manager_assign_500_tasks_once_each(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Exactly one consumer group assigns: two ``mesh run agents`` processes and a
+    ``mesh run workflows`` process run ten 50-task workflows (spread over the partitions, so both
+    replicas own some); every task is assigned once and completes once."""
+    workflows = {f"wf-two-{i}": [f"t{j:02d}" for j in range(50)] for i in range(10)}
+    agent_args = ["--kind", "command", "--allow-task-command", "--max-concurrency", "8"]
+    agent_args += ["--capability", "shell", "--heartbeat-interval", "1"]
+    with contextlib.ExitStack() as stack:
+        replicas = [
+            stack.enter_context(
+                mesh_process(
+                    settings,
+                    name,
+                    ["run", "agents", "--no-lifecycle", "--instance", name],
+                    tmp_path,
+                )
+            )
+            for name in ("am-1", "am-2")
+        ]
+        stack.enter_context(mesh_process(settings, "wm", ["run", "workflows"], tmp_path))
+        for agent_id in ("two-a", "two-b"):
+            stack.enter_context(agent_process(settings, agent_id, agent_args, tmp_path))
+        await registered(settings, "two-a", "two-b")
+        await eventually(
+            lambda: all('"partitions adopted"' in r.output() for r in replicas),
+            what="both Agent Manager replicas to own partitions",
+        )
+        async with (
+            producer(settings) as out,
+            reader(settings, "workflow.events") as history,
+        ):
+            for workflow_id, task_ids in workflows.items():
+                tasks = [spec(t, "shell", command=["true"]) for t in task_ids]
+                created = plan(*tasks, workflow_id=workflow_id, workflow_type="parallel")
+                await publish(out, settings, "plans", created)
+            events = await history.until(
+                lambda evs: (
+                    {e.workflow_id for e in evs if e.type == "workflow.completed"} == set(workflows)
+                ),
+                within=300,
+                what="ten workflows to complete",
+            )
+        for replica in replicas:
+            assert replica.stop() == 0, replica.output()
+    assigned = Counter((e.workflow_id, e.task_id) for e in events if isinstance(e, TaskAssigned))
+    expected = {(w, t) for w, task_ids in workflows.items() for t in task_ids}
+    assert set(assigned) == expected
+    assert set(assigned.values()) == {1}
+    done = Counter((e.workflow_id, e.task_id) for e in events if isinstance(e, TaskCompleted))
+    assert set(done) == expected
+    assert set(done.values()) == {1}
+    assert all('"task dispatched"' in r.output() for r in replicas)  # both did some of it

@@ -36,9 +36,9 @@ from mesh.events import (
 )
 from mesh.kafka.dlq import HEADER_ERROR_CLASS, HEADER_ORIGINAL_OFFSET, HEADER_ORIGINAL_TOPIC
 from mesh.kafka.partitions import partition_for
+from mesh.kafka.produce import Outgoing
 from mesh.workflows import WorkflowState, fold
 from mesh.workflows.runtime._partition import Partition, Tracked
-from mesh.workflows.runtime._records import Outgoing
 from mesh.workflows.runtime._snapshots import SnapshotPolicy
 from mesh.workflows.runtime._work import Work
 

@@ -2,7 +2,6 @@
 lifecycle of local agent processes from templates, and the API; its policies are the pure
 :mod:`mesh.agentmanager`."""
 
-from mesh.agentmanager.runtime._dispatch import Dispatcher
 from mesh.agentmanager.runtime._manager import (
     COMPONENT,
     AgentManager,
@@ -19,7 +18,6 @@ from mesh.agentmanager.runtime._templates import (
 __all__ = [
     "COMPONENT",
     "AgentManager",
-    "Dispatcher",
     "RegistrationRefused",
     "TemplateRefused",
     "Templates",

@@ -1,34 +1,31 @@
 """The Agent Manager: ``tasks.ready`` in, one healthy, capable, unbroken agent per attempt out.
 
-It is the simple dispatcher (:class:`mesh.agents.Dispatcher`) with the Agent Manager's policy
-plugged into its hooks, so the delivery machinery — the view rebuilt from Kafka, one
-transactional producer per ``tasks.ready`` partition, waiting tasks kept uncommitted — is the
-same code, tested once. On top of it, per round and inside the partition's transaction:
-
-- placement by :func:`match_capabilities` and a selectable strategy, skipping agents that are
-  unhealthy, offline, draining, or behind an open breaker (``breakers`` is folded too, so every
-  replica routes around a breaker any agent or replica opened, and a restarted one starts with
-  the current states);
-- ``TaskWaiting`` on ``tasks.results`` (keyed by workflow id) when an attempt cannot be placed,
-  or was placed elsewhere because its best agent's breaker is open — once per attempt and reason;
-- ``TaskReassigned`` for every open attempt of an agent silent past the missed-heartbeat
-  threshold. The replica that owns the workflow's ``tasks.ready`` partition sends it, in that
-  partition's transaction, so exactly one replica does (a zombie is fenced). The Workflow Manager
-  records it and schedules a new attempt; the old attempt's late results are then stale.
+It is the one component that assigns (one consumer group on ``tasks.ready``). Every replica
+folds the same view from Kafka (:class:`~mesh.agentmanager.runtime._view.View`: the registry,
+heartbeats, results, breakers and, with the resource gate, allocations) and runs the assignment
+(:mod:`~mesh.agentmanager.runtime._assign`) as an app on the one transactional per-partition
+loop (:class:`mesh.kafka.loop.PartitionLoop`), which owns the consumer group, one transactional
+producer per ``tasks.ready`` partition (``<group>-<p>``, fencing a zombie on adoption), the
+commits and the aborts — exactly the loop the Workflow Manager runs on. Before a newly owned
+partition is read, the view catches up with the end of its topics, so assignments committed by
+the previous owner are known and their ``TaskReady`` records are skipped, not assigned twice.
 
 A registry guard (a consumer group on ``agents``) sends refused registrations to the DLQ:
 exactly one replica handles each record, and every replica agrees on the verdict (see
-:class:`Registry`).
+:class:`~mesh.agentmanager.Registry`). The API (``get_agent_health``, ``match_capabilities``)
+is answered from the view on ``calls``; the lifecycle of local agent processes
+(:class:`AgentLifecycle`) runs beside it in ``mesh run agents``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
+import os
 import random
-from collections.abc import Sequence
+import socket
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,45 +33,26 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mesh._aio import cancel_and_wait
-from mesh.agentmanager._directory import AttemptKey
 from mesh.agentmanager._health import HealthPolicy
-from mesh.agentmanager._matching import (
-    AgentState,
-    Requirements,
-    Strategy,
-    choose,
-    match_capabilities,
-    why_not,
-)
+from mesh.agentmanager._matching import Requirements, Strategy, match_capabilities
 from mesh.agentmanager._registry import Registry
-from mesh.agentmanager.runtime._dispatch import Dispatcher, Outgoing, _Partition, _Pending
+from mesh.agentmanager.runtime._assign import COMPONENT, Assigner, Owned
 from mesh.agentmanager.runtime._lifecycle import AgentLifecycle
 from mesh.agentmanager.runtime._templates import load_templates
-from mesh.errors import EventError, MeshError
-from mesh.events import (
-    BreakerStateChanged,
-    CapabilityRequirement,
-    Encoded,
-    Producer,
-    Resources,
-    TaskAssigned,
-    TaskReassigned,
-    TaskWaiting,
-    WaitingReason,
-    covers,
-    meta,
-)
+from mesh.agentmanager.runtime._view import View
+from mesh.errors import MeshError
+from mesh.events import CapabilityRequirement, Mapper, Producer, Resources
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import dead_letter
-from mesh.kafka.partitions import partition_for
+from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.supervisor import RestartPolicy
 
-COMPONENT = "agent-manager"
 _GUARD_POLL_MS = 500
+_POLL_SECONDS = 0.2  # how soon a change of the view (a new agent) reaches waiting attempts
 
 log = get_logger("mesh.agentmanager")
 
@@ -83,17 +61,17 @@ class RegistrationRefused(MeshError):
     """A registry record the Agent Manager will not fold (the DLQ's error class)."""
 
 
-@dataclasses.dataclass
-class _Note:
-    key: AttemptKey
-    kind: WaitingReason
-    record: Outgoing
+class AgentManager:
+    """Assigns ready tasks to agents: ``await AgentManager(settings).run(stop)``.
 
+    ``transactional`` None means "use transactions if the broker has them" (asked once at
+    start); True insists, False never tries.
+    """
 
-class AgentManager(Dispatcher):
-    """Assigns ready tasks to agents: ``await AgentManager(settings).run(stop)``."""
-
-    VIEW_TOPICS = ("agents", "agents.heartbeats", "tasks.results", "breakers")
+    name = "Agent Manager"
+    inputs: tuple[str, ...] = ("tasks.ready",)
+    co_partitioned: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("tasks.assigned", "tasks.results", "dlq")
 
     def __init__(
         self,
@@ -106,35 +84,46 @@ class AgentManager(Dispatcher):
         policy: HealthPolicy | None = None,
         seed: int | None = None,
         guard: bool = True,
+        resource_gate: bool | None = None,
     ) -> None:
+        self.settings = settings
+        self.group_id = group_id or settings.group("agent-manager")
         self.policy = policy or HealthPolicy()
-        super().__init__(
-            settings,
-            group_id=group_id or settings.group("agent-manager"),
-            transactional=transactional,
-            instance=instance,
-            liveness_intervals=self.policy.unhealthy_after + 1,
-        )
-        self.me = Producer(component=COMPONENT, instance=self.me.instance)
+        self.resource_gate = settings.resource_gate if resource_gate is None else resource_gate
+        """Place an attempt only once the Resource Allocator granted it (None: from settings)."""
+        host = "".join(socket.gethostname().split()) or "host"
+        self.me = Producer(component=COMPONENT, instance=instance or f"{host}-{os.getpid()}")
+        self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
         self.registry = Registry(self.policy)
-        self.directory = self.registry
-        self.strategy: Strategy = strategy
+        self.view = View(settings, self.mapper, self.registry, gate=self.resource_gate)
+        self.assigner = Assigner(
+            settings,
+            self.view,
+            mapper=self.mapper,
+            me=self.me,
+            strategy=strategy,
+            rng=random.Random(seed),  # noqa: S311 - load balancing, not cryptography
+        )
         self.guard = guard
-        self._rng = random.Random(seed)  # noqa: S311 - load balancing, not cryptography
-        self._now: datetime | None = None
-        self._states: dict[str, AgentState] = {}
-        self._dead: list[str] = []
-        self._notes: dict[TopicPartition, list[_Note]] = {}
-        self._noted: dict[AttemptKey, WaitingReason] = {}
-        self._reassigning: dict[TopicPartition, list[TaskReassigned]] = {}
-        self._folded: dict[int, int] = {}
-        self.decisions = 0
+        self.loop = PartitionLoop(
+            settings, self, group_id=self.group_id, transactional=transactional
+        )
+
+    @property
+    def transactional(self) -> bool | None:
+        """Whether this run uses transactions; known once ``run`` has started."""
+        return self.loop.transactional
+
+    @property
+    def decisions(self) -> int:
         """Placement decisions made (assigned or not), for benchmarks and metrics."""
+        return self.assigner.decisions
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Manage assignments until ``stop`` is set."""
+        follower = self.view.start()
         guard = asyncio.create_task(self._guard(stop)) if self.guard else None
         calls = CallServer(
             self.settings,
@@ -145,9 +134,21 @@ class AgentManager(Dispatcher):
         )
         calls_task = asyncio.create_task(calls.run(stop))
         try:
-            await super().run(stop)
+            await self.view.catch_up()
+            log.info(
+                "agent manager ready",
+                group_id=self.group_id,
+                agents=len(self.registry.agent_ids),
+                resource_gate=self.resource_gate,
+            )
+            loop = asyncio.create_task(self.loop.run(stop))
+            done, _ = await asyncio.wait({loop, follower}, return_when=asyncio.FIRST_COMPLETED)
+            if follower in done:
+                follower.result()  # the view died: raise its error
+            await loop
         finally:
-            await cancel_and_wait(guard, calls_task)
+            await cancel_and_wait(guard, calls_task, follower)
+        log.info("agent manager stopped")
 
     # -- the API over Kafka (ApiCall on calls → Reply) ---------------------------------------
 
@@ -194,188 +195,63 @@ class AgentManager(Dispatcher):
 
         return {"get_agent_health": get_agent_health, "match_capabilities": matching}
 
-    # -- the view ----------------------------------------------------------------------------
+    # -- the app the loop runs ---------------------------------------------------------------
 
-    def _fold(self, topic: str, record: Any, agents: str, beats: str) -> None:
-        if topic == agents:
-            self._fold_registry(record)
-            self._folded[record.partition] = record.offset
-        elif topic == self.settings.topic("breakers"):
-            self._fold_breaker(record)
-        else:
-            super()._fold(topic, record, agents, beats)
+    def producer_options(self, *, transactional: bool) -> dict[str, Any]:
+        return {}
 
-    def _fold_registry(self, record: Any) -> None:
-        key = record.key.decode(errors="replace") if record.key is not None else None
-        position = (record.partition, record.offset)
-        if record.value is None:
-            self.registry.fold_registry(position, key, None)
-            return
-        try:
-            event = self.mapper.decode(record.value, record.headers)
-        except EventError as exc:
-            self.registry.refuse(position, key, f"unreadable registration: {exc}")
-            return
-        self.registry.fold_registry(position, key, event)
-        refusal = self.registry.refused.get(position)
-        if refusal is not None:
-            log.warning("registration refused", agent_id=key, reason=refusal.reason)
-
-    def _fold_breaker(self, record: Any) -> None:
-        name = record.key.decode(errors="replace") if record.key is not None else None
-        if name is None:
-            return
-        if record.value is None:
-            self.registry.on_breaker(name, None)
-            return
-        try:
-            event = self.mapper.decode(record.value, record.headers)
-        except EventError as exc:
-            log.warning("unreadable breaker record skipped", name=name, error=str(exc))
-            return
-        if isinstance(event, BreakerStateChanged):
-            self.registry.on_breaker(name, event)
-
-    # -- placement ---------------------------------------------------------------------------
-
-    def agents(self, now: datetime) -> dict[str, AgentState]:
-        """The agents at ``now``, computed once per round (placements update the copies)."""
-        if self._now is not now:
-            self._now = now
-            self._states = {a.agent_id: a for a in self.registry.agents(now)}
-            self._dead = self.registry.presumed_dead(now)
-        return self._states
-
-    def _place(self, pending: _Pending, views: Any, now: datetime) -> TaskAssigned | None:
-        ready = pending.ready
-        states = self.agents(now)
-        requirements = Requirements.of(ready.task)
-        if self.resource_gate:  # the allocator granted them already: do not count them twice
-            requirements = dataclasses.replace(requirements, resources=Resources())
-        self.decisions += 1
-        chosen = choose(match_capabilities(requirements, states.values()), self.strategy, self._rng)
-        if chosen is None:
-            kind, reason, ids = why_not(requirements, states.values())
-            self._note(pending, kind, reason, ids, placed=False)
-            if not pending.announced:
-                pending.announced = True
-                log.warning(
-                    "no agent can take the task; it waits",
-                    workflow_id=ready.workflow_id,
-                    task_id=ready.task_id,
-                    attempt=ready.attempt,
-                    reason=reason,
-                )
-            return None
-        agent = chosen.agent
-        avoided = sorted(
-            a.agent_id
-            for a in states.values()
-            if a.breaker != "closed"
-            and a.unavailable() is not None
-            and covers(requirements.required, a.capabilities)
-        )
-        if avoided:
-            why = f"circuit breaker open on {', '.join(avoided)}; placed on {agent.agent_id}"
-            self._note(pending, "breaker_open", why, tuple(avoided), placed=True)
-        states[agent.agent_id] = dataclasses.replace(agent, outstanding=agent.outstanding + 1)
-        return TaskAssigned(
-            **meta(self.me, causation=ready),
-            workflow_id=ready.workflow_id,
-            task_id=ready.task_id,
-            attempt=ready.attempt,
-            agent_id=agent.agent_id,
-            task=ready.task,
-            deadline=ready.deadline,
-        )
-
-    def _note(
+    async def adopt(
         self,
-        pending: _Pending,
-        kind: WaitingReason,
-        reason: str,
-        agent_ids: Sequence[str],
-        *,
-        placed: bool,
+        numbers: Sequence[int],
+        partitions: int,
+        committed: Mapping[TopicPartition, int | None],
     ) -> None:
-        """Queue a TaskWaiting for the attempt, unless this reason was already published."""
-        if self._noted.get(pending.key) == kind:
-            return
-        tp = TopicPartition(pending.record.topic, pending.record.partition)
-        notes = self._notes.setdefault(tp, [])
-        if any(n.key == pending.key and n.kind == kind for n in notes):
-            return
-        ready = pending.ready
-        event = TaskWaiting(
-            **meta(self.me, causation=ready),
-            workflow_id=ready.workflow_id,
-            task_id=ready.task_id,
-            attempt=ready.attempt,
-            reason_kind=kind,
-            reason=reason[:500],
-            placed_elsewhere=placed,
-            agent_ids=tuple(agent_ids)[:1_000],
-        )
-        notes.append(_Note(pending.key, kind, self._for_results(event)))
+        """Catch the view up, so what the previous owner assigned is known, then own them."""
+        await self.view.catch_up()
+        topic = self.settings.topic("tasks.ready")
+        for number in numbers:
+            tp = TopicPartition(topic, number)
+            position = committed.get(tp)
+            self.assigner.owned[number] = Owned(tp, position, position)
 
-    def _for_results(self, event: TaskWaiting | TaskReassigned) -> Outgoing:
-        encoded = self.mapper.encode(event)
-        keyed = Encoded(event.workflow_id.encode(), encoded.value, encoded.headers)
-        return (self.settings.topic("tasks.results"), keyed)
-
-    # -- per-round additions to a partition's transaction --------------------------------------
-
-    def _before_flush(self, part: _Partition, waiting: Sequence[_Pending], now: datetime) -> None:
-        notes = self._notes.get(part.tp, [])
-        part.outbox.extend(note.record for note in notes)
-        reassigned = self._reassignments(part, now)
-        self._reassigning[part.tp] = reassigned
-        part.outbox.extend(self._for_results(event) for event in reassigned)
-
-    def _after_flush(self, part: _Partition, records: Sequence[Outgoing]) -> None:
-        for note in self._notes.pop(part.tp, []):
-            self._noted[note.key] = note.kind
-        for event in self._reassigning.pop(part.tp, []):
-            self.registry.on_result(event)
-            log.warning(
-                "attempt reassigned",
-                workflow_id=event.workflow_id,
-                task_id=event.task_id,
-                attempt=event.attempt,
-                from_agent_id=event.from_agent_id,
-                reason=event.reason,
-            )
-        live = {p.key for q in self._parts.values() for p in q.pending}
-        for key in [k for k in self._noted if k not in live]:
-            del self._noted[key]
-
-    def _reassignments(self, part: _Partition, now: datetime) -> list[TaskReassigned]:
-        """TaskReassigned for the open attempts of dead agents whose workflow is ours."""
-        self.agents(now)
-        if not self._dead:
-            return []
-        partitions = self._ready_partitions(part.tp.topic)
-        found = []
-        for agent_id in self._dead:
-            missed = self._states[agent_id].missed_heartbeats if agent_id in self._states else 0
-            for assigned in self.registry.open_attempts(agent_id):
-                if partition_for(assigned.workflow_id, partitions) != part.tp.partition:
-                    continue
-                found.append(
-                    TaskReassigned(
-                        **meta(self.me, causation=assigned),
-                        workflow_id=assigned.workflow_id,
-                        task_id=assigned.task_id,
-                        attempt=assigned.attempt,
-                        from_agent_id=agent_id,
-                        reason=f"heartbeats missed ({missed:g}); agent presumed dead",
-                    )
+    def drop(self, numbers: Sequence[int]) -> None:
+        for number in numbers:
+            owned = self.assigner.owned.pop(number, None)
+            if owned is not None and owned.pending:
+                log.info(
+                    "waiting tasks left to the partition's next owner",
+                    partition=number,
+                    tasks=len(owned.pending),
                 )
-        return found
 
-    def _ready_partitions(self, topic: str) -> list[int]:
-        known = self._plain_producer.client.cluster.partitions_for_topic(topic)
-        return sorted(known) if known else sorted(tp.partition for tp in self._parts)
+    def decide(
+        self, number: int, records: Sequence[ConsumedRecord], now: datetime
+    ) -> Decided | None:
+        self.view.check()
+        owned = self.assigner.owned.get(number)
+        if owned is None:
+            return None
+        work = self.assigner.decide(owned, records, self.loop.partitions, now)
+        if work is None:
+            return None
+        move = work.watermark is not None and work.watermark != owned.committed
+        return Decided(
+            work, {owned.tp: work.watermark} if move and work.watermark is not None else {}
+        )
+
+    async def recover(self, number: int) -> Mapping[TopicPartition, int] | None:
+        """Part of the round may be written: forget what waits and read it again from the
+        committed offset (what was assigned meanwhile is skipped once the view has it)."""
+        owned = self.assigner.owned.get(number)
+        if owned is None:
+            return None
+        owned.pending = []
+        owned.next_offset = owned.committed
+        await self.view.catch_up()
+        return {owned.tp: owned.committed} if owned.committed is not None else None
+
+    def wait_seconds(self, now: datetime) -> float | None:
+        return _POLL_SECONDS
 
     # -- the registry guard: refused registrations to the DLQ, once ---------------------------
 
@@ -399,7 +275,7 @@ class AgentManager(Dispatcher):
                     batch = await consumer.getmany(timeout_ms=_GUARD_POLL_MS)
                 for tp, records in batch.items():
                     for record in records:
-                        await self._judged(record)
+                        await self.view.folded_up_to(record.partition, record.offset)
                         refusal = self.registry.refused.pop((tp.partition, record.offset), None)
                         if refusal is not None:
                             letter = dead_letter(
@@ -420,14 +296,6 @@ class AgentManager(Dispatcher):
                         await consumer.commit({tp: records[-1].offset + 1})
         finally:
             await stop_clients(consumer, producer)
-
-    async def _judged(self, record: Any) -> None:
-        """Wait until the view has folded ``record`` (so its verdict is known)."""
-        while self._folded.get(record.partition, -1) < record.offset:
-            self._view_moved.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._view_moved.wait()
 
 
 async def run_agent_manager(
@@ -461,7 +329,7 @@ async def run_agent_manager(
         manager.registry,
         me=manager.me,
         restart=restart,
-        folded=lambda: manager._folded,
+        folded=lambda: manager.view.folded,
     )
     jobs = [asyncio.ensure_future(manager.run(stop)), asyncio.ensure_future(agents.serve(stop))]
     try:

@@ -453,7 +453,7 @@ async def run_resources(
     Pools come from ``settings.resource_pools`` (``MESH_RESOURCE_POOLS``), else
     ``./resources/pools.yaml``. ``consume_ready`` makes it also turn every ``TaskReady`` on
     ``tasks.ready`` into a request (the task path); None follows ``settings.resource_gate``, so
-    that the allocator asks for exactly the attempts the gated dispatcher waits for.
+    that the allocator asks for exactly the attempts the gated Agent Manager waits for.
     """
     service = ResourceService(
         settings, group_id=group_id, instance=instance, consume_ready=consume_ready

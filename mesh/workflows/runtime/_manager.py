@@ -132,7 +132,6 @@ class WorkflowManager:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and decide until ``stop`` is set; raises a ``MeshError`` it cannot get past."""
-        log.info("workflows starting", group_id=self.group_id)
         calls = CallServer(
             self.settings,
             "workflow-manager",
@@ -181,7 +180,12 @@ class WorkflowManager:
             options["max_batch_size"] = self._batch_bytes()
         return options
 
-    async def adopt(self, numbers: Sequence[int], partitions: int) -> None:
+    async def adopt(
+        self,
+        numbers: Sequence[int],
+        partitions: int,
+        committed: Mapping[TopicPartition, int | None],
+    ) -> None:
         for number in numbers:
             self.partitions[number] = Partition(number, self.grace)
         began = time.perf_counter()

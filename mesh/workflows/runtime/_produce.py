@@ -23,20 +23,8 @@ from typing import Any
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from mesh.workflows.runtime._records import Outgoing
+from mesh.kafka.produce import retrieve, send_all
 from mesh.workflows.runtime._work import Work
-
-
-async def send_all(
-    producer: Any, topic_of: Callable[[str], str], records: Sequence[Outgoing]
-) -> list[asyncio.Future[Any]]:
-    """Queue ``records``; the futures resolve to their ``RecordMetadata``."""
-    return [
-        await producer.send(
-            topic_of(r.channel), r.value, key=r.key, headers=r.headers, partition=r.partition
-        )
-        for r in records
-    ]
 
 
 async def write(
@@ -74,7 +62,7 @@ async def write(
         await asyncio.gather(*messages, *snapshots)
     except BaseException:
         for future in pending:  # one failure is reported; the rest need not be logged again
-            future.add_done_callback(_retrieve)
+            future.add_done_callback(retrieve)
         raise
 
 
@@ -136,8 +124,3 @@ async def _send_decisions(
             offsets.extend(base + i for i in range(taken))
             remaining = remaining[taken:]
     return offsets
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -4,12 +4,11 @@ what it reads of a fetched record, and what it hands to the producer."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mesh.events import (
     CancelTask,
     CancelWorkflow,
-    Encoded,
     Event,
     ExternalEvent,
     PauseWorkflow,
@@ -36,7 +35,7 @@ COMMANDS = (PauseWorkflow, ResumeWorkflow, CancelWorkflow, RetryTask, ExternalEv
 INPUTS: Mapping[str, tuple[type[Event], ...]] = {
     "plans": (PlanCreated,),
     "commands": COMMANDS,
-    # TaskAssigned comes from the dispatcher (recorded in order with the attempt's results) and
+    # TaskAssigned comes from the Agent Manager (recorded in order with the attempt's results) and
     # TaskReassigned and TaskWaiting (why an attempt waits) from the Agent Manager; all are
     # decider inputs on this topic.
     "tasks.results": (
@@ -61,33 +60,6 @@ _DISPATCH_CHANNEL: Mapping[type[Event], str] = {
 
 InputRecord = ConsumedRecord
 """What the work reads of a fetched record: the same shape ``dead_letter`` reads."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One record to produce, to a logical channel; ``partition`` None = by key."""
-
-    channel: str
-    key: bytes
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    partition: int | None = None
-    workflow_id: str | None = None
-    """Set on history records, so their offsets can be mapped back to the workflow."""
-
-    @classmethod
-    def of(
-        cls,
-        channel: str,
-        record: Encoded,
-        *,
-        partition: int | None = None,
-        workflow_id: str | None = None,
-    ) -> Outgoing:
-        # A history record is keyed by its workflow whatever the event's own subject is (a
-        # recorded TaskAssigned is about an agent): readers follow a workflow by key.
-        key = workflow_id.encode() if workflow_id is not None else record.key
-        return cls(channel, key, record.value, record.headers, partition, workflow_id)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from mesh.errors import MeshError
 from mesh.events import Event, Mapper, Producer, Reply, ReplyError, WorkflowEvent, meta
 from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for
+from mesh.kafka.produce import Outgoing
 from mesh.log import bind_event_context, get_logger
 from mesh.workflows import DecideContext, Tick, WorkflowInput, decide, dispatches, fold
 from mesh.workflows.runtime._errors import MisplacedInput
@@ -33,7 +34,6 @@ from mesh.workflows.runtime._records import (
     INPUTS,
     Counts,
     InputRecord,
-    Outgoing,
     channel_of,
 )
 from mesh.workflows.runtime._snapshots import (
@@ -196,7 +196,7 @@ class Work:
             raise MisplacedInput(f"{event.type} does not belong on {record.topic}")
         key = record.key.decode(errors="replace") if record.key is not None else None
         # Inputs are keyed by workflow, including those whose own subject is an agent (the
-        # dispatcher's copy of a TaskAssigned on tasks.results).
+        # Agent Manager's copy of a TaskAssigned on tasks.results).
         expected = event.workflow_id if isinstance(event, WorkflowEvent) else event.key
         if key != expected:
             raise MisplacedInput(

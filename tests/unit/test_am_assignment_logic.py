@@ -1,5 +1,6 @@
-"""The dispatcher's logic without Kafka: capability matching, the choice of agent, the agent view
-folded from events, safe commit offsets, and the partition an agent id lands in."""
+"""The Agent Manager's assignment logic without Kafka: capability matching, the choice of agent,
+the one agent model folded from events; the agent's safe commit offsets; and the partition an
+agent id lands in."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from mesh.agentmanager._directory import AgentDirectory
-from mesh.agentmanager._matching import AgentView, choose_agent
+from mesh.agentmanager import AgentState, Registry, Requirements, choose, match_capabilities
 from mesh.agents._offsets import OffsetTracker
 from mesh.events import (
     AgentHeartbeat,
@@ -41,16 +41,29 @@ def need(name: str, min_level: int | None = None, *tags: str) -> CapabilityRequi
     return CapabilityRequirement(name=name, min_level=min_level, tags=tags)
 
 
-def view(agent_id: str, *caps: Capability, **fields: Any) -> AgentView:
+def view(agent_id: str, *caps: Capability, **fields: Any) -> AgentState:
     values: dict[str, Any] = {
         "agent_id": agent_id,
+        "kind": "command",
         "capabilities": caps,
         "max_concurrency": 1,
         "outstanding": 0,
+        "health": "healthy",
+        "missed_heartbeats": 0.0,
         "last_seen": NOW,
     }
     values.update(fields)
-    return AgentView(**values)
+    return AgentState(**values)
+
+
+def choose_agent(
+    requirements: list[CapabilityRequirement], agents: list[AgentState]
+) -> AgentState | None:
+    """The Agent Manager's choice with the default strategy."""
+    chosen = choose(
+        match_capabilities(Requirements(required=tuple(requirements)), agents), "least_loaded"
+    )
+    return chosen.agent if chosen is not None else None
 
 
 # -- matching ------------------------------------------------------------------------------
@@ -84,37 +97,41 @@ def test_choice_is_the_capable_agent_with_least_load() -> None:
         view("c", cap("rust")),
         view("d", cap("python"), outstanding=1, max_concurrency=4),  # load 0.25
     ]
-    chosen = choose_agent([need("python")], agents, NOW)
+    chosen = choose_agent([need("python")], agents)
     assert chosen is not None
     assert chosen.agent_id == "d"
 
 
 def test_ties_go_to_fewer_outstanding_then_agent_id() -> None:
     agents = [
-        view("z", cap("x"), outstanding=2, max_concurrency=4),
-        view("y", cap("x"), outstanding=1, max_concurrency=2),
+        view("z", cap("x"), outstanding=3, max_concurrency=4),  # load after placing: 1.0
+        view("y", cap("x"), outstanding=1, max_concurrency=2),  # load after placing: 1.0
         view("b", cap("x")),
         view("a", cap("x")),
     ]
-    assert [choose_agent([need("x")], agents[:2], NOW).agent_id] == ["y"]  # type: ignore[union-attr]
-    assert choose_agent([need("x")], agents, NOW).agent_id == "a"  # type: ignore[union-attr]
+    first = choose_agent([need("x")], agents[:2])
+    assert first is not None
+    assert first.agent_id == "y"
+    second = choose_agent([need("x")], agents)
+    assert second is not None
+    assert second.agent_id == "a"
 
 
 def test_dead_draining_or_incapable_agents_are_never_chosen() -> None:
-    stale = NOW - timedelta(seconds=16)
     agents = [
-        view("dead", cap("x"), last_seen=stale, heartbeat_seconds=5),
-        view("draining", cap("x"), ready=False),
+        view("dead", cap("x"), health="unhealthy", missed_heartbeats=3.2),
+        view("gone", cap("x"), health="offline", missed_heartbeats=9.0),
+        view("draining", cap("x"), status="draining"),
         view("other", cap("y")),
     ]
-    assert choose_agent([need("x")], agents, NOW) is None
-    fresh = view("slow-beat", cap("x"), last_seen=stale, heartbeat_seconds=10)
-    assert choose_agent([need("x")], [*agents, fresh], NOW) == fresh
+    assert choose_agent([need("x")], agents) is None
+    late = view("late", cap("x"), health="degraded", missed_heartbeats=1.5)
+    assert choose_agent([need("x")], [*agents, late]) == late
 
 
 def test_a_full_agent_is_still_chosen_when_it_is_the_only_capable_one() -> None:
     busy = view("busy", cap("x"), outstanding=5, max_concurrency=1)
-    assert choose_agent([need("x")], [busy], NOW) == busy
+    assert choose_agent([need("x")], [busy]) == busy
 
 
 # -- the agent view ------------------------------------------------------------------------
@@ -159,12 +176,12 @@ def failed(task_id: str) -> TaskFailed:
     )
 
 
-def by_id(directory: AgentDirectory) -> dict[str, AgentView]:
-    return {v.agent_id: v for v in directory.views()}
+def by_id(directory: Registry, now: datetime = NOW) -> dict[str, AgentState]:
+    return {a.agent_id: a for a in directory.agents(now)}
 
 
 def test_registry_last_record_wins_and_termination_or_tombstone_removes() -> None:
-    directory = AgentDirectory()
+    directory = Registry()
     directory.on_registry("a", registered("a", "x"))
     directory.on_registry("b", registered("b", "x"))
     directory.on_registry(
@@ -179,16 +196,16 @@ def test_registry_last_record_wins_and_termination_or_tombstone_removes() -> Non
     )
     views = by_id(directory)
     assert [c.name for c in views["a"].capabilities] == ["y"]
-    assert not views["a"].ready
+    assert views["a"].unavailable() == "agent is draining"
     directory.on_registry(
         "a", AgentTerminated(**meta(ME, correlation_id="a"), agent_id="a", reason="stopped")
     )
     directory.on_registry("b", None)
-    assert directory.views() == []
+    assert directory.agents(NOW) == []
 
 
 def test_heartbeats_set_liveness_interval_and_health_in_any_order() -> None:
-    directory = AgentDirectory()
+    directory = Registry()
 
     def beat(at: datetime, health: str = "healthy") -> AgentHeartbeat:
         return AgentHeartbeat(
@@ -203,15 +220,16 @@ def test_heartbeats_set_liveness_interval_and_health_in_any_order() -> None:
     directory.on_heartbeat(beat(NOW + timedelta(seconds=30)))  # heartbeats may come first
     directory.on_registry("a", registered("a", "x"))
     directory.on_heartbeat(beat(NOW + timedelta(seconds=10)))  # older: ignored
-    seen = by_id(directory)["a"]
+    later = NOW + timedelta(seconds=34)  # two 2-second intervals after the last beat
+    seen = by_id(directory, later)["a"]
     assert seen.last_seen == NOW + timedelta(seconds=30)
-    assert seen.heartbeat_seconds == 2.0
+    assert seen.missed_heartbeats == 1.0  # the second beat is one interval overdue
     directory.on_heartbeat(beat(NOW + timedelta(seconds=31), "unhealthy"))
-    assert not by_id(directory)["a"].ready
+    assert by_id(directory, later)["a"].unavailable() == "agent is unhealthy"
 
 
 def test_outstanding_counts_assignments_until_their_results() -> None:
-    directory = AgentDirectory()
+    directory = Registry()
     directory.on_registry("a", registered("a", "x", max_concurrency=2))
     for task_id in ("t1", "t2", "t3"):
         directory.on_result(assignment("a", task_id))
@@ -225,7 +243,7 @@ def test_outstanding_counts_assignments_until_their_results() -> None:
 
 
 def test_a_result_read_before_its_assignment_leaves_nothing_outstanding() -> None:
-    directory = AgentDirectory()
+    directory = Registry()
     directory.on_registry("a", registered("a", "x"))
     directory.on_result(completed("t1"))
     directory.on_result(assignment("a", "t1"))
@@ -234,7 +252,7 @@ def test_a_result_read_before_its_assignment_leaves_nothing_outstanding() -> Non
 
 
 def test_re_registration_forgets_what_the_previous_process_held() -> None:
-    directory = AgentDirectory()
+    directory = Registry()
     directory.on_result(assignment("a", "old", at=NOW - timedelta(minutes=5)))
     directory.on_registry("a", registered("a", "x"))
     directory.on_result(assignment("a", "older", at=NOW - timedelta(minutes=1)))
@@ -243,7 +261,7 @@ def test_re_registration_forgets_what_the_previous_process_held() -> None:
 
 
 def test_version_moves_on_every_change() -> None:
-    directory = AgentDirectory()
+    directory = Registry()
     before = directory.version
     directory.on_registry("a", registered("a", "x"))
     assert directory.version > before

@@ -1,0 +1,443 @@
+"""Assignment: one owned ``tasks.ready`` partition's waiting attempts, and the round that places
+them. No I/O but the round's own write.
+
+Per round and partition (:meth:`Assigner.decide`), inside the partition's transaction:
+
+- new ``TaskReady`` records join the waiting attempts (an attempt the registry already knows as
+  assigned — by the partition's previous owner — is skipped; an unreadable record is
+  dead-lettered);
+- with the resource gate on, an attempt is placed only once its allocation exists; a denied
+  one is failed instead (see :mod:`mesh.agentmanager._gate`);
+- placement by :func:`match_capabilities` and a strategy, skipping agents that are unhealthy,
+  offline, draining or behind an open breaker; the assignment goes to ``tasks.assigned`` keyed
+  by the agent id (only that agent acts on it) and, the same event, to ``tasks.results`` keyed
+  by the workflow id (so the Workflow Manager records it in order with the attempt's results);
+- ``TaskWaiting`` on ``tasks.results`` when an attempt cannot be placed, or was placed
+  elsewhere because its best agent's breaker is open — once per attempt and reason;
+- ``TaskReassigned`` for every open attempt, in this partition's workflows, of an agent silent
+  past the missed-heartbeat threshold: the partition's owner sends it, so exactly one replica
+  does (a zombie is fenced);
+- the committed offset is the oldest attempt still waiting (else past the last record), so a
+  crash re-reads what waits rather than losing it.
+
+Nothing changes until the round is applied, so an aborted round leaves the partition as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from mesh.agentmanager._gate import (
+    UNANSWERED_SECONDS,
+    ended_notice,
+    queued_notice,
+    unanswered_notice,
+)
+from mesh.agentmanager._matching import (
+    AgentState,
+    Requirements,
+    Strategy,
+    choose,
+    match_capabilities,
+    why_not,
+)
+from mesh.agentmanager._registry import AttemptKey
+from mesh.agentmanager.runtime._view import View
+from mesh.errors import EventError
+from mesh.events import (
+    Mapper,
+    Producer,
+    ResourceDenied,
+    ResourceQueued,
+    ResourceReleased,
+    Resources,
+    TaskAssigned,
+    TaskFailed,
+    TaskReady,
+    TaskReassigned,
+    TaskWaiting,
+    WaitingReason,
+    covers,
+    meta,
+)
+from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.kafka.partitions import partition_for
+from mesh.kafka.produce import Outgoing, send_all, wait_all
+from mesh.log import get_logger
+from mesh.settings import Settings
+
+COMPONENT = "agent-manager"
+REPLACE_EVERY_SECONDS = 1.0
+"""Run placement this often even if nothing changed (health moves with the clock)."""
+
+log = get_logger("mesh.agentmanager")
+
+
+@dataclass
+class Pending:
+    """An attempt read from ``tasks.ready`` and not placed yet."""
+
+    offset: int
+    ready: TaskReady
+    record: ConsumedRecord
+    since: float = field(default_factory=time.monotonic)
+    announced: bool = False
+    noted: str | None = None
+    """The resource queue reason already published for this attempt (a TaskWaiting)."""
+
+    @property
+    def key(self) -> AttemptKey:
+        return (self.ready.workflow_id, self.ready.task_id, self.ready.attempt)
+
+
+@dataclass
+class Owned:
+    """One owned ``tasks.ready`` partition: what waits, what is committed."""
+
+    tp: TopicPartition
+    committed: int | None
+    next_offset: int | None
+    """Past the last record taken (the committed offset before any)."""
+    pending: list[Pending] = field(default_factory=list)
+    last_round: float = 0.0
+    seen: tuple[int, int] = (-1, -1)
+
+
+class Assigner:
+    """Decides the rounds of the owned partitions; state a replica can rebuild from Kafka."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        view: View,
+        *,
+        mapper: Mapper,
+        me: Producer,
+        strategy: Strategy,
+        rng: random.Random,
+    ) -> None:
+        self.settings = settings
+        self.view = view
+        self.mapper = mapper
+        self.me = me
+        self.strategy: Strategy = strategy
+        self.rng = rng
+        self.owned: dict[int, Owned] = {}
+        self.noted: dict[AttemptKey, WaitingReason] = {}
+        """The waiting reason last published per attempt still waiting."""
+        self.decisions = 0
+        """Placement decisions made (assigned or not), for benchmarks and metrics."""
+
+    def due(self, owned: Owned) -> bool:
+        """Whether a round without new records could change anything."""
+        if self.view.version != owned.seen:
+            return True
+        stale = time.monotonic() - owned.last_round >= REPLACE_EVERY_SECONDS
+        return stale and (bool(owned.pending) or bool(self.view.registry.open_attempts()))
+
+    def decide(
+        self, owned: Owned, records: Sequence[ConsumedRecord], partitions: int, now: datetime
+    ) -> Assignment | None:
+        if not records and not self.due(owned):
+            return None
+        owned.seen = self.view.version
+        owned.last_round = time.monotonic()
+        work = Assignment(self, owned)
+        for record in records:
+            work.take(record)
+        states = {a.agent_id: a for a in self.view.registry.agents(now)}
+        for pending in work.pending:
+            work.place(pending, states)
+        work.reassign(states, partitions, now)
+        work.watermark = min((p.offset for p in work.waiting), default=work.next_offset)
+        if not records and not work.records and work.watermark in (None, owned.committed):
+            return None  # nothing read, nothing to say: the partition stays as it is
+        return work
+
+
+class Assignment:
+    """One round of one partition: a :class:`mesh.kafka.loop.Round`."""
+
+    def __init__(self, assigner: Assigner, owned: Owned) -> None:
+        self.assigner = assigner
+        self.owned = owned
+        self.pending = list(owned.pending)
+        self._keys = {p.key for p in self.pending}
+        self.next_offset = owned.next_offset
+        self.waiting: list[Pending] = []
+        self.records: list[Outgoing] = []
+        self.placed: list[tuple[Pending, TaskAssigned]] = []
+        self.notes: dict[AttemptKey, WaitingReason] = {}
+        self.queue_notes: list[tuple[Pending, str]] = []
+        self.reassigned: list[TaskReassigned] = []
+        self.watermark: int | None = None
+
+    # -- deciding --------------------------------------------------------------------------
+
+    def take(self, record: ConsumedRecord) -> None:
+        """A new ``tasks.ready`` record: wait for placement, skip it, or dead-letter it."""
+        self.next_offset = record.offset + 1
+        try:
+            event = self.assigner.mapper.decode(record.value, record.headers)
+            if not isinstance(event, TaskReady):
+                raise EventError(f"{event.type} does not belong on tasks.ready")
+        except EventError as exc:
+            self._dead_letter(record, exc)
+            return
+        pending = Pending(record.offset, event, record)
+        if self.assigner.view.registry.is_assigned(pending.key) or pending.key in self._keys:
+            log.info(
+                "task already assigned; skipped",
+                workflow_id=event.workflow_id,
+                task_id=event.task_id,
+                attempt=event.attempt,
+            )
+            return
+        self.pending.append(pending)
+        self._keys.add(pending.key)
+
+    def place(self, pending: Pending, states: dict[str, AgentState]) -> None:
+        """Place one waiting attempt, or keep it waiting (saying why once)."""
+        allocation_id = None
+        if self.assigner.view.gate is not None:
+            gated = self._gate(pending)
+            if gated is False:
+                return  # denied or ended: failed in this round, never placed
+            if gated is None:
+                self.waiting.append(pending)
+                return
+            allocation_id = gated
+        assigned = self._choose(pending, states)
+        if assigned is None:
+            self.waiting.append(pending)
+            return
+        if allocation_id is not None:
+            assigned = assigned.model_copy(update={"allocation_id": allocation_id})
+        try:
+            encoded = self.assigner.mapper.encode(assigned)
+        except EventError as exc:  # the task spec plus envelope no longer fits the size limit
+            self._dead_letter(pending.record, exc)
+            return
+        self.records.append(Outgoing.of("tasks.assigned", encoded))
+        self.records.append(Outgoing.of("tasks.results", encoded, workflow_id=assigned.workflow_id))
+        self.placed.append((pending, assigned))
+
+    def _choose(self, pending: Pending, states: dict[str, AgentState]) -> TaskAssigned | None:
+        assigner = self.assigner
+        ready = pending.ready
+        requirements = Requirements.of(ready.task)
+        if assigner.view.gate is not None:  # the allocator granted them: do not count them twice
+            requirements = dataclasses.replace(requirements, resources=Resources())
+        assigner.decisions += 1
+        chosen = choose(
+            match_capabilities(requirements, states.values()), assigner.strategy, assigner.rng
+        )
+        if chosen is None:
+            kind, reason, ids = why_not(requirements, states.values())
+            self._note(pending, kind, reason, ids, placed=False)
+            if not pending.announced:
+                pending.announced = True
+                log.warning(
+                    "no agent can take the task; it waits",
+                    workflow_id=ready.workflow_id,
+                    task_id=ready.task_id,
+                    attempt=ready.attempt,
+                    reason=reason,
+                )
+            return None
+        agent = chosen.agent
+        avoided = sorted(
+            a.agent_id
+            for a in states.values()
+            if a.breaker != "closed"
+            and a.unavailable() is not None
+            and covers(requirements.required, a.capabilities)
+        )
+        if avoided:
+            why = f"circuit breaker open on {', '.join(avoided)}; placed on {agent.agent_id}"
+            self._note(pending, "breaker_open", why, tuple(avoided), placed=True)
+        states[agent.agent_id] = dataclasses.replace(agent, outstanding=agent.outstanding + 1)
+        return TaskAssigned(
+            **meta(assigner.me, causation=ready),
+            workflow_id=ready.workflow_id,
+            task_id=ready.task_id,
+            attempt=ready.attempt,
+            agent_id=agent.agent_id,
+            task=ready.task,
+            deadline=ready.deadline,
+        )
+
+    def _gate(self, pending: Pending) -> str | bool | None:
+        """The resource gate for one attempt: its allocation id if it may be placed, None to
+        keep it waiting, False if it never will be (its TaskFailed joins this round)."""
+        gate = self.assigner.view.gate
+        assert gate is not None
+        me = self.assigner.me
+        answer = gate.answer(pending.ready)
+        record = answer.record
+        if answer.verdict == "allocated":
+            return answer.allocation_id
+        notice = None
+        if answer.verdict == "queued":
+            assert isinstance(record, ResourceQueued)
+            notice = queued_notice(pending.ready, record, me)
+        elif record is None and time.monotonic() - pending.since >= UNANSWERED_SECONDS:
+            notice = unanswered_notice(pending.ready, me)
+        if notice is not None and notice.reason != pending.noted:
+            self.queue_notes.append((pending, notice.reason))
+            self._for_workflow(notice)
+        if answer.verdict == "queued":
+            return None
+        if answer.verdict == "ended":
+            assert isinstance(record, ResourceDenied | ResourceReleased)
+            failed = ended_notice(pending.ready, record, me)
+            self._for_workflow(failed)
+            log.warning(
+                "task not dispatched: its resources were not granted",
+                workflow_id=failed.workflow_id,
+                task_id=failed.task_id,
+                attempt=failed.attempt,
+                error_kind=failed.error_kind,
+                reason=failed.message,
+            )
+            return False
+        return None
+
+    def _note(
+        self,
+        pending: Pending,
+        kind: WaitingReason,
+        reason: str,
+        agent_ids: Sequence[str],
+        *,
+        placed: bool,
+    ) -> None:
+        """A TaskWaiting for the attempt, unless this reason was already published."""
+        if self.assigner.noted.get(pending.key) == kind or self.notes.get(pending.key) == kind:
+            return
+        ready = pending.ready
+        self.notes[pending.key] = kind
+        self._for_workflow(
+            TaskWaiting(
+                **meta(self.assigner.me, causation=ready),
+                workflow_id=ready.workflow_id,
+                task_id=ready.task_id,
+                attempt=ready.attempt,
+                reason_kind=kind,
+                reason=reason[:500],
+                placed_elsewhere=placed,
+                agent_ids=tuple(agent_ids)[:1_000],
+            )
+        )
+
+    def reassign(self, states: dict[str, AgentState], partitions: int, now: datetime) -> None:
+        """TaskReassigned for the open attempts of dead agents whose workflow is ours."""
+        registry = self.assigner.view.registry
+        number = self.owned.tp.partition
+        for agent_id in registry.presumed_dead(now):
+            missed = states[agent_id].missed_heartbeats if agent_id in states else 0
+            for assigned in registry.open_attempts(agent_id):
+                if partition_for(assigned.workflow_id, partitions) != number:
+                    continue
+                event = TaskReassigned(
+                    **meta(self.assigner.me, causation=assigned),
+                    workflow_id=assigned.workflow_id,
+                    task_id=assigned.task_id,
+                    attempt=assigned.attempt,
+                    from_agent_id=agent_id,
+                    reason=f"heartbeats missed ({missed:g}); agent presumed dead",
+                )
+                self.reassigned.append(event)
+                self._for_workflow(event)
+
+    def _for_workflow(self, event: TaskWaiting | TaskFailed | TaskReassigned) -> None:
+        """A notice for the Workflow Manager on ``tasks.results`` (keyed by workflow id)."""
+        encoded = self.assigner.mapper.encode(event)
+        self.records.append(Outgoing.of("tasks.results", encoded, workflow_id=event.workflow_id))
+
+    def _dead_letter(self, record: ConsumedRecord, error: BaseException) -> None:
+        log.warning(
+            "unprocessable ready record sent to the dead-letter topic",
+            partition=record.partition,
+            offset=record.offset,
+            error=str(error),
+        )
+        letter = dead_letter(
+            record,
+            error,
+            COMPONENT,
+            producer=self.assigner.me,
+            max_event_bytes=self.assigner.settings.max_event_bytes,
+        )
+        self.records.append(Outgoing.of("dlq", letter))
+
+    # -- the round -------------------------------------------------------------------------
+
+    @property
+    def empty(self) -> bool:
+        return not self.records
+
+    async def write(self, producer: AIOKafkaProducer, *, transactional: bool) -> None:
+        sent = await send_all(producer, self.assigner.settings.topic, self.records)
+        await wait_all(sent)
+
+    def applied(self) -> None:
+        assigner, owned = self.assigner, self.owned
+        owned.pending = self.waiting
+        owned.next_offset = self.next_offset
+        owned.committed = self.watermark
+        for pending, reason in self.queue_notes:
+            pending.noted = reason
+        registry = assigner.view.registry
+        for pending, assigned in self.placed:
+            registry.record(assigned)
+            _announce(pending, assigned)
+        assigner.noted.update(self.notes)
+        for event in self.reassigned:
+            registry.on_result(event)
+            log.warning(
+                "attempt reassigned",
+                workflow_id=event.workflow_id,
+                task_id=event.task_id,
+                attempt=event.attempt,
+                from_agent_id=event.from_agent_id,
+                reason=event.reason,
+            )
+        live = {p.key for o in assigner.owned.values() for p in o.pending}
+        for key in [k for k in assigner.noted if k not in live]:
+            del assigner.noted[key]
+
+    def discarded(self) -> None:
+        """Nothing of the round was kept: the partition waits as it did before it."""
+
+
+def _announce(pending: Pending, assigned: TaskAssigned) -> None:
+    with structlog.contextvars.bound_contextvars(
+        workflow_id=assigned.workflow_id, correlation_id=assigned.correlation_id
+    ):
+        if pending.announced:
+            log.info(
+                "waiting task dispatched",
+                task_id=assigned.task_id,
+                attempt=assigned.attempt,
+                agent_id=assigned.agent_id,
+                waited_seconds=round(time.monotonic() - pending.since, 3),
+            )
+        else:
+            log.info(
+                "task dispatched",
+                task_id=assigned.task_id,
+                attempt=assigned.attempt,
+                agent_id=assigned.agent_id,
+            )
+
+
+__all__ = ["COMPONENT", "Assigner", "Assignment", "Owned", "Pending"]
