@@ -30,6 +30,7 @@ from mesh.events import (
     TaskReassigned,
     TaskStarted,
     TaskWaiting,
+    WorkflowCompleted,
     meta,
 )
 from mesh.settings import Settings
@@ -304,7 +305,8 @@ async def test_two_replicas_and_a_workflow_manager_assign_500_tasks_once_each(
                 await publish(out, settings, "plans", created)
             events = await history.until(
                 lambda evs: (
-                    {e.workflow_id for e in evs if e.type == "workflow.completed"} == set(workflows)
+                    {e.workflow_id for e in evs if isinstance(e, WorkflowCompleted)}
+                    == set(workflows)
                 ),
                 within=300,
                 what="ten workflows to complete",
