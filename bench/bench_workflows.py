@@ -2,7 +2,7 @@
 
     python -m bench.bench_workflows [--broker kafka|embedded] [--tasks 400] [--rebuild N] [--json]
 
-Every process is real: the Workflow Manager (with its dispatcher) and the no-op Python agents run
+Every process is real: the Workflow Manager, the Agent Manager and the no-op Python agents run
 as ``mesh`` subprocesses on a broker started for the run. Figures:
 
 - tasks/s end to end: one parallel workflow of ``--tasks`` no-op tasks, from publishing the plan
@@ -38,7 +38,7 @@ MESH = [sys.executable, "-m", "mesh"]
 
 
 def _is_ready(_child: Child, entry: dict[str, Any]) -> bool:
-    return entry.get("event") in {"workflows ready", "agent ready"}
+    return entry.get("event") in {"workflows ready", "agent manager ready", "agent ready"}
 
 
 def _peak_rss(pid: int) -> int:
@@ -103,6 +103,11 @@ async def _throughput(settings: Settings, tasks: int, agents: int) -> dict[str, 
         wm = await supervisor.spawn(
             "workflows",
             [*MESH, "run", "workflows", "--group", settings.group(f"wf{agents}")],
+            env=env,
+        )
+        await supervisor.spawn(
+            "agent-manager",
+            [*MESH, "run", "agents", "--no-lifecycle"],
             env=env,
         )
         for i in range(agents):
