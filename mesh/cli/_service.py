@@ -3,9 +3,10 @@ logging and exit codes, so components and agents start, log and stop alike.
 
 - The first SIGTERM or SIGINT sets ``stop``: the service drains and stops, the command exits 0.
 - A second SIGINT (Ctrl-C again) cancels at once; the command exits 130.
-- A repeated SIGTERM stays graceful: Ctrl-C in ``mesh dev`` reaches every process of the
-  terminal's group and the supervisor then sends its own SIGTERM, which must not cut the
-  shutdown short (a supervisor that wants it shorter sends SIGKILL).
+- A repeated SIGTERM stays graceful: a Ctrl-C reaches every process of the terminal's
+  foreground group (services started together by a script) and their supervisor may then send
+  its own SIGTERM, which must not cut the shutdown short (a supervisor that wants it shorter
+  sends SIGKILL).
 - Logs are structlog lines on stderr, JSON with ``--json`` or when stderr is no terminal; at INFO
   unless ``--log-level`` is given, because a long-running process that says nothing cannot be
   operated.

@@ -7,13 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pty
-import select
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,62 +17,16 @@ import pytest
 
 from mesh.settings import Settings
 from tests._agents_support import create_topics, env_for
+from tests._terminal import Terminal
 from tests.e2e import ROOT
 
 PYTHON_AGENT = ["agent", "run", "--kind", "python", "--module", "mesh.agents.demo"]
 WAIT = 60.0
 
 
-class Terminal:
-    """A ``mesh`` process whose stdout and stderr are a terminal; the test reads the other end."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        master, slave = pty.openpty()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mesh", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            cwd=ROOT,
-        )
-        os.close(slave)
-        self._master = master
-        self.text = ""
-
-    def read_until(self, needle: str | None, within: float = WAIT) -> None:
-        """Read until ``needle`` appears (None: until the process closed the terminal)."""
-        deadline = time.monotonic() + within
-        while needle is None or needle not in self.text:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"timed out waiting for {needle or 'the end'}:\n{self.text}")
-            ready, _, _ = select.select([self._master], [], [], left)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(self._master, 65536)
-            except OSError:  # EIO: every writer has closed the terminal
-                chunk = b""
-            if not chunk:
-                if needle is None:
-                    return
-                raise AssertionError(f"the process ended before {needle!r}:\n{self.text}")
-            self.text += chunk.decode(errors="replace")
-
-    def lines(self) -> list[str]:
-        return [line.rstrip("\r") for line in self.text.splitlines() if line.strip()]
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._master)
-
-
 @contextmanager
 def on_terminal(settings: Settings, *args: str) -> Iterator[Terminal]:
-    terminal = Terminal(list(args), env_for(settings))
+    terminal = Terminal([sys.executable, "-m", "mesh", *args], env=env_for(settings), cwd=ROOT)
     try:
         yield terminal
     finally:
@@ -85,11 +34,11 @@ def on_terminal(settings: Settings, *args: str) -> Iterator[Terminal]:
 
 
 def ctrl_c_then_sigterm(terminal: Terminal) -> int:
-    """What ``mesh dev`` does to its children on Ctrl-C: the terminal's SIGINT reaches them,
-    then the supervisor sends SIGTERM. Returns the exit code once the output has ended."""
+    """A Ctrl-C that reached the whole process group, then a supervisor's SIGTERM: still one
+    graceful stop. Returns the exit code once the output has ended."""
     terminal.process.send_signal(signal.SIGINT)
     terminal.process.send_signal(signal.SIGTERM)
-    terminal.read_until(None)
+    terminal.wait_closed(WAIT)
     return terminal.process.wait(timeout=WAIT)
 
 
@@ -127,7 +76,7 @@ async def test_json_flag_logs_json_lines_and_ctrl_c_stops_cleanly(
     settings: Settings, args: list[str], ready: str, component: str
 ) -> None:
     with on_terminal(settings, *args, "--json") as terminal:
-        await asyncio.to_thread(terminal.read_until, f'"{ready}"')
+        await asyncio.to_thread(terminal.wait_for, f'"{ready}"', WAIT)
         code = await asyncio.to_thread(ctrl_c_then_sigterm, terminal)
     assert code == 0, terminal.text
     assert "Unclosed" not in terminal.text, terminal.text
@@ -140,7 +89,7 @@ async def test_json_flag_logs_json_lines_and_ctrl_c_stops_cleanly(
 
 async def test_without_the_flag_a_terminal_gets_readable_lines(settings: Settings) -> None:
     with on_terminal(settings, *PYTHON_AGENT, "--id", "console-1") as terminal:
-        await asyncio.to_thread(terminal.read_until, "agent ready")
+        await asyncio.to_thread(terminal.wait_for, "agent ready", WAIT)
         assert await asyncio.to_thread(ctrl_c_then_sigterm, terminal) == 0, terminal.text
     readable = [line for line in terminal.lines() if not line.lstrip().startswith("{")]
     assert readable == terminal.lines()

@@ -1,6 +1,6 @@
 """The service runner's signal rules, with real signals sent to this process: the first SIGTERM
-or SIGINT asks for a graceful stop, a second SIGINT cancels at once, a repeated SIGTERM (Ctrl-C
-in ``mesh dev`` followed by the supervisor's SIGTERM) stays graceful."""
+or SIGINT asks for a graceful stop, a second SIGINT cancels at once, a repeated SIGTERM (a
+Ctrl-C to the whole process group followed by a supervisor's SIGTERM) stays graceful."""
 
 from __future__ import annotations
 
