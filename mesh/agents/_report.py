@@ -42,15 +42,7 @@ class Reporter:
         self.agent_id = agent_id
 
     async def started(self, assigned: TaskAssigned) -> None:
-        await self.outbox.publish(
-            TaskStarted(
-                **meta(self.me, causation=assigned),
-                workflow_id=assigned.workflow_id,
-                task_id=assigned.task_id,
-                attempt=assigned.attempt,
-                agent_id=self.agent_id,
-            )
-        )
+        await self.outbox.publish(TaskStarted(**self._answering(assigned)))
 
     def progress_for(self, assigned: TaskAssigned) -> ProgressFn:
         """The runner's progress callback: best effort, a progress event never fails a task."""
@@ -58,11 +50,7 @@ class Reporter:
         async def progress(percent: float | None, message: str, details: dict[str, Any]) -> None:
             try:
                 event = TaskProgress(
-                    **meta(self.me, causation=assigned),
-                    workflow_id=assigned.workflow_id,
-                    task_id=assigned.task_id,
-                    attempt=assigned.attempt,
-                    agent_id=self.agent_id,
+                    **self._answering(assigned),
                     percent=percent,
                     message=message,
                     details=details,
@@ -83,11 +71,7 @@ class Reporter:
                 return
             outcome = failure
         failed = TaskFailed(
-            **meta(self.me, causation=assigned),
-            workflow_id=assigned.workflow_id,
-            task_id=assigned.task_id,
-            attempt=assigned.attempt,
-            agent_id=self.agent_id,
+            **self._answering(assigned),
             error_kind=_error_kind(outcome.kind),
             message=outcome.message[:100_000] or outcome.kind,
             retriable=outcome.retriable,
@@ -112,11 +96,7 @@ class Reporter:
         while True:
             try:
                 done = TaskCompleted(
-                    **meta(self.me, causation=assigned),
-                    workflow_id=assigned.workflow_id,
-                    task_id=assigned.task_id,
-                    attempt=assigned.attempt,
-                    agent_id=self.agent_id,
+                    **self._answering(assigned),
                     output=output,
                     duration_seconds=duration,
                 )
@@ -134,6 +114,16 @@ class Reporter:
                 continue
             log.info("attempt completed", duration_seconds=duration)
             return None
+
+    def _answering(self, assigned: TaskAssigned) -> dict[str, Any]:
+        """The fields every task event of this attempt shares: caused by its assignment."""
+        return {
+            **meta(self.me, causation=assigned),
+            "workflow_id": assigned.workflow_id,
+            "task_id": assigned.task_id,
+            "attempt": assigned.attempt,
+            "agent_id": self.agent_id,
+        }
 
 
 def _error_kind(kind: str) -> str:
