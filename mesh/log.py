@@ -1,4 +1,4 @@
-"""structlog, configured once per process.
+"""structlog, configured by the root command and once more by a long-running service.
 
 JSON lines when stderr is not a terminal (so logs can be shipped and grepped), a readable console
 otherwise. ``component`` and ``instance`` are bound for the process; workflow and correlation ids
@@ -15,8 +15,6 @@ from typing import Any
 
 import structlog
 
-_configured = False
-
 
 def configure_logging(
     component: str = "cli",
@@ -25,35 +23,36 @@ def configure_logging(
     json: bool | None = None,
     instance: str | None = None,
 ) -> None:
-    """Configure structlog and the stdlib root logger; later calls only rebind the component,
-    unless they ask for JSON explicitly (a service's ``--json``)."""
-    global _configured
+    """Configure structlog and the stdlib root logger, and bind ``component`` and ``instance``.
+
+    The root command calls it for every command (``cli``); a service calls it again with its own
+    level and format (:mod:`mesh.cli._service`), which replace the first ones. ``json=None``
+    means JSON when stderr is no terminal.
+    """
     as_json = json if json is not None else not sys.stderr.isatty()
-    if not _configured or json is not None:
-        processors: list[Any] = [
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _drop_secrets,
-        ]
-        renderer: Any = (
-            structlog.processors.JSONRenderer()
-            if as_json
-            else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        )
-        if as_json:
-            processors.append(structlog.processors.format_exc_info)
-        structlog.configure(
-            processors=[*processors, renderer],
-            wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-            cache_logger_on_first_use=True,
-        )
-        # Library loggers (aiokafka, faststream) go through the stdlib: keep them quiet unless
-        # they have something serious to say, so a CLI error stays one line.
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-        _configured = True
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    if as_json:
+        processors.append(structlog.processors.format_exc_info)
+    structlog.configure(
+        processors=[*processors, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # Library loggers (aiokafka, faststream) go through the stdlib: keep them quiet unless they
+    # have something serious to say, so a CLI error stays one line.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     structlog.contextvars.bind_contextvars(
         component=component, instance=instance or f"{socket.gethostname()}-{os.getpid()}"
     )

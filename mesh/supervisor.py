@@ -1,8 +1,11 @@
 """A local process supervisor: start mesh processes, read their logs, restart, stop them all.
 
 Used by ``mesh dev`` (the broker's clients: components and demo agents) and by the Agent
-Manager's lifecycle (``spawn_agent``). Children get SIGTERM if the supervisor dies (Linux
-``PR_SET_PDEATHSIG``), so even a killed ``mesh dev`` leaves no process behind.
+Manager's lifecycle (``spawn_agent``). Each child leads a process group of its own, so a Ctrl-C
+in the terminal reaches only the supervisor's process, which then stops its children in the
+order it chooses (``mesh dev``: agents while the components still take their results, then the
+components, then the broker). Children get SIGTERM if the supervisor dies (Linux
+``PR_SET_PDEATHSIG``), so even a killed ``mesh dev`` leaves none of them behind.
 
 A child spawned with a :class:`RestartPolicy` is started again when it exits without being
 asked to (a crash, a kill -9), after an exponential back-off, until it has restarted
@@ -40,7 +43,7 @@ class RestartPolicy:
     far, capped at ``max_backoff``), at most ``max_restarts`` times within ``window`` seconds.
 
     A child that exits 0 unasked is not restarted unless ``restart_clean_exits``: it stopped on
-    purpose (a Ctrl-C reaches the whole terminal's process group, not only the supervisor).
+    purpose (someone sent it SIGTERM).
     """
 
     max_restarts: int = 5
@@ -71,6 +74,7 @@ async def _start(
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **(env or {})},
         cwd=cwd,
+        process_group=0,  # the terminal's Ctrl-C is for the supervisor, which stops the child
         preexec_fn=_die_with_parent,  # only prctl, no locks: safe between fork and exec
     )
 
@@ -218,7 +222,13 @@ class Supervisor:
             if isinstance(entry, dict) and self._is_ready and self._is_ready(child, entry):
                 child.ready.set()
             if self._on_log is not None:
-                self._on_log(child, entry)
+                try:
+                    self._on_log(child, entry)
+                except OSError:
+                    # Where the lines went is gone (`mesh dev | tee log` after tee got the
+                    # Ctrl-C, a closed terminal): keep draining, or the child blocks on a full
+                    # pipe and never finishes its shutdown.
+                    self._on_log = None
 
     async def wait_ready(self, within: float) -> list[str]:
         """Wait until every child is ready; returns the names that are not (died or too slow)."""

@@ -9,8 +9,14 @@ Layers, each importing only those above it::
     _sdk        Python agents: @agent, TaskContext, TaskError          (imports user code)
     _offsets    which offset is safe to commit                         (pure)
     _host       host resources and version an agent reports            (OS)
-    _breaker    what counts against an agent's breaker; its last state (Kafka)
-    _worker     the agent process: register, heartbeat, run, report    (Kafka)
+    _outbox     what an agent produces, to which channel and key       (Kafka)
+    _breaker    what counts against an agent's breaker; its state on ``breakers`` (Kafka)
+    _config     an agent instance's identity and limits                (pure)
+    _report     an attempt's started, progress, completed or failed    (Kafka)
+    _attempts   run each attempt through the breaker, report, release  (asyncio)
+    _presence   the registry record and heartbeats                     (Kafka)
+    _inbox      this agent's partition of ``tasks.assigned``, offsets  (Kafka)
+    _worker     the agent process: start the parts, serve, shut down   (Kafka)
     demo        demo functions for ``mesh dev`` and benchmarks         (SDK user)
 
 Write a Python agent::
@@ -32,6 +38,7 @@ from mesh.agents._command import (
     CommandRunner,
     run_command,
 )
+from mesh.agents._config import WorkerConfig
 from mesh.agents._host import host_name
 from mesh.agents._http import MAX_RESPONSE_BYTES, HttpConfig, HttpRunner
 from mesh.agents._outcome import Failure, Outcome, Runner, Success
@@ -45,7 +52,7 @@ from mesh.agents._sdk import (
     load_agents,
 )
 from mesh.agents._templates import TemplateError, check_template, render, render_argv
-from mesh.agents._worker import AgentWorker, WorkerConfig
+from mesh.agents._worker import AgentWorker
 
 __all__ = [
     "DEFAULT_FAIL_MAX",

@@ -26,15 +26,21 @@ state last published under its name, so an open breaker is not forgotten by rest
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import asyncio
+from collections import deque
+from typing import Any
 
+from aiokafka import TopicPartition
+
+from mesh.agents._outbox import Outbox
 from mesh.agents._outcome import Failure, Outcome, Success
-from mesh.breakers import CallFailed
-from mesh.errors import EventError
-from mesh.events import BreakerStateChanged, Mapper
+from mesh.breakers import AsyncBreaker, CallFailed, ChangeListener, breaker_name
+from mesh.errors import BrokerError, EventError
+from mesh.events import BreakerStateChanged, Mapper, Producer
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.partitions import partition_for
+from mesh.kafka.connection import kafka_errors
+from mesh.kafka.partitions import partition_for, partitions_of
+from mesh.kafka.reader import read_range, reader
 from mesh.log import get_logger
 from mesh.settings import Settings
 
@@ -45,7 +51,8 @@ NEVER_COUNTED = frozenset({"cancelled", "agent_stopping", "breaker_open"})
 """Failure kinds that are the mesh's own decisions, not the agent's failures."""
 
 _MAX_REASON = 300
-_POLL_MS = 200
+_RETRY_SECONDS = 1.0
+_FLUSH_SECONDS = 10.0
 
 log = get_logger("mesh.agents.breaker")
 
@@ -76,45 +83,121 @@ async def last_state(
     is compacted, so that is about one record per breaker.
     """
     tp = TopicPartition(settings.topic("breakers"), partition_for(name, partitions))
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(settings),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
     mapper = Mapper(max_event_bytes=settings.max_event_bytes)
     key = name.encode()
     found: BreakerStateChanged | None = None
+    consumer = reader(settings)
     try:
         with kafka_errors(settings, f"read the last state of breaker {name}"):
             await consumer.start()
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=_POLL_MS)
-                for record in batch.get(tp, ()):
-                    if record.key != key:
-                        continue
-                    if record.value is None:
-                        found = None
-                        continue
-                    try:
-                        event = mapper.decode(record.value, record.headers)
-                    except EventError as exc:
-                        log.warning("unreadable breaker record skipped", name=name, error=str(exc))
-                        continue
-                    if isinstance(event, BreakerStateChanged):
-                        found = event
+        async for batch in read_range(consumer, settings, tp):
+            for record in batch:
+                if record.key != key:
+                    continue
+                if record.value is None:
+                    found = None
+                    continue
+                try:
+                    event = mapper.decode(record.value, record.headers)
+                except EventError as exc:
+                    log.warning("unreadable breaker record skipped", name=name, error=str(exc))
+                    continue
+                if isinstance(event, BreakerStateChanged):
+                    found = event
     finally:
         await stop_clients(consumer)
     return found
+
+
+class AgentBreaker:
+    """The agent's breaker and its record on ``breakers``: resumed on start, every state change
+    published in order (retried until the broker has it), and a closed breaker's record removed
+    on a graceful stop, so the compacted topic keeps only the breakers that matter."""
+
+    def __init__(self, agent_id: str, me: Producer, *, fail_max: int, reset_timeout: float) -> None:
+        self.breaker = AsyncBreaker(
+            breaker_name(agent_id),
+            fail_max=fail_max,
+            reset_timeout=reset_timeout,
+            neutral=(BrokerError,),  # Kafka trouble says nothing about the agent's endpoint
+            listeners=[ChangeListener(me, self._changed)],
+        )
+        self._changes: deque[BreakerStateChanged] = deque()
+        self._moved = asyncio.Event()
+        self._recorded = False
+
+    @property
+    def name(self) -> str:
+        return self.breaker.name
+
+    async def restore(self, settings: Settings, client: Any) -> None:
+        """Resume the state last published under this breaker's name (a restart); ``client``
+        (a producer or consumer) looks up the partitions of ``breakers``."""
+        partitions = await partitions_of(client, settings, "breakers")
+        last = await last_state(settings, self.name, partitions)
+        if last is None:
+            return
+        self._recorded = True
+        self.breaker.restore(last.new_state, failures=last.failure_count, opened_at=last.opened_at)
+        if last.new_state != "closed":
+            log.warning(
+                "circuit breaker resumed",
+                breaker=self.name,
+                state=last.new_state,
+                opened_at=last.opened_at.isoformat() if last.opened_at else None,
+            )
+
+    def _changed(self, event: BreakerStateChanged) -> None:
+        """pybreaker's listener, called inside the transition: log, and queue the event."""
+        logged = log.warning if event.new_state == "open" else log.info
+        logged(
+            "circuit breaker state changed",
+            breaker=event.name,
+            old_state=event.old_state,
+            new_state=event.new_state,
+            failure_count=event.failure_count,
+            reason=event.reason or None,
+        )
+        self._changes.append(event)
+        self._moved.set()
+
+    async def publish_changes(self, outbox: Outbox) -> None:
+        """Publish state changes in order, each until the broker has it (runs until cancelled)."""
+        while True:
+            await self._moved.wait()
+            self._moved.clear()
+            while self._changes:
+                try:
+                    await outbox.publish(self._changes[0])
+                except BrokerError as exc:
+                    log.warning("breaker state not published; retrying", error=str(exc))
+                    await asyncio.sleep(_RETRY_SECONDS)
+                    continue
+                self._changes.popleft()
+                self._recorded = True
+
+    async def flush(self, outbox: Outbox) -> None:
+        """On shutdown: publish what is still queued (bounded, so a dead broker cannot hang it)."""
+        try:
+            async with asyncio.timeout(_FLUSH_SECONDS):
+                while self._changes:
+                    await outbox.publish(self._changes[0])
+                    self._changes.popleft()
+                    self._recorded = True
+        except (TimeoutError, BrokerError) as exc:
+            log.warning("breaker state not published on shutdown", error=str(exc))
+
+    async def forget_if_closed(self, outbox: Outbox) -> None:
+        """After a graceful stop: a closed breaker has nothing to remember, so its record goes."""
+        if self._recorded and self.breaker.state == "closed":
+            await outbox.remove("breakers", self.name)
 
 
 __all__ = [
     "DEFAULT_FAIL_MAX",
     "DEFAULT_RESET_TIMEOUT",
     "NEVER_COUNTED",
+    "AgentBreaker",
     "counted",
     "last_state",
     "refused",

@@ -1,23 +1,16 @@
 """``mesh agent run`` — an agent process.
 
-It runs until SIGTERM or Ctrl-C, then shut down gracefully and exit 0 (a second Ctrl-C stops at
-once). Their logs are structlog lines on stderr (JSON when piped); unless ``--log-level`` is given
-they log at INFO, because a long-running process that says nothing cannot be operated.
+It runs until SIGTERM or Ctrl-C, then shuts down gracefully and exits 0 (a second Ctrl-C stops at
+once; see :mod:`mesh.cli._service`, which every long-running command shares).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import signal
-import socket
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import structlog
 import typer
 
 from mesh.agentmanager.runtime import parse_capability as capability_of
@@ -34,12 +27,13 @@ from mesh.agents import (
     PythonRunner,
     Runner,
     WorkerConfig,
+    host_name,
     load_agents,
 )
 from mesh.cli._app import settings_of
+from mesh.cli._service import JsonLogs, serve
 from mesh.errors import ConfigError
 from mesh.events import Capability
-from mesh.log import configure_logging
 
 app = typer.Typer(
     help="Run an agent (command, Python or HTTP); the Agent Manager ('mesh run agents') assigns "
@@ -141,12 +135,7 @@ def run(
         float,
         typer.Option(min=0.001, help="Seconds an open breaker waits before one trial attempt."),
     ] = DEFAULT_RESET_TIMEOUT,
-    json_logs: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
-        ),
-    ] = False,
+    json_logs: JsonLogs = False,
 ) -> None:
     """Run one agent process: register, heartbeat, run assigned tasks, report results.
 
@@ -160,8 +149,7 @@ def run(
           --url http://127.0.0.1:8000/run --timeout 30 --breaker-fail-max 3
     """
     settings = settings_of(ctx)
-    chosen_id = agent_id or f"{kind.value}-{_host()}-{os.getpid()}"
-    _service_logging(ctx, "agent", chosen_id, json_logs)
+    chosen_id = agent_id or f"{kind.value}-{host_name()}-{os.getpid()}"
     capabilities = tuple(parse_capability(text) for text in capability or ())
     runner: Runner
     labels: dict[str, str] = {}
@@ -233,7 +221,8 @@ def run(
         breaker_fail_max=breaker_fail_max,
         breaker_reset_timeout=breaker_reset_timeout,
     )
-    _serve(AgentWorker(settings, config, runner).run)
+    worker = AgentWorker(settings, config, runner)
+    serve(ctx, "agent", worker.run, instance=chosen_id, json_logs=json_logs)
 
 
 def parse_capability(text: str) -> Capability:
@@ -261,54 +250,3 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name or any(c.isspace() or c in "\0:" for c in name):
         raise ConfigError(f"bad --header {name[:40]!r}: use 'Name: value'")
     return name, value.strip()
-
-
-def _serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    try:
-        asyncio.run(_until_signalled(main))
-    except asyncio.CancelledError:
-        raise typer.Exit(130) from None
-    # Shut down already: a late SIGTERM (a supervisor repeating itself) must not turn the clean
-    # exit into "killed by signal" while the interpreter finishes.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
-
-
-async def _until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)``; SIGTERM or SIGINT sets ``stop``, a second SIGINT cancels at once.
-
-    A repeated SIGTERM stays graceful: Ctrl-C in ``mesh dev`` reaches every process of the
-    terminal's group and the supervisor then sends its own SIGTERM, which must not cut the
-    shutdown short (a supervisor that wants it shorter sends SIGKILL).
-    """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    interrupts = 0
-
-    def on_signal(sig: signal.Signals) -> None:
-        nonlocal interrupts
-        if sig is signal.SIGINT:
-            interrupts += 1
-        if interrupts > 1 and task is not None:
-            task.cancel()
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)  # removed when asyncio.run closes the loop
-    await main(stop)
-
-
-def _service_logging(
-    ctx: typer.Context, component: str, instance: str | None, json_logs: bool = False
-) -> None:
-    """Bind the component and, unless ``--log-level`` was given, log at INFO."""
-    configure_logging(component, instance=instance)
-    root = ctx.find_root()
-    source = root.get_parameter_source("log_level")
-    if source is None or source.name == "DEFAULT":
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-
-
-def _host() -> str:
-    return "".join(socket.gethostname().split()) or "host"

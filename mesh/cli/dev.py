@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.text import Text
 
 from mesh.cli._app import settings_of
-from mesh.cli._output import err_console, say
 from mesh.dev import DevMesh, DevOptions
 from mesh.errors import MeshError
 from mesh.settings import Settings
@@ -67,29 +68,50 @@ def dev(
 async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too (the terminal closed): the children and the broker are in process groups of
+    # their own, so only this process can stop them, and it must not just die.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     async with DevMesh(settings, options, on_log=_render_json if as_json else _render) as mesh:
         if as_json:
             ready = {"status": "ready", "bootstrap_servers": mesh.settings.bootstrap_servers}
-            print(json.dumps(ready), flush=True)  # one line: scripts wait for it
+            _out.out(json.dumps(ready), highlight=False)  # one line: scripts wait for it
         else:
-            say(f"mesh ready  (bootstrap {mesh.settings.bootstrap_servers})", "bold green")
-            say(f"  export MESH_BOOTSTRAP_SERVERS={mesh.settings.bootstrap_servers}")
+            bootstrap = mesh.settings.bootstrap_servers
+            _out.print(f"mesh ready  (bootstrap {bootstrap})", style="bold green", highlight=False)
+            _out.print(f"  export MESH_BOOTSTRAP_SERVERS={bootstrap}", highlight=False)
         dead = await mesh.wait(stop)
         if dead is not None:
             raise MeshError(f"process {dead} exited; stopping the mesh")
-        say("stopping…")
+        with contextlib.suppress(OSError):  # a closed terminal (a broken pipe is handled)
+            _out.print("stopping…", highlight=False)
+
+
+class _Console(Console):
+    """A console that falls silent when its reader is gone, where rich's default exits the
+    process: after ``mesh dev | tee log`` got a Ctrl-C, tee is gone but the mesh still has to
+    be stopped."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        # What is still buffered would fail again in the interpreter's last flush.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.file.fileno())
+        os.close(devnull)
+
+
+_out = _Console()
+_err = _Console(stderr=True)
 
 
 def _render_json(child: Child, entry: dict[str, Any] | str) -> None:
     line = {"process": child.name, **(entry if isinstance(entry, dict) else {"event": entry})}
-    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+    _err.out(json.dumps(line, default=str), highlight=False)
 
 
 def _render(child: Child, entry: dict[str, Any] | str) -> None:
     if isinstance(entry, str):
-        err_console.print(Text(f"{child.name:<10} {entry}"))
+        _err.print(Text(f"{child.name:<10} {entry}"))
         return
     level = str(entry.get("level", "info"))
     extras = " ".join(f"{k}={v}" for k, v in entry.items() if k not in _QUIET_KEYS)
@@ -97,4 +119,4 @@ def _render(child: Child, entry: dict[str, Any] | str) -> None:
     line.append(str(entry.get("event", "")), style=_LEVEL_STYLES.get(level, "bold"))
     if extras:
         line.append(f" {extras}", style="dim")
-    err_console.print(line)
+    _err.print(line)

@@ -1,24 +1,19 @@
 """``mesh run …`` — a mesh component in the foreground.
 
-It runs until SIGTERM or Ctrl-C, then shuts down cleanly and exits 0 (a second signal stops at
-once). Logs are structlog lines on stderr (JSON when piped); unless ``--log-level`` is given it
-logs at INFO, and the line ``workflows ready`` says it consumes (``mesh dev`` waits for it).
+It runs until SIGTERM or Ctrl-C, then shuts down cleanly and exits 0 (a second Ctrl-C stops at
+once; see :mod:`mesh.cli._service`). A line such as ``workflows ready`` says it consumes
+(``mesh dev`` waits for it).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
-import structlog
 import typer
 
 from mesh.cli._app import settings_of
-from mesh.log import configure_logging
+from mesh.cli._service import JsonLogs, serve
 from mesh.workflows.runtime import WorkflowManager
 
 app = typer.Typer(help="Run a mesh component in the foreground.", no_args_is_help=True)
@@ -53,12 +48,7 @@ def workflows(
             show_default=False,
         ),
     ] = None,
-    json_logs: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
-        ),
-    ] = False,
+    json_logs: JsonLogs = False,
 ) -> None:
     """Run the Workflow Manager: plans, commands and task results in; history, snapshots and
     ready tasks out (the Agent Manager, 'mesh run agents', assigns them).
@@ -66,7 +56,6 @@ def workflows(
     Example: mesh run workflows --snapshot-every 100
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "workflows", instance, json_logs)
     manager = WorkflowManager(
         settings,
         group_id=group or settings.group("workflows"),
@@ -75,51 +64,7 @@ def workflows(
         finished_grace_seconds=grace_seconds,
         transactional=transactional,
     )
-
-    _serve(manager.run)
-
-
-def _serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    try:
-        asyncio.run(_until_signalled(main))
-    except asyncio.CancelledError:
-        raise typer.Exit(130) from None
-
-
-async def _until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)``; the first SIGTERM/SIGINT sets ``stop``, a second one cancels."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-
-    def on_signal() -> None:
-        if stop.is_set() and task is not None:
-            task.cancel()
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        await main(stop)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-
-def _service_logging(
-    ctx: typer.Context, component: str, instance: str | None, json_logs: bool = False
-) -> None:
-    """Bind the component and, unless ``--log-level`` was given, log at INFO: a long-running
-    process that says nothing cannot be operated."""
-    configure_logging(
-        component,
-        instance=instance,
-        json=True if json_logs else None,
-        level=str(ctx.find_root().params.get("log_level") or "WARNING").upper(),
-    )
-    source = ctx.find_root().get_parameter_source("log_level")
-    if source is None or source.name == "DEFAULT":
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    serve(ctx, "workflows", manager.run, instance=instance, json_logs=json_logs)
 
 
 @app.command()
@@ -127,23 +72,23 @@ def planner(
     ctx: typer.Context,
     group: Annotated[str | None, typer.Option(help="Consumer group on requests.")] = None,
     instance: Annotated[str | None, typer.Option(help="Name of this replica.")] = None,
-    json_logs: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
-        ),
-    ] = False,
+    json_logs: JsonLogs = False,
 ) -> None:
     """Run the Task Planner: requests in, PlanCreated or PlanRejected out.
 
     Example: mesh run planner
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "planner", instance, json_logs)
     from mesh.planner.runtime import run_planner
 
     group_id = group or settings.group("planner")
-    _serve(lambda stop: run_planner(settings, stop, group_id=group_id, instance=instance))
+    serve(
+        ctx,
+        "planner",
+        lambda stop: run_planner(settings, stop, group_id=group_id, instance=instance),
+        instance=instance,
+        json_logs=json_logs,
+    )
 
 
 @app.command()
@@ -186,12 +131,7 @@ def agents(
     restart_window: Annotated[
         float, typer.Option(min=1, help="Seconds of the restart window.")
     ] = 60.0,
-    json_logs: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
-        ),
-    ] = False,
+    json_logs: JsonLogs = False,
 ) -> None:
     """Run the Agent Manager: matches ready tasks to healthy agents, reassigns dead agents'
     work, and spawns, restarts and terminates local agents from templates.
@@ -199,13 +139,14 @@ def agents(
     Example: mesh run agents --strategy power_of_two --templates agents/templates.yaml
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "agent-manager", instance, json_logs)
     from mesh.agentmanager.runtime import load_templates, run_agent_manager
     from mesh.supervisor import RestartPolicy
 
     load_templates(templates or ())  # a bad template file fails here, in one line
     restart = RestartPolicy(max_restarts=max_restarts, window=restart_window)
-    _serve(
+    serve(
+        ctx,
+        "agent-manager",
         lambda stop: run_agent_manager(
             settings,
             stop,
@@ -216,7 +157,9 @@ def agents(
             templates=templates or (),
             lifecycle=lifecycle,
             restart=restart,
-        )
+        ),
+        instance=instance,
+        json_logs=json_logs,
     )
 
 
@@ -234,12 +177,7 @@ def resources(
             show_default=False,
         ),
     ] = None,
-    json_logs: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
-        ),
-    ] = False,
+    json_logs: JsonLogs = False,
 ) -> None:
     """Run the Resource Allocator: requests in, allocations, queue and denials out; the ledger
     lives in the compacted resources topic.
@@ -247,12 +185,15 @@ def resources(
     Example: mesh run resources
     """
     settings = settings_of(ctx)
-    _service_logging(ctx, "resources", instance, json_logs)
     from mesh.resources.runtime import run_resources
 
     group_id = group or settings.group("resources")
-    _serve(
+    serve(
+        ctx,
+        "resources",
         lambda stop: run_resources(
             settings, stop, group_id=group_id, instance=instance, consume_ready=consume_ready
-        )
+        ),
+        instance=instance,
+        json_logs=json_logs,
     )

@@ -86,7 +86,10 @@ class DevMesh:
     async def start(self) -> None:
         """Broker, topics, components, agents; returns once all of them consume."""
         if self.options.bootstrap is None:
-            self.broker = await asyncio.to_thread(EmbeddedBroker(self.options.port).start)
+            # In a session of its own, so the terminal's Ctrl-C does not reach it: the broker
+            # must outlive every client that still publishes on its way out; stop() ends it last.
+            broker = EmbeddedBroker(self.options.port)
+            self.broker = await asyncio.to_thread(broker.start, detach=True)
             servers = self.broker.bootstrap_servers
         else:
             servers = self.options.bootstrap

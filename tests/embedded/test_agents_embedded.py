@@ -241,6 +241,28 @@ async def test_shutdown_cancels_what_outlasts_the_grace_period(
         assert agent.exited() == 0, agent.output()
 
 
+async def test_a_second_ctrl_c_stops_at_once_and_kills_the_command(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The first Ctrl-C drains (here it would wait up to 300 s for the command); the second
+    cuts the shutdown short: exit 130, and the running command does not outlive the agent."""
+    pidfile = tmp_path / "long.pid"
+    code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    args = ["--kind", "command", "--capability", "shell", "--allow-task-command"]
+    with agent_process(settings, "shell-i", [*args, "--grace-period", "300"], tmp_path) as agent:
+        await registered(settings, agent)
+        async with producer(settings) as out:
+            task = spec("LONG", "shell", command=[PY, "-c", code])
+            await publish(out, settings, "tasks.assigned", task_assigned("shell-i", task))
+        pid = await eventually(lambda: read_pid(pidfile), what="the command's pid")
+        agent.process.send_signal(signal.SIGINT)
+        await eventually(lambda: "agent draining" in agent.output(), what="the drain")
+        agent.process.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(agent.exited) == 130, agent.output()
+        await eventually(lambda: pid_gone(pid), what=f"pid {pid} to be gone")
+        assert "Unclosed" not in agent.output()
+
+
 async def test_garbage_addressed_to_the_agent_goes_to_the_dlq(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -45,3 +45,24 @@ def test_json_lines_when_not_a_terminal() -> None:
     assert line["instance"] == "wm-1"
     assert line["workflows"] == 3
     assert "hunter2" not in done.stderr
+
+
+def test_a_service_configuration_replaces_the_commands() -> None:
+    """The root command configures WARNING for every command; a service then logs at its own
+    level (INFO), bound to its own component and instance."""
+    code = (
+        "from mesh.log import configure_logging, get_logger\n"
+        "configure_logging('cli', level='WARNING')\n"
+        "get_logger().info('not shown')\n"
+        "configure_logging('agent', level='INFO', instance='shell-1')\n"
+        "get_logger().info('agent ready')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    [line] = [json.loads(text) for text in done.stderr.splitlines()]
+    assert (line["event"], line["component"], line["instance"]) == (
+        "agent ready",
+        "agent",
+        "shell-1",
+    )

@@ -1,0 +1,100 @@
+"""How every long-running command runs (``mesh run …``, ``mesh agent run``): one place for signals,
+logging and exit codes, so components and agents start, log and stop alike.
+
+- The first SIGTERM or SIGINT sets ``stop``: the service drains and stops, the command exits 0.
+- A second SIGINT (Ctrl-C again) cancels at once; the command exits 130.
+- A repeated SIGTERM stays graceful: a Ctrl-C reaches every process of the terminal's
+  foreground group (services started together by a script) and their supervisor may then send
+  its own SIGTERM, which must not cut the shutdown short (a supervisor that wants it shorter
+  sends SIGKILL).
+- Logs are structlog lines on stderr, JSON with ``--json`` or when stderr is no terminal; at INFO
+  unless ``--log-level`` is given, because a long-running process that says nothing cannot be
+  operated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+
+from mesh.log import configure_logging
+
+Main = Callable[[asyncio.Event], Awaitable[None]]
+"""A service: runs until the event is set, then shuts down and returns."""
+
+JsonLogs = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Log one JSON object per line (the default when stderr is no terminal)."
+    ),
+]
+"""The ``--json`` flag of every service command."""
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def serve(
+    ctx: typer.Context,
+    component: str,
+    main: Main,
+    *,
+    instance: str | None = None,
+    json_logs: bool = False,
+) -> None:
+    """Configure logging for ``component``, then run ``main(stop)`` until it returns.
+
+    Build whatever logs inside ``main`` (or after this call has configured logging): a
+    structlog logger used earlier keeps the configuration it was first used with.
+    """
+    _service_logging(ctx, component, instance, json_logs)
+    try:
+        asyncio.run(_until_signalled(main))
+    except asyncio.CancelledError:
+        raise typer.Exit(130) from None
+    finally:
+        # Shut down already: a late SIGTERM (a supervisor repeating itself) must not turn the
+        # exit into "killed by signal" while the interpreter finishes.
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+async def _until_signalled(main: Main) -> None:
+    """Run ``main(stop)``; SIGTERM or SIGINT sets ``stop``, a second SIGINT cancels at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    interrupts = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal interrupts
+        if sig is signal.SIGINT:
+            interrupts += 1
+        if interrupts > 1 and task is not None:
+            task.cancel()
+        stop.set()
+
+    # Left in place until the loop closes: a signal during asyncio.run's own clean-up (the
+    # default executor, async generators) must not kill the process either.
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    await main(stop)
+
+
+def _service_logging(
+    ctx: typer.Context, component: str, instance: str | None, json_logs: bool
+) -> None:
+    """Bind the component and instance to every line; INFO unless ``--log-level`` was given."""
+    root = ctx.find_root()
+    source = root.get_parameter_source("log_level")
+    given = source is not None and source.name != "DEFAULT"
+    level = str(root.params.get("log_level") or "INFO") if given else "INFO"
+    configure_logging(
+        component, instance=instance, json=True if json_logs else None, level=level.upper()
+    )
+
+
+__all__ = ["JsonLogs", "Main", "serve"]
