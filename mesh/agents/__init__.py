@@ -39,13 +39,13 @@ from mesh.agents._sdk import (
     AgentFunction,
     PythonRunner,
     TaskContext,
-    TaskError,
     agent,
     agents_in,
     load_agents,
 )
-from mesh.agents._templates import TemplateError, check_template, render, render_argv
+from mesh.agents._templates import check_template, render, render_argv
 from mesh.agents._worker import AgentWorker, WorkerConfig
+from mesh.errors import TaskError
 
 __all__ = [
     "DEFAULT_FAIL_MAX",
@@ -66,7 +66,6 @@ __all__ = [
     "Success",
     "TaskContext",
     "TaskError",
-    "TemplateError",
     "WorkerConfig",
     "agent",
     "agents_in",

@@ -29,8 +29,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.agents._outcome import Failure, Outcome, Success
-from mesh.breakers import CallFailed
-from mesh.errors import EventError
+from mesh.errors import EventError, GuardedCallFailed
 from mesh.events import BreakerStateChanged, Mapper
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
@@ -50,7 +49,7 @@ _POLL_MS = 200
 log = get_logger("mesh.agents.breaker")
 
 
-def counted(outcome: Outcome) -> CallFailed | None:
+def counted(outcome: Outcome) -> GuardedCallFailed | None:
     """The failure to count against the agent's breaker, or None (see the module table)."""
     if isinstance(outcome, Success) or outcome.kind in NEVER_COUNTED:
         return None
@@ -59,7 +58,7 @@ def counted(outcome: Outcome) -> CallFailed | None:
         counts = outcome.retriable
     if not counts:
         return None
-    return CallFailed(f"{outcome.kind}: {outcome.message[:_MAX_REASON]}", kind=outcome.kind)
+    return GuardedCallFailed(f"{outcome.kind}: {outcome.message[:_MAX_REASON]}", kind=outcome.kind)
 
 
 def refused(message: str) -> Failure:

@@ -44,8 +44,8 @@ from mesh.agents._command import shrink_output
 from mesh.agents._host import free_resources, host_name, host_resources, mesh_version
 from mesh.agents._offsets import OffsetTracker
 from mesh.agents._outcome import Failure, Outcome, Runner, Success
-from mesh.breakers import AsyncBreaker, BreakerOpen, ChangeListener, breaker_name
-from mesh.errors import BrokerError, ConfigError, EventError, EventTooLarge
+from mesh.breakers import AsyncBreaker, ChangeListener, breaker_name
+from mesh.errors import BreakerOpen, BrokerError, ConfigError, EventError, EventTooLarge
 from mesh.events import (
     AgentHeartbeat,
     AgentKind,

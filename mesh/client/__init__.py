@@ -6,7 +6,7 @@ from mesh.client._agents import (
     spawn_agents,
     terminate_agent,
 )
-from mesh.client._api import CallFailed, Client, NoAnswer, WorkflowRun
+from mesh.client._api import Client, WorkflowRun
 from mesh.client._control import command_and_wait, send_command, send_external_event
 from mesh.client._planfile import PlanRequest, load_plan_file
 from mesh.client._request import submit_request, wait_for_plan
@@ -20,6 +20,7 @@ from mesh.client._submit import (
     publish,
     submit_plan,
 )
+from mesh.errors import CallFailed, NoAnswer
 
 __all__ = [
     "FINAL_TYPES",

@@ -13,14 +13,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import JsonValue
 
 from mesh.agentmanager import AgentState, HealthPolicy, Registry
-from mesh.errors import EventError
+from mesh.errors import CallFailed, EventError
 from mesh.events import AgentHeartbeat, BreakerStateChanged, Mapper
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.partitions import topic_partitions
 from mesh.settings import Settings
 
-from ._api import CallFailed, Client
+from ._api import Client
 
 DEFAULT_TIMEOUT = 60.0
 

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import JsonValue
 
 from mesh._aio import cancel_and_wait
-from mesh.errors import EventError, MeshError
+from mesh.errors import CallFailed, EventError, MeshError, NoAnswer
 from mesh.events import (
     ApiCall,
     ApiComponent,
@@ -63,21 +63,6 @@ _NAMES = {
     "resource-allocator": ("Resource Allocator", "mesh run resources"),
 }
 """Component → how people call it, and the command that runs it."""
-
-
-class NoAnswer(MeshError):
-    """No component answered a call in time (none runs, or none reads this cluster/prefix)."""
-
-    retriable = True
-
-
-class CallFailed(MeshError):
-    """The component answered with an error."""
-
-    def __init__(self, message: str, *, kind: str = "", retriable: bool = False) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.retriable = retriable
 
 
 @dataclass
@@ -422,4 +407,4 @@ def _object(result: JsonValue) -> dict[str, Any]:
     return dict(result)
 
 
-__all__ = ["CallFailed", "Client", "NoAnswer", "WorkflowRun"]
+__all__ = ["Client", "WorkflowRun"]

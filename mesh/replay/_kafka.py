@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.errors import ConfigError, EventError
+from mesh.errors import ConfigError, DecisionError, EventError, UnknownWorkflow
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
@@ -23,8 +23,7 @@ from mesh.kafka.partitions import cluster_metadata, partition_for
 from mesh.kafka.reader import bounds, read_range, reader
 from mesh.replay._timeline import Recorded
 from mesh.settings import Settings
-from mesh.workflows import DecisionError, WorkflowState, fold
-from mesh.workflows.runtime import UnknownWorkflow
+from mesh.workflows import WorkflowState, fold
 
 MAX_HISTORY = 2_000_000
 """Most events of one workflow held in memory for a replay."""

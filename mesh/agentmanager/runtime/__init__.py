@@ -6,11 +6,9 @@ from mesh.agentmanager.runtime._dispatch import Dispatcher
 from mesh.agentmanager.runtime._manager import (
     COMPONENT,
     AgentManager,
-    RegistrationRefused,
     run_agent_manager,
 )
 from mesh.agentmanager.runtime._templates import (
-    TemplateRefused,
     Templates,
     load_templates,
     parse_capability,
@@ -20,8 +18,6 @@ __all__ = [
     "COMPONENT",
     "AgentManager",
     "Dispatcher",
-    "RegistrationRefused",
-    "TemplateRefused",
     "Templates",
     "load_templates",
     "parse_capability",

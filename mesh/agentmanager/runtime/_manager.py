@@ -50,7 +50,7 @@ from mesh.agentmanager._registry import Registry
 from mesh.agentmanager.runtime._dispatch import Dispatcher, Outgoing, _Partition, _Pending
 from mesh.agentmanager.runtime._lifecycle import AgentLifecycle
 from mesh.agentmanager.runtime._templates import load_templates
-from mesh.errors import EventError, MeshError
+from mesh.errors import EventError, MeshError, RegistrationRefused
 from mesh.events import (
     BreakerStateChanged,
     CapabilityRequirement,
@@ -77,10 +77,6 @@ COMPONENT = "agent-manager"
 _GUARD_POLL_MS = 500
 
 log = get_logger("mesh.agentmanager")
-
-
-class RegistrationRefused(MeshError):
-    """A registry record the Agent Manager will not fold (the DLQ's error class)."""
 
 
 @dataclasses.dataclass
@@ -475,4 +471,4 @@ async def run_agent_manager(
                 await asyncio.wait_for(job, 60)
 
 
-__all__ = ["COMPONENT", "AgentManager", "RegistrationRefused", "run_agent_manager"]
+__all__ = ["COMPONENT", "AgentManager", "run_agent_manager"]

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
-from mesh.agentmanager.runtime._templates import TemplateRefused
-from mesh.errors import EventError, MeshError
+from mesh.errors import EventError, MeshError, TemplateRefused
 from mesh.events import Event, Reply, ReplyError, SpawnAgents, TerminateAgent, meta
 from mesh.log import get_logger
 

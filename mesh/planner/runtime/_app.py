@@ -39,7 +39,7 @@ from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from mesh._aio import cancel_and_wait
-from mesh.errors import EventTooLarge, InvalidEvent, MeshError
+from mesh.errors import EventTooLarge, InvalidEvent, MeshError, PlanningError
 from mesh.events import (
     HEADER_CORRELATION_ID,
     Encoded,
@@ -60,7 +60,6 @@ from mesh.kafka.dlq import ConsumedRecord, dead_letter
 from mesh.kafka.partitions import topic_partitions
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
-from mesh.planner._errors import PlanningError
 from mesh.planner._request import workflow_id_for
 from mesh.planner._requestfile import request_from_document
 from mesh.settings import Settings
