@@ -15,6 +15,7 @@ from pydantic import JsonValue
 from mesh.agentmanager import AgentState, HealthPolicy, Registry
 from mesh.errors import CallFailed, EventError
 from mesh.events import AgentHeartbeat, BreakerStateChanged, Mapper
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.partitions import topic_partitions
@@ -130,7 +131,7 @@ def _fold(
     mapper: Mapper,
     topic: str,
     settings: Settings,
-    record: Any,
+    record: ConsumedRecord,
 ) -> None:
     key = record.key.decode(errors="replace") if record.key is not None else None
     if key is None:

@@ -52,11 +52,12 @@ from mesh.events import (
     TaskSpec,
     meta,
 )
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.calls import to_json as _as_json
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import topic_partitions
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
@@ -387,7 +388,7 @@ def _api_plan(data: Any) -> ExecutionPlan:
     return ExecutionPlan.model_validate_json(json.dumps(data))
 
 
-def _record(message: Any) -> ConsumedRecord:
+def _record(message: KafkaMessage) -> ConsumedRecord:
     record = message.raw_message
     if isinstance(record, tuple):  # batch subscribers give tuples; ours are single
         raise TypeError("expected one record per message")
