@@ -29,7 +29,7 @@ from mesh.events import (
     Producer,
     meta,
 )
-from mesh.kafka.records import ConsumedRecord
+from mesh.kafka.records import ConsumedRecord  # still importable here, where it was first
 
 HEADER_ORIGINAL_TOPIC = "mesh-dlq-original-topic"
 HEADER_ORIGINAL_PARTITION = "mesh-dlq-original-partition"
@@ -162,4 +162,4 @@ def _instance() -> str:
     return f"{host}-{os.getpid()}"[-_ID_MAX:]
 
 
-__all__ = ["DLQ_HEADERS", "dead_letter"]
+__all__ = ["DLQ_HEADERS", "ConsumedRecord", "dead_letter"]
