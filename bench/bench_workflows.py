@@ -26,8 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench._common import ROOT, aiokafka_baseline, broker, console, percentiles, progress, report
-from mesh.client import PlanRequest
-from mesh.client._submit import submit_plan
+from mesh.client import PlanRequest, submit_plan
 from mesh.events import ExecutionPlan, Mapper, PlanCreated, Producer, TaskSpec, meta
 from mesh.kafka.connection import client_kwargs
 from mesh.settings import Settings

@@ -4,12 +4,10 @@ The names here are the stable public surface; subpackages (``mesh.events``, ``me
 ``mesh.workflows`` …) hold the rest.
 """
 
-from mesh.agents import TaskContext, TaskError, agent
+from mesh.agents import TaskContext, agent
 from mesh.broker import EmbeddedBroker
 from mesh.client import (
-    CallFailed,
     Client,
-    NoAnswer,
     WorkflowRun,
     load_plan_file,
     send_command,
@@ -19,12 +17,15 @@ from mesh.errors import (
     AuthError,
     BrokerError,
     BrokerUnavailable,
+    CallFailed,
     ConfigError,
     EmbeddedBrokerError,
     EventError,
     EventTooLarge,
     InvalidEvent,
     MeshError,
+    NoAnswer,
+    TaskError,
     TopicSpecError,
     UnknownEventType,
     UnsupportedByBroker,

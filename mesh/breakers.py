@@ -42,7 +42,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 import pybreaker
 
-from mesh.errors import MeshError
+from mesh.errors import BreakerOpen
 from mesh.events import BreakerState, BreakerStateChanged, Producer, meta
 
 BREAKER_PREFIX = "agent:"
@@ -74,24 +74,6 @@ _FROM_EVENT = {event: state for state, event in _TO_EVENT.items()}
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class BreakerOpen(pybreaker.CircuitBreakerError, MeshError):
-    """The breaker refused the call: open, or half-open with its one trial in flight.
-
-    Retriable: the same work may succeed elsewhere or later.
-    """
-
-    retriable = True
-
-    def __init__(self, name: str, message: str) -> None:
-        MeshError.__init__(self, f"circuit breaker {name} {message}", retriable=True, name=name)
-
-
-class CallFailed(MeshError):
-    """A call that returned, but whose result counts as a failure of the guarded service."""
-
-    retriable = True
 
 
 class Ticket:
@@ -392,8 +374,6 @@ def _storage_of(cb: Any) -> Any:
 __all__ = [
     "BREAKER_PREFIX",
     "AsyncBreaker",
-    "BreakerOpen",
-    "CallFailed",
     "ChangeListener",
     "Judge",
     "Ticket",

@@ -15,8 +15,7 @@ from typing import Any
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.client import follow_history, load_plan_file, submit_plan
-from mesh.client._submit import Submitted, history_cursor
+from mesh.client import WorkflowRun, follow_history, history_cursor, load_plan_file, submit_plan
 from mesh.dev import DevMesh, DevOptions
 from mesh.events import WorkflowEvent
 from mesh.kafka.clients import stop_clients
@@ -46,13 +45,13 @@ def plan_file(tmp_path: Path, plan: dict[str, Any], name: str = "plan.yaml") -> 
     return path
 
 
-async def submit(settings: Settings, path: Path) -> Submitted:
+async def submit(settings: Settings, path: Path) -> WorkflowRun:
     return await submit_plan(settings, load_plan_file(path))
 
 
 async def wait_final(
     settings: Settings,
-    submitted: Submitted,
+    submitted: WorkflowRun,
     *,
     idle_timeout: float = 120,
     on_event: Callable[[WorkflowEvent, WorkflowState], Any] | None = None,

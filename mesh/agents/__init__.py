@@ -46,13 +46,13 @@ from mesh.agents._sdk import (
     AgentFunction,
     PythonRunner,
     TaskContext,
-    TaskError,
     agent,
     agents_in,
     load_agents,
 )
-from mesh.agents._templates import TemplateError, check_template, render, render_argv
+from mesh.agents._templates import check_template, render, render_argv
 from mesh.agents._worker import AgentWorker
+from mesh.errors import TaskError
 
 __all__ = [
     "DEFAULT_FAIL_MAX",
@@ -73,7 +73,6 @@ __all__ = [
     "Success",
     "TaskContext",
     "TaskError",
-    "TemplateError",
     "WorkerConfig",
     "agent",
     "agents_in",

@@ -26,8 +26,8 @@ import structlog
 from mesh.agents._breaker import counted, refused
 from mesh.agents._outcome import Failure, Outcome, Runner
 from mesh.agents._report import Reporter
-from mesh.breakers import AsyncBreaker, BreakerOpen
-from mesh.errors import BrokerError
+from mesh.breakers import AsyncBreaker
+from mesh.errors import BreakerOpen, BrokerError
 from mesh.events import CancelTask, TaskAssigned
 from mesh.log import get_logger
 

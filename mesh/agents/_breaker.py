@@ -34,8 +34,8 @@ from aiokafka import TopicPartition
 
 from mesh.agents._outbox import Outbox
 from mesh.agents._outcome import Failure, Outcome, Success
-from mesh.breakers import AsyncBreaker, CallFailed, ChangeListener, breaker_name
-from mesh.errors import BrokerError, EventError
+from mesh.breakers import AsyncBreaker, ChangeListener, breaker_name
+from mesh.errors import BrokerError, EventError, GuardedCallFailed
 from mesh.events import BreakerStateChanged, Mapper, Producer
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
@@ -57,7 +57,7 @@ _FLUSH_SECONDS = 10.0
 log = get_logger("mesh.agents.breaker")
 
 
-def counted(outcome: Outcome) -> CallFailed | None:
+def counted(outcome: Outcome) -> GuardedCallFailed | None:
     """The failure to count against the agent's breaker, or None (see the module table)."""
     if isinstance(outcome, Success) or outcome.kind in NEVER_COUNTED:
         return None
@@ -66,7 +66,7 @@ def counted(outcome: Outcome) -> CallFailed | None:
         counts = outcome.retriable
     if not counts:
         return None
-    return CallFailed(f"{outcome.kind}: {outcome.message[:_MAX_REASON]}", kind=outcome.kind)
+    return GuardedCallFailed(f"{outcome.kind}: {outcome.message[:_MAX_REASON]}", kind=outcome.kind)
 
 
 def refused(message: str) -> Failure:

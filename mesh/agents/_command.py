@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
-from mesh.agents._templates import TemplateError, check_template, render_argv, values_for
-from mesh.errors import ConfigError
+from mesh.agents._templates import check_template, render_argv, values_for
+from mesh.errors import ArgvTemplateError, ConfigError
 from mesh.events import Capability, TaskAssigned
 
 MAX_OUTPUT_BYTES = 64 * 1024
@@ -228,7 +228,7 @@ class CommandConfig:
         try:
             for element in self.argv:
                 check_template(element)
-        except TemplateError as exc:
+        except ArgvTemplateError as exc:
             raise ConfigError(f"bad --argv template: {exc}") from exc
         if not self.workdir.is_dir():
             raise ConfigError(f"--workdir {self.workdir} is not a directory")
@@ -272,8 +272,8 @@ class CommandRunner:
         )
         try:
             return render_argv(template, values)
-        except TemplateError as exc:
-            return Failure(TemplateError.kind, str(exc), retriable=False)
+        except ArgvTemplateError as exc:
+            return Failure(ArgvTemplateError.kind, str(exc), retriable=False)
 
     async def run(self, assigned: TaskAssigned, progress: ProgressFn) -> Outcome:
         argv = self.argv_for(assigned)

@@ -25,8 +25,9 @@ from mesh.agents._outbox import Outbox
 from mesh.errors import EventError
 from mesh.events import CancelTask, Producer, TaskAssigned
 from mesh.kafka.connection import kafka_errors
-from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for, partitions_of
+from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 

@@ -31,25 +31,13 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
-from mesh.errors import ConfigError, MeshError
+from mesh.errors import ConfigError, MeshError, TaskError
 from mesh.events import Capability, CapabilityRequirement, TaskAssigned, TaskSpec, covers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "__mesh_agent__"
 _MAX_MESSAGE = 4_000
-
-
-class TaskError(MeshError):
-    """Raise it from an agent function to fail the attempt on purpose, with a kind of your own.
-
-    ``kind`` becomes the ``error_kind`` the retry policy matches; ``retriable`` (default False)
-    says whether another attempt could succeed.
-    """
-
-    def __init__(self, message: str, *, kind: str = "task_error", retriable: bool = False) -> None:
-        super().__init__(message, retriable=retriable)
-        self.kind = kind
 
 
 class TaskContext:
@@ -244,7 +232,6 @@ __all__ = [
     "AgentFunction",
     "PythonRunner",
     "TaskContext",
-    "TaskError",
     "agent",
     "agents_in",
     "failure_of",

@@ -7,7 +7,7 @@ it was written in: a prompt holding ``"; rm -rf ~"`` is one argument to a progra
 without a shell, never a command.
 
 Text of the form ``{name}`` or ``{name.key.key}`` (``name`` an identifier) is a placeholder:
-``name`` must be one of :data:`PLACEHOLDERS` and every key must exist, else ``TemplateError``
+``name`` must be one of :data:`PLACEHOLDERS` and every key must exist, else ``ArgvTemplateError``
 (reported as the non-retriable ``bad_template``). To pass such text literally, double its braces:
 ``{{prompt}}`` gives ``{prompt}``. No other text is changed, so code in a task's command, such
 as ``print({'a': {'b': 1}})`` or a JSON literal, needs no escaping.
@@ -21,17 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.errors import MeshError
+from mesh.errors import ArgvTemplateError
 
 PLACEHOLDERS = ("prompt", "task_id", "workflow_id", "attempt", "inputs")
 """The roots a placeholder may start with; only ``inputs`` has keys below it."""
-
-
-class TemplateError(MeshError):
-    """A template is malformed or names a value the task does not have (``bad_template``)."""
-
-    kind = "bad_template"
-    retriable = False
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,7 @@ _ESCAPED = re.compile(r"\{\{(" + _PATH + r")\}\}")
 
 
 def parse(template: str) -> tuple[_Part, ...]:
-    """Split a template into literal text and placeholders; ``TemplateError`` if one is bad."""
+    """Split a template into literal text and placeholders; ``ArgvTemplateError`` if one is bad."""
     parts: list[_Part] = []
     text: list[str] = []
     i, n = 0, len(template)
@@ -78,12 +71,12 @@ def _field(source: str) -> _Field:
     path = tuple(source.split("."))
     if path[0] not in PLACEHOLDERS:
         known = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
-        raise TemplateError(
+        raise ArgvTemplateError(
             f"unknown placeholder {{{source}}}; known: {known} (write {{{{{source}}}}} for "
             "literal braces)"
         )
     if any(not segment for segment in path):
-        raise TemplateError(f"empty key in placeholder {{{source}}}")
+        raise ArgvTemplateError(f"empty key in placeholder {{{source}}}")
     return _Field(path, source)
 
 
@@ -96,7 +89,7 @@ def render(template: str, values: Mapping[str, Any]) -> str:
     """The template with each placeholder replaced by its value's text.
 
     Strings go in as they are, other JSON values as JSON (``{inputs}`` is all inputs as one JSON
-    object), a missing prompt as the empty string. A missing key raises ``TemplateError``.
+    object), a missing prompt as the empty string. A missing key raises ``ArgvTemplateError``.
     """
     out: list[str] = []
     for part in parse(template):
@@ -133,12 +126,12 @@ def _lookup(field: _Field, values: Mapping[str, Any]) -> Any:
     for segment in field.path:
         if not isinstance(current, Mapping):
             where = ".".join(walked)
-            raise TemplateError(
+            raise ArgvTemplateError(
                 f"{{{field.source}}}: {where} is a {_kind(current)}, not an object with keys"
             )
         if segment not in current:
             where = ".".join(walked) or "the task"
-            raise TemplateError(f"{{{field.source}}}: {where} has no key {segment!r}")
+            raise ArgvTemplateError(f"{{{field.source}}}: {where} has no key {segment!r}")
         current = current[segment]
         walked.append(segment)
     return current
@@ -159,7 +152,6 @@ def _kind(value: Any) -> str:
 
 __all__ = [
     "PLACEHOLDERS",
-    "TemplateError",
     "check_template",
     "parse",
     "render",

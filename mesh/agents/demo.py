@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from mesh.agents._sdk import TaskContext, TaskError, agent
+from mesh.agents._sdk import TaskContext, agent
+from mesh.errors import TaskError
 
 
 @agent(capabilities=["noop"])

@@ -19,8 +19,9 @@ from rich.markup import escape
 
 from mesh.agentmanager import HealthPolicy
 from mesh.cli._app import settings_of
+from mesh.cli._client import with_client
 from mesh.cli._output import print_json, print_table, say
-from mesh.client import AgentReport, agent_states, spawn_agents, terminate_agent
+from mesh.client import AgentReport, agent_states
 from mesh.errors import ConfigError
 
 app = typer.Typer(
@@ -187,10 +188,10 @@ def spawn(
     Example: mesh agents spawn llm-coder --count 2 --set 'argv=[claude, -p, "{prompt}"]'
     """
     config = dict(_setting(text) for text in set_ or ())
-    agents = asyncio.run(
-        spawn_agents(
-            settings_of(ctx), template, count=count, name=name, config=config, within=timeout
-        )
+    agents = with_client(
+        settings_of(ctx),
+        lambda c: c.spawn_agent(template, config, count=count, name=name, within=timeout),
+        timeout=timeout,
     )
     if as_json:
         print_json({"agents": agents})
@@ -215,8 +216,10 @@ def terminate(
 
     Example: mesh agents terminate shell-1 --grace 30
     """
-    done = asyncio.run(
-        terminate_agent(settings_of(ctx), agent_id, grace=grace, reason=reason, within=timeout)
+    done = with_client(
+        settings_of(ctx),
+        lambda c: c.terminate_agent(agent_id, grace=grace, reason=reason),
+        timeout=timeout,
     )
     if as_json:
         print_json(done)

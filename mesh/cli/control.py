@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated
 
 import typer
 
 from mesh.cli._app import settings_of
+from mesh.cli._client import with_client
 from mesh.cli._output import print_json, say
-from mesh.client import command_and_wait, send_command, send_external_event
+from mesh.client import CommandKind
 from mesh.errors import ConfigError
 
 Reason = Annotated[str, typer.Option(help="Why, recorded in the workflow's history.")]
@@ -28,7 +28,7 @@ Timeout = Annotated[float, typer.Option(help="Seconds to wait for the answer.")]
 
 def _send(
     ctx: typer.Context,
-    kind: str,
+    kind: CommandKind,
     workflow_id: str,
     reason: str,
     as_json: bool,
@@ -38,8 +38,8 @@ def _send(
 ) -> None:
     settings = settings_of(ctx)
     if not wait:
-        event = asyncio.run(
-            send_command(settings, kind, workflow_id, reason=reason, task_id=task_id)
+        event = with_client(
+            settings, lambda c: c.send_command(kind, workflow_id, reason=reason, task_id=task_id)
         )
         if as_json:
             print_json(
@@ -48,10 +48,10 @@ def _send(
         else:
             say(f"sent {event.type} for {workflow_id}")
         return
-    answer = asyncio.run(
-        command_and_wait(
-            settings, kind, workflow_id, reason=reason, task_id=task_id, within=timeout
-        )
+    answer = with_client(
+        settings,
+        lambda c: c.command(kind, workflow_id, reason=reason, task_id=task_id),
+        timeout=timeout,
     )
     if as_json:
         print_json({"command": kind, **answer})
@@ -122,7 +122,7 @@ def signal(
         raise ConfigError(f"--payload is not JSON: {exc.msg}") from exc
     if not isinstance(data, dict):
         raise ConfigError("--payload must be a JSON object")
-    event = asyncio.run(send_external_event(settings_of(ctx), workflow_id, name, data))
+    event = with_client(settings_of(ctx), lambda c: c.signal(workflow_id, name, data))
     if as_json:
         print_json({"workflow_id": workflow_id, "name": name, "event_id": str(event.event_id)})
     else:

@@ -17,14 +17,8 @@ from rich.markup import escape
 
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json, print_table, say
-from mesh.errors import MeshError
-from mesh.planner import (
-    Planner,
-    PlanningError,
-    PlanReport,
-    load_request_file,
-    workflow_id_for,
-)
+from mesh.errors import MeshError, PlanningError
+from mesh.planner import Planner, PlanReport, load_request_file, workflow_id_for
 from mesh.planner import format_seconds as seconds
 
 

@@ -30,7 +30,7 @@ from mesh.cli._app import settings_of
 from mesh.cli._output import console, err_console, print_json, print_table, say
 from mesh.cli._replay_all import replay_all
 from mesh.cli._workflow_view import headline, in_plan_order, state_dict, tasks_table
-from mesh.errors import ConfigError, MeshError
+from mesh.errors import ConfigError, DecisionError, MeshError, UnknownWorkflow
 from mesh.events import Mapper, WorkflowSnapshot
 from mesh.replay import STEP_HELP as HELP
 from mesh.replay import (
@@ -48,8 +48,7 @@ from mesh.replay import (
     timeline_of,
     to_millis,
 )
-from mesh.workflows import DecisionError, WorkflowState, fold
-from mesh.workflows.runtime import UnknownWorkflow
+from mesh.workflows import WorkflowState, fold
 
 
 def replay(

@@ -20,21 +20,17 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from mesh.cli._app import settings_of
+from mesh.cli._client import with_client
 from mesh.cli._output import console, print_json, say
 from mesh.cli._workflow_view import STYLES
-from mesh.client import (
-    Submitted,
-    follow_history,
-    load_plan_file,
-    submit_plan,
-    submit_request,
-    wait_for_plan,
-)
-from mesh.errors import ConfigError, MeshError
-from mesh.events import PlanRejected, TaskRequest
+from mesh.client import Client, PlanRequest, WorkflowRun, load_plan_file
+from mesh.errors import ConfigError, RequestRejected
+from mesh.events import TaskRequest
 from mesh.planner import is_request_document, read_document, request_from_document, workflow_id_for
-from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
+
+PLAN_WAIT_SECONDS = 120.0
+"""With --wait: how long a request waits for the planner's answer."""
 
 
 def submit(
@@ -152,25 +148,27 @@ def submit(
         text = sys.stdin.read() if file == "-" else None
         source = "stdin.yaml" if file == "-" else file
         document = read_document(source, text=text)
+    work: TaskRequest | PlanRequest
     if file is None or is_request_document(document):
-        request = request_from_document(document, source)
-        submitted = asyncio.run(
-            _submit_request(settings, request, workflow_id, wait=wait, as_json=as_json)
-        )
-    else:
-        plan_request = load_plan_file(Path(source), text=text)
+        work = request_from_document(document, source)
         if workflow_id is not None:
-            plan_request = dataclasses.replace(plan_request, workflow_id=workflow_id)
-        submitted = asyncio.run(submit_plan(settings, plan_request))
+            raise ConfigError(
+                "--workflow-id applies to plan files; the planner names a request's workflow"
+            )
+    else:
+        work = load_plan_file(Path(source), text=text)
+        if workflow_id is not None:
+            work = dataclasses.replace(work, workflow_id=workflow_id)
+    run = with_client(settings, lambda c: _start(c, work, wait=wait, as_json=as_json))
     if not wait:
         if as_json:
-            print_json({"workflow_id": submitted.workflow_id, "status": "submitted"})
+            print_json({"workflow_id": run.workflow_id, "status": "submitted"})
         else:
-            say(f"submitted workflow {submitted.workflow_id}")
+            say(f"submitted workflow {run.workflow_id}")
         return
-    state = asyncio.run(_follow(settings, submitted, as_json=as_json, idle_timeout=idle_timeout))
+    state = asyncio.run(_follow(run, as_json=as_json, idle_timeout=idle_timeout))
     if as_json:
-        print_json(_summary(submitted.workflow_id, state))
+        print_json(_summary(run.workflow_id, state))
     elif state is not None:
         say(f"workflow {state.workflow_id} {state.status}", STYLES.get(state.status))
     if state is None or state.status != "completed":
@@ -192,55 +190,51 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
     return pairs
 
 
-async def _submit_request(
-    settings: Settings, request: TaskRequest, workflow_id: str | None, *, wait: bool, as_json: bool
-) -> Submitted:
-    """Publish a plain request; with ``wait``, fail at once (one line) if it is rejected."""
-    if workflow_id is not None:
-        raise ConfigError(
-            "--workflow-id applies to plan files; the planner names a request's workflow"
+async def _start(
+    client: Client, work: TaskRequest | PlanRequest, *, wait: bool, as_json: bool
+) -> WorkflowRun:
+    """Publish a plan file's workflow, or a request for the planner; with ``wait``, a request
+    waits for its plan, and a rejection fails at once (one line, or the JSON answer)."""
+    if isinstance(work, PlanRequest):
+        return await client.start_workflow(
+            work.plan, workflow_id=work.workflow_id, request_id=work.request_id
         )
-    target = workflow_id_for(request.request_id)
-    submitted, plans = await submit_request(settings, request, target)
-    if wait:
-        answer = await wait_for_plan(settings, target, plans, within=120)
-        if isinstance(answer, PlanRejected):
-            if as_json:
-                print_json(
-                    {
-                        "workflow_id": target,
-                        "status": "rejected",
-                        "reason": answer.reason,
-                        "problems": list(answer.problems),
-                    }
-                )
-                raise typer.Exit(1)
-            raise MeshError(f"request {request.request_id} rejected: {answer.reason}")
+    try:
+        run = await client.submit(work, planned=wait, within=PLAN_WAIT_SECONDS)
+    except RequestRejected as exc:
         if not as_json:
-            say(f"planned {len(answer.plan.tasks)} tasks for request {request.request_id}")
-    return submitted
+            raise
+        print_json(
+            {
+                "workflow_id": workflow_id_for(work.request_id),
+                "status": "rejected",
+                "reason": exc.reason,
+                "problems": list(exc.problems),
+            }
+        )
+        raise typer.Exit(1) from None
+    if wait and not as_json and run.plan is not None:
+        say(f"planned {len(run.plan.tasks)} tasks for request {work.request_id}")
+    return run
 
 
-async def _follow(
-    settings: Settings, submitted: Submitted, *, as_json: bool, idle_timeout: float
-) -> WorkflowState | None:
+async def _follow(run: WorkflowRun, *, as_json: bool, idle_timeout: float) -> WorkflowState | None:
     state: WorkflowState | None = None
     started = time.monotonic()
     live = (
         Live(console=console, refresh_per_second=8) if console.is_terminal and not as_json else None
     )
     if not as_json and live is None:
-        say(f"submitted workflow {submitted.workflow_id}; following its history")
+        say(f"submitted workflow {run.workflow_id}; following its history")
     with live if live is not None else contextlib.nullcontext():
-        async for event in follow_history(
-            settings, submitted.workflow_id, submitted.cursor, idle_timeout=idle_timeout
-        ):
-            state = evolve(state, event)
-            if live is not None:
-                live.update(_table(state, time.monotonic() - started))
-            elif not as_json:
-                task = getattr(event, "task_id", "")
-                say(f"{event.occurred_at:%H:%M:%S} {event.type:<22} {task}")
+        async with contextlib.aclosing(run.events(idle_timeout=idle_timeout)) as events:
+            async for event in events:
+                state = evolve(state, event)
+                if live is not None:
+                    live.update(_table(state, time.monotonic() - started))
+                elif not as_json:
+                    task = getattr(event, "task_id", "")
+                    say(f"{event.occurred_at:%H:%M:%S} {event.type:<22} {task}")
     return state
 
 

@@ -23,10 +23,11 @@ from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json, print_table, say
 from mesh.cli._workflow_view import STYLES, headline, state_dict, tasks_table
 from mesh.client import HistoryCursor, follow_history
+from mesh.errors import DecisionError
 from mesh.events import WorkflowSnapshot
 from mesh.replay import latest_snapshots, live_state, snapshot_state
 from mesh.settings import Settings
-from mesh.workflows import DecisionError, WorkflowState, evolve
+from mesh.workflows import WorkflowState, evolve
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 StatusFilter = Literal["running", "paused", "completed", "failed", "cancelled"]

@@ -1,48 +1,37 @@
-"""Client side of the mesh: publishing workflows and following them."""
+"""The client side of the mesh: :class:`Client` publishes and calls over Kafka, and follows the
+workflows it starts; the command line uses it for every publish and call."""
 
-from mesh.client._agents import (
-    AgentReport,
-    agent_states,
-    spawn_agents,
-    terminate_agent,
-)
-from mesh.client._api import CallFailed, Client, NoAnswer, WorkflowRun
-from mesh.client._control import command_and_wait, send_command, send_external_event
-from mesh.client._planfile import PlanRequest, load_plan_file
-from mesh.client._request import submit_request, wait_for_plan
-from mesh.client._submit import (
+from mesh.client._agents import AgentReport, agent_states
+from mesh.client._api import Client, CommandKind
+from mesh.client._connection import DEFAULT_TIMEOUT
+from mesh.client._history import (
     FINAL_TYPES,
     HistoryCursor,
-    Submitted,
+    WorkflowRun,
     follow_history,
     history_cursor,
     new_workflow_id,
-    publish,
-    submit_plan,
 )
+from mesh.client._oneshot import send_command, submit_plan
+from mesh.client._planfile import PlanRequest, load_plan_file
+from mesh.errors import CallFailed, NoAnswer
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "FINAL_TYPES",
     "AgentReport",
     "CallFailed",
     "Client",
+    "CommandKind",
     "HistoryCursor",
     "NoAnswer",
     "PlanRequest",
-    "Submitted",
     "WorkflowRun",
     "agent_states",
-    "command_and_wait",
     "follow_history",
     "history_cursor",
     "load_plan_file",
     "new_workflow_id",
-    "publish",
     "send_command",
-    "send_external_event",
-    "spawn_agents",
     "submit_plan",
-    "submit_request",
-    "terminate_agent",
-    "wait_for_plan",
 ]

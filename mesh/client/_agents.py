@@ -1,7 +1,5 @@
-"""The Agent Manager's API from the command line: spawn and terminate agents (one-shot calls
-through :class:`mesh.Client`, request/reply over ``agents.commands`` and ``replies``), list agents
-and their health (read from the topics).
-"""
+"""Agents and their health as the Agent Manager sees them, read from the topics (``mesh agents
+list|health``; spawning and terminating are calls of :class:`mesh.Client`)."""
 
 from __future__ import annotations
 
@@ -10,49 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import JsonValue
 
 from mesh.agentmanager import AgentState, HealthPolicy, Registry
 from mesh.errors import EventError
 from mesh.events import AgentHeartbeat, BreakerStateChanged, Mapper
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.partitions import topic_partitions
 from mesh.settings import Settings
-
-from ._api import CallFailed, Client
-
-DEFAULT_TIMEOUT = 60.0
-
-
-async def spawn_agents(
-    settings: Settings,
-    template: str,
-    *,
-    count: int = 1,
-    name: str | None = None,
-    config: dict[str, JsonValue] | None = None,
-    within: float = DEFAULT_TIMEOUT,
-) -> list[dict[str, Any]]:
-    """``spawn_agent``: start ``count`` agents from ``template``; their ids, pids and host."""
-    async with Client(settings, timeout=within) as client:
-        agents = await client.spawn_agent(template, config, count=count, name=name, within=within)
-    if not agents:
-        raise CallFailed("the Agent Manager's reply lists no agents")
-    return agents
-
-
-async def terminate_agent(
-    settings: Settings,
-    agent_id: str,
-    *,
-    grace: float = 10.0,
-    reason: str = "",
-    within: float = DEFAULT_TIMEOUT,
-) -> dict[str, Any]:
-    """``terminate_agent``: stop one agent gracefully, then forcefully after ``grace`` s."""
-    async with Client(settings, timeout=within) as client:
-        return await client.terminate_agent(agent_id, grace=grace, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -130,7 +94,7 @@ def _fold(
     mapper: Mapper,
     topic: str,
     settings: Settings,
-    record: Any,
+    record: ConsumedRecord,
 ) -> None:
     key = record.key.decode(errors="replace") if record.key is not None else None
     if key is None:
@@ -153,4 +117,4 @@ def _fold(
         registry.on_breaker(key, event)
 
 
-__all__ = ["AgentReport", "agent_states", "spawn_agents", "terminate_agent"]
+__all__ = ["AgentReport", "agent_states"]

@@ -1,15 +1,12 @@
-"""``mesh.Client``: the sixteen API methods of the product's design, over Kafka request/reply.
+"""``mesh.Client``: the API of the mesh's four components, over Kafka.
 
-One client holds one producer and one consumer of ``replies`` for its lifetime. A call publishes a
-request with a fresh correlation id — an ``ApiCall`` on ``calls`` for the components' queries and
-operations, a workflow command on ``commands``, a lifecycle request on ``agents.commands`` — and
-awaits the ``Reply`` with that id, which the consumer (positioned at the end of ``replies`` before
-the first call) hands over. No answer within the timeout is a ``NoAnswer`` that names the
-component to start; an answer with an error is a ``CallFailed`` with the component's message.
+The product's API methods (plan_task … set_quotas) plus what a user does with a workflow —
+``submit`` a request, start a plan, pause, resume, cancel, retry, signal — all go through the one
+connection of :class:`~mesh.client._connection.Connection`: published events, and replies
+awaited by correlation id. The command line is a thin layer over this class.
 
     async with mesh.Client() as client:
-        plan = await client.plan_task(request)
-        run = await client.start_workflow(plan)
+        run = await client.submit({"type": "bugfix", "description": "Fix the login timeout"})
         final = await run.wait()
 """
 
@@ -18,226 +15,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import JsonValue
 
-from mesh._aio import cancel_and_wait
-from mesh.errors import EventError, MeshError
+from mesh.errors import CallFailed, MeshError, NoAnswer, RequestRejected
 from mesh.events import (
-    ApiCall,
-    ApiComponent,
+    CancelWorkflow,
     Capability,
-    Event,
     ExecutionPlan,
-    Mapper,
+    ExternalEvent,
     PauseWorkflow,
     PlanCreated,
-    Reply,
+    PlanRejected,
     ResumeWorkflow,
+    RetryTask,
     SpawnAgents,
     TaskRequest,
     TerminateAgent,
     WorkflowEvent,
     meta,
-    uuid7,
 )
-from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.partitions import topic_partitions
-from mesh.settings import Settings
-from mesh.workflows import WorkflowState, evolve
+from mesh.planner import request_from_document, workflow_id_for
 
-from ._submit import FINAL_TYPES, cli_producer, follow_history, history_cursor, new_workflow_id
+from ._connection import Connection, call_id
+from ._history import (
+    HistoryCursor,
+    WorkflowRun,
+    follow_key,
+    history_cursor,
+    key_cursor,
+    new_workflow_id,
+)
+from ._planfile import PLACEHOLDER_PLAN_ID
 
-DEFAULT_TIMEOUT = 30.0
-
-_NAMES = {
-    "task-planner": ("Task Planner", "mesh run planner"),
-    "workflow-manager": ("Workflow Manager", "mesh run workflows"),
-    "agent-manager": ("Agent Manager", "mesh run agents"),
-    "resource-allocator": ("Resource Allocator", "mesh run resources"),
-}
-"""Component → how people call it, and the command that runs it."""
+CommandKind = Literal["pause", "resume", "cancel", "retry"]
+"""The workflow commands the Workflow Manager answers (``signal`` is published only)."""
 
 
-class NoAnswer(MeshError):
-    """No component answered a call in time (none runs, or none reads this cluster/prefix)."""
-
-    retriable = True
-
-
-class CallFailed(MeshError):
-    """The component answered with an error."""
-
-    def __init__(self, message: str, *, kind: str = "", retriable: bool = False) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.retriable = retriable
-
-
-@dataclass
-class WorkflowRun:
-    """A workflow the client started: follow its events, or wait for its end."""
-
-    client: Client
-    workflow_id: str
-    _cursor: Any = field(repr=False)
-
-    async def events(self) -> AsyncIterator[WorkflowEvent]:
-        """The workflow's history events from its start, live, until it ends."""
-        async for event in follow_history(
-            self.client.settings, self.workflow_id, self._cursor, idle_timeout=None
-        ):
-            yield event
-
-    async def wait(self, within: float | None = None) -> WorkflowState:
-        """The workflow's state once it completed, failed or was cancelled."""
-        state: WorkflowState | None = None
-        async with asyncio.timeout(within):
-            async for event in self.events():
-                state = evolve(state, event)
-                if event.type in FINAL_TYPES:
-                    break
-        if state is None:
-            raise MeshError(f"workflow {self.workflow_id} ended without a history")
-        return state
-
-
-class Client:
+class Client(Connection):
     """An async client of a running mesh (see the module's docstring)."""
-
-    def __init__(self, settings: Settings | None = None, *, timeout: float = DEFAULT_TIMEOUT):
-        self.settings = settings or Settings()
-        self.timeout = timeout
-        self._me = cli_producer()
-        self._mapper = Mapper(max_event_bytes=self.settings.max_event_bytes)
-        self._waiting: dict[str, asyncio.Future[Reply]] = {}
-        self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    # -- lifetime ---------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Client:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Connect, and take the end of ``replies`` so that no answer can be missed."""
-        kwargs = client_kwargs(self.settings)
-        self._producer = AIOKafkaProducer(**kwargs, acks="all")
-        self._consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False)
-        try:
-            with kafka_errors(self.settings, "connect the client"):
-                await self._producer.start()
-                await self._consumer.start()
-                topic = self.settings.topic("replies")
-                partitions = await topic_partitions(self._consumer, self.settings, topic)
-                tps = [TopicPartition(topic, p) for p in partitions]
-                self._consumer.assign(tps)
-                await self._consumer.seek_to_end(*tps)
-                for tp in tps:  # resolve the positions now, before any call is published
-                    await self._consumer.position(tp)
-        except BaseException:
-            await self.close()
-            raise
-        self._reader = asyncio.get_running_loop().create_task(self._read_replies())
-
-    async def close(self) -> None:
-        reader, self._reader = self._reader, None
-        try:
-            await cancel_and_wait(reader)
-        finally:  # even when cancelled while the reader ends
-            await stop_clients(self._consumer, self._producer)
-            self._consumer = self._producer = None
-
-    async def _read_replies(self) -> None:
-        assert self._consumer is not None
-        try:
-            while True:
-                with kafka_errors(self.settings, "read replies"):
-                    batch = await self._consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    for record in records:
-                        with contextlib.suppress(EventError):
-                            reply = self._mapper.decode(record.value, record.headers)
-                            waiting = self._waiting.get(reply.correlation_id)
-                            if isinstance(reply, Reply) and waiting and not waiting.done():
-                                waiting.set_result(reply)
-        except MeshError as exc:  # the broker went away: every pending call learns why
-            for waiting in self._waiting.values():
-                if not waiting.done():
-                    waiting.set_exception(exc)
-
-    # -- the request/reply primitive ---------------------------------------------------------
-
-    async def request(
-        self, event: Event, channel: str, *, who: str, within: float | None = None
-    ) -> JsonValue:
-        """Publish ``event`` on ``channel`` and return the result of its ``Reply``."""
-        if self._producer is None or self._reader is None:
-            raise MeshError("the client is not started; use 'async with Client(...)'")
-        if self._reader.done():
-            raise MeshError("the client lost its connection to Kafka; open a new one")
-        within = within if within is not None else self.timeout
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiting[event.correlation_id] = future
-        try:
-            key, value, headers = self._mapper.encode(event)
-            with kafka_errors(self.settings, f"publish to {channel}"):
-                await self._producer.send_and_wait(
-                    self.settings.topic(channel), value, key=key, headers=headers
-                )
-            try:
-                reply = await asyncio.wait_for(future, within)
-            except TimeoutError:
-                name, command = _NAMES.get(who, (who, f"mesh run {who}"))
-                raise NoAnswer(
-                    f"no {name} answered within {within:g} s; is '{command}' (or mesh dev) "
-                    "running against this cluster and topic prefix?"
-                ) from None
-        finally:
-            self._waiting.pop(event.correlation_id, None)
-        if not reply.ok:
-            assert reply.error is not None
-            raise CallFailed(
-                f"{_NAMES.get(who, (who,))[0]}: {reply.error.message}",
-                kind=reply.error.kind,
-                retriable=reply.error.retriable,
-            )
-        return reply.result
-
-    async def call(
-        self,
-        component: ApiComponent,
-        method: str,
-        args: Mapping[str, Any] | None = None,
-        *,
-        within: float | None = None,
-    ) -> JsonValue:
-        """Call ``method`` of ``component``'s API with JSON ``args``; its JSON result."""
-        within = within if within is not None else self.timeout
-        event = ApiCall(
-            **meta(self._me, correlation_id=_call_id(method)),
-            component=component,
-            method=method,
-            args=json.loads(json.dumps(dict(args or {}), default=str)),
-            timeout_ms=max(1, int(within * 1000)),
-        )
-        return await self.request(event, "calls", who=component, within=within)
 
     # -- Task Planner ----------------------------------------------------------------------
 
@@ -261,43 +79,142 @@ class Client:
 
     # -- Workflow Manager ------------------------------------------------------------------
 
+    async def submit(
+        self,
+        request: TaskRequest | Mapping[str, Any],
+        *,
+        planned: bool = True,
+        within: float | None = None,
+    ) -> WorkflowRun:
+        """Publish ``request`` on ``requests`` for the Task Planner; a handle on its workflow.
+
+        A mapping is read as a request file is (``type``, ``description``, ``id`` …). The request
+        id is the request's own, else a fresh one; the workflow id is derived from it
+        (:func:`mesh.planner.workflow_id_for`), so a request published twice runs once. With
+        ``planned`` (the default), wait up to ``within`` seconds (the client's timeout) for the
+        planner's answer: ``RequestRejected`` if it refused, ``NoAnswer`` if none came; the
+        run's ``plan`` is the plan that runs.
+        """
+        if not isinstance(request, TaskRequest):
+            request = request_from_document(request, "request", self._me)
+        workflow_id = workflow_id_for(request.request_id)
+        plans = await key_cursor(self.settings, "plans", workflow_id, from_end=True)
+        history = await history_cursor(self.settings, workflow_id, from_end=True)
+        await self.publish(request, "requests")
+        run = WorkflowRun(self.settings, workflow_id, history, request.request_id)
+        if planned:
+            answer = await self._plan_for(workflow_id, plans, within)
+            if isinstance(answer, PlanRejected):
+                raise RequestRejected(request.request_id, answer.reason, answer.problems)
+            run.plan = answer.plan
+        return run
+
+    async def _plan_for(
+        self, workflow_id: str, plans: HistoryCursor, within: float | None
+    ) -> PlanCreated | PlanRejected:
+        within = within if within is not None else self.timeout
+        try:
+            async with (
+                asyncio.timeout(within),
+                contextlib.aclosing(follow_key(self.settings, workflow_id, plans)) as answers,
+            ):
+                async for event in answers:
+                    if isinstance(event, PlanCreated | PlanRejected):
+                        return event
+        except TimeoutError:
+            pass
+        raise NoAnswer(
+            f"no plan for workflow {workflow_id} within {within:.0f} s; is the planner running "
+            "(mesh dev / mesh run planner)?"
+        )
+
     async def start_workflow(
         self, plan: ExecutionPlan, *, workflow_id: str | None = None, request_id: str | None = None
     ) -> WorkflowRun:
-        """Publish ``plan`` for the Workflow Manager to run; a handle to follow or await it."""
+        """Publish ``plan`` for the Workflow Manager to run (no planner); a handle on it.
+
+        A plan whose id is the placeholder ``plan`` (a plan file without a workflow id) is named
+        after the workflow.
+        """
         workflow_id = workflow_id or new_workflow_id()
+        request_id = request_id or f"req-{workflow_id}"
+        if plan.plan_id == PLACEHOLDER_PLAN_ID:
+            plan = plan.model_copy(update={"plan_id": workflow_id})
         cursor = await history_cursor(self.settings, workflow_id, from_end=True)
         event = PlanCreated(
-            **meta(self._me, correlation_id=request_id or f"req-{workflow_id}"),
+            **meta(self._me, correlation_id=request_id),
             workflow_id=workflow_id,
-            request_id=request_id or f"req-{workflow_id}",
+            request_id=request_id,
             plan=plan,
         )
-        await self._publish(event, "plans")
-        return WorkflowRun(self, workflow_id, cursor)
+        await self.publish(event, "plans")
+        return WorkflowRun(self.settings, workflow_id, cursor, request_id, plan)
 
-    async def submit(self, request: TaskRequest | Mapping[str, Any]) -> WorkflowRun:
-        """Plan ``request`` through the planner and run it: ``plan_task`` + ``start_workflow``."""
-        plan = await self.plan_task(request)
-        return await self.start_workflow(plan)
+    async def command(
+        self,
+        kind: CommandKind,
+        workflow_id: str,
+        *,
+        reason: str = "",
+        task_id: str | None = None,
+        within: float | None = None,
+    ) -> dict[str, Any]:
+        """Publish a workflow command and return the Workflow Manager's answer
+        (``{workflow_id, status, recorded}``); ``CallFailed`` if it refused."""
+        event = self._command(kind, workflow_id, reason, task_id)
+        return _object(await self.request(event, "commands", who="workflow-manager", within=within))
+
+    async def send_command(
+        self, kind: CommandKind, workflow_id: str, *, reason: str = "", task_id: str | None = None
+    ) -> WorkflowEvent:
+        """Publish a workflow command without waiting for the answer; the command published."""
+        event = self._command(kind, workflow_id, reason, task_id)
+        await self.publish(event, "commands")
+        return event
+
+    def _command(
+        self, kind: CommandKind, workflow_id: str, reason: str, task_id: str | None
+    ) -> WorkflowEvent:
+        # A fresh correlation id per command: the Workflow Manager's reply carries it.
+        envelope = meta(self._me, correlation_id=call_id(f"cmd-{kind}"))
+        if kind == "pause":
+            return PauseWorkflow(**envelope, workflow_id=workflow_id, reason=reason)
+        if kind == "resume":
+            return ResumeWorkflow(**envelope, workflow_id=workflow_id, reason=reason)
+        if kind == "cancel":
+            return CancelWorkflow(**envelope, workflow_id=workflow_id, reason=reason)
+        if kind == "retry" and task_id is not None:
+            return RetryTask(**envelope, workflow_id=workflow_id, task_id=task_id, reason=reason)
+        raise ValueError(f"unknown command {kind!r} (retry needs a task id)")
 
     async def pause_workflow(self, workflow_id: str, reason: str = "") -> dict[str, Any]:
         """Pause: no new task starts until resumed (running ones finish)."""
-        event = PauseWorkflow(
-            **meta(self._me, correlation_id=_call_id("pause")),
-            workflow_id=workflow_id,
-            reason=reason,
-        )
-        return _object(await self.request(event, "commands", who="workflow-manager"))
+        return await self.command("pause", workflow_id, reason=reason)
 
     async def resume_workflow(self, workflow_id: str, reason: str = "") -> dict[str, Any]:
         """Resume a paused workflow."""
-        event = ResumeWorkflow(
-            **meta(self._me, correlation_id=_call_id("resume")),
+        return await self.command("resume", workflow_id, reason=reason)
+
+    async def cancel_workflow(self, workflow_id: str, reason: str = "") -> dict[str, Any]:
+        """Cancel the workflow; running tasks are told to stop."""
+        return await self.command("cancel", workflow_id, reason=reason)
+
+    async def retry_task(self, workflow_id: str, task_id: str, reason: str = "") -> dict[str, Any]:
+        """Run a failed task again, even if its retry policy is spent."""
+        return await self.command("retry", workflow_id, reason=reason, task_id=task_id)
+
+    async def signal(
+        self, workflow_id: str, name: str, payload: Mapping[str, Any] | None = None
+    ) -> ExternalEvent:
+        """Publish the named event that event-driven tasks of ``workflow_id`` wait for."""
+        event = ExternalEvent(
+            **meta(self._me, correlation_id=f"evt-{workflow_id}"),
             workflow_id=workflow_id,
-            reason=reason,
+            name=name,
+            payload=json.loads(json.dumps(dict(payload or {}), default=str)),
         )
-        return _object(await self.request(event, "commands", who="workflow-manager"))
+        await self.publish(event, "commands")
+        return event
 
     async def get_workflow_status(self, workflow_id: str) -> dict[str, Any]:
         """The workflow's status and every task's state, rebuilt from its history."""
@@ -317,9 +234,10 @@ class Client:
         name: str | None = None,
         within: float = 60.0,
     ) -> list[dict[str, Any]]:
-        """Start ``count`` agent processes of ``kind`` (a template name); their ids and pids."""
+        """Start ``count`` agent processes of ``kind`` (a template name); their ids, pids and
+        host (``CallFailed`` if the Agent Manager refused, or answered with no agent)."""
         event = SpawnAgents(
-            **meta(self._me, correlation_id=_call_id("spawn")),
+            **meta(self._me, correlation_id=call_id("spawn")),
             template=kind,
             count=count,
             name=name,
@@ -329,14 +247,19 @@ class Client:
             await self.request(event, "agents.commands", who="agent-manager", within=within)
         )
         agents = result.get("agents")
-        return [dict(a) for a in agents if isinstance(a, dict)] if isinstance(agents, list) else []
+        spawned = (
+            [dict(a) for a in agents if isinstance(a, dict)] if isinstance(agents, list) else []
+        )
+        if not spawned:
+            raise CallFailed("the Agent Manager's reply lists no agents")
+        return spawned
 
     async def terminate_agent(
         self, agent_id: str, *, grace: float = 10.0, reason: str = ""
     ) -> dict[str, Any]:
         """Stop an agent gracefully, then forcefully after ``grace`` seconds."""
         event = TerminateAgent(
-            **meta(self._me, correlation_id=_call_id("terminate")),
+            **meta(self._me, correlation_id=call_id("terminate")),
             agent_id=agent_id,
             grace_seconds=grace,
             reason=reason,
@@ -390,21 +313,6 @@ class Client:
             await self.call("resource-allocator", "set_quotas", {"quotas": dict(quotas)})
         )
 
-    # -- helpers ---------------------------------------------------------------------------
-
-    async def _publish(self, event: Event, channel: str) -> None:
-        if self._producer is None:
-            raise MeshError("the client is not started; use 'async with Client(...)'")
-        key, value, headers = self._mapper.encode(event)
-        with kafka_errors(self.settings, f"publish to {channel}"):
-            await self._producer.send_and_wait(
-                self.settings.topic(channel), value, key=key, headers=headers
-            )
-
-
-def _call_id(method: str) -> str:
-    return f"{method.replace('_', '-')}-{uuid7().hex[:20]}"
-
 
 def _request(request: TaskRequest | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(request, TaskRequest):
@@ -422,4 +330,4 @@ def _object(result: JsonValue) -> dict[str, Any]:
     return dict(result)
 
 
-__all__ = ["CallFailed", "Client", "NoAnswer", "WorkflowRun"]
+__all__ = ["Client", "CommandKind"]

@@ -18,6 +18,9 @@ from pydantic import ValidationError
 from mesh.errors import ConfigError
 from mesh.events import ExecutionPlan
 
+PLACEHOLDER_PLAN_ID = "plan"
+"""The id of a plan whose file names no workflow; it takes the workflow's id when it starts."""
+
 
 @dataclass(frozen=True)
 class PlanRequest:
@@ -68,7 +71,7 @@ _FILE_ONLY_KEYS = {"workflow_id", "request_id", "description", "plan"}
 
 def _normalise(data: dict[str, Any], workflow_id: str | None) -> dict[str, Any]:
     plan = {k: v for k, v in data.items() if k not in _FILE_ONLY_KEYS}
-    plan.setdefault("plan_id", workflow_id or "plan")
+    plan.setdefault("plan_id", workflow_id or PLACEHOLDER_PLAN_ID)
     plan.setdefault("workflow_type", "dag")
     tasks = plan.get("tasks")
     if isinstance(tasks, list):

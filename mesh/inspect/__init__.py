@@ -29,7 +29,7 @@ from mesh.inspect._dlq import (
     select,
     whole_letter,
 )
-from mesh.inspect._expr import MISSING, ExpressionError, Filter, parse_filter
+from mesh.inspect._expr import MISSING, Filter, parse_filter
 from mesh.inspect._groups import (
     GroupInfo,
     PartitionLag,
@@ -50,7 +50,6 @@ __all__ = [
     "LETTER_FIELDS",
     "MISSING",
     "REDRIVE_GROUP",
-    "ExpressionError",
     "Filter",
     "GroupInfo",
     "Letter",

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import ConfigError
 from mesh.events import HEADER_TYPE, DeadLetter, Mapper
@@ -151,7 +151,7 @@ async def read_letters(settings: Settings) -> Letters:
 
 
 async def _watermarks(
-    consumer: Any, settings: Settings, tps: list[TopicPartition]
+    consumer: AIOKafkaConsumer, settings: Settings, tps: list[TopicPartition]
 ) -> dict[TopicPartition, int]:
     marks: dict[TopicPartition, int] = {}
     for tp in tps:
@@ -175,7 +175,9 @@ def redrive_target(item: Letter, partitions: int) -> TopicPartition:
     return TopicPartition(letter.original_topic, letter.original_partition % partitions)
 
 
-async def _already_redriven(consumer: Any, settings: Settings, pending: list[Letter]) -> set[str]:
+async def _already_redriven(
+    consumer: AIOKafkaConsumer, settings: Settings, pending: list[Letter]
+) -> set[str]:
     """Origins (``topic/partition/offset``) named by ``mesh-redriven-from`` headers in the
     partitions the pending letters would be redriven to, from the oldest original offset on."""
     topics = await topic_partitions(consumer, settings)
@@ -259,7 +261,7 @@ class Original:
 
 
 async def full_letters(
-    consumer: Any, settings: Settings, items: list[Letter]
+    consumer: AIOKafkaConsumer, settings: Settings, items: list[Letter]
 ) -> AsyncGenerator[tuple[Letter, DeadLetter], None]:
     """Each of ``items`` with its whole dead letter (original value included), read again from
     the DLQ in one pass per partition, so that only one batch of values is in memory at a time."""
@@ -280,7 +282,7 @@ async def full_letters(
 
 
 async def original_of(
-    settings: Settings, item: Letter, letter: DeadLetter, consumer: Any
+    settings: Settings, item: Letter, letter: DeadLetter, consumer: AIOKafkaConsumer
 ) -> Original:
     """The original record of ``letter`` (the whole one, as :func:`full_letters` gives it): its
     value from the letter, else read back at its topic, partition and offset."""

@@ -23,14 +23,10 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.errors import ConfigError
+from mesh.errors import ExpressionError
 
 MAX_EXPRESSION_CHARS = 2_000
 _MAX_NODES = 400
-
-
-class ExpressionError(ConfigError):
-    """A filter expression is not valid; the message says where and why, in one line."""
 
 
 class _Missing:
@@ -251,4 +247,4 @@ def _truth(value: Any) -> bool:
     return value is not MISSING and bool(value)
 
 
-__all__ = ["MAX_EXPRESSION_CHARS", "MISSING", "ExpressionError", "Filter", "parse_filter"]
+__all__ = ["MAX_EXPRESSION_CHARS", "MISSING", "Filter", "parse_filter"]

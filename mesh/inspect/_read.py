@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import BrokerError, BrokerUnavailable, ConfigError, UnsupportedByBroker
 from mesh.inspect._time import format_time
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, diagnose_connect_failure, kafka_errors
 from mesh.kafka.partitions import cluster_metadata
@@ -49,7 +49,9 @@ def new_reader(settings: Settings, *, group_id: str | None = None) -> AIOKafkaCo
 
 
 @contextlib.asynccontextmanager
-async def reading(settings: Settings, *, group_id: str | None = None) -> AsyncIterator[Any]:
+async def reading(
+    settings: Settings, *, group_id: str | None = None
+) -> AsyncIterator[AIOKafkaConsumer]:
     """A started reader, stopped on the way out even if starting failed or was cancelled."""
     consumer = new_reader(settings, group_id=group_id)
     try:
@@ -164,7 +166,7 @@ async def read_records(
     ends: dict[TopicPartition, int] | None = None,
     *,
     poll_ms: int = _POLL_MS,
-) -> AsyncGenerator[Any, None]:
+) -> AsyncGenerator[ConsumedRecord, None]:
     """Records of the partitions in ``starts`` from those offsets; with ``ends``, stop once every
     partition reached its end (``BrokerError`` if a read stops making progress), else follow for
     ever. Positions, not records, decide the end: transaction markers are never returned."""
@@ -212,7 +214,7 @@ async def read_records(
 
 async def fetch_one(
     consumer: AIOKafkaConsumer, settings: Settings, tp: TopicPartition, offset: int
-) -> Any | None:
+) -> ConsumedRecord | None:
     """The record at ``offset`` of ``tp``, or None if the log no longer (or never) had it."""
     starts = await log_starts(consumer, settings, [tp])
     ends = await log_ends(consumer, settings, [tp])

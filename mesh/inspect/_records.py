@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from mesh.errors import MeshError
 from mesh.events import REGISTRY, Event, Mapper
 from mesh.inspect._time import format_time
-from mesh.kafka.dlq import ConsumedRecord
+from mesh.kafka import ConsumedRecord
 
 RAW_KEEP_BYTES = 4_096
 """How much of a value that is not an event is kept (and shown, escaped) per record."""
@@ -31,13 +31,6 @@ EVENT_FIELDS: frozenset[str] = frozenset(name for cls in REGISTRY for name in cl
 """Every field of every mesh event type (what a filter may name)."""
 
 FILTER_NAMES: frozenset[str] = EVENT_FIELDS | frozenset(RECORD_FIELDS) | {"decode_error"}
-
-
-class Record(ConsumedRecord, Protocol):
-    """What is read from a consumed record: the DLQ's view of it plus its timestamp."""
-
-    @property
-    def timestamp(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -101,7 +94,7 @@ class Seen:
         return data
 
 
-def see(record: Record, mapper: Mapper) -> Seen:
+def see(record: ConsumedRecord, mapper: Mapper) -> Seen:
     """Decode ``record`` if it is a mesh event; keep a bounded raw copy if it is not."""
     value = record.value
     headers = {
@@ -143,4 +136,4 @@ def escape(data: bytes, limit: int, *, total: int | None = None) -> str:
     return escaped
 
 
-__all__ = ["EVENT_FIELDS", "FILTER_NAMES", "RECORD_FIELDS", "Record", "Seen", "escape", "see"]
+__all__ = ["EVENT_FIELDS", "FILTER_NAMES", "RECORD_FIELDS", "Seen", "escape", "see"]

@@ -16,7 +16,6 @@ import os
 import re
 import socket
 from collections.abc import Sequence
-from typing import Protocol
 from uuid import UUID
 
 from mesh.errors import EventTooLarge
@@ -30,6 +29,7 @@ from mesh.events import (
     Producer,
     meta,
 )
+from mesh.kafka.records import ConsumedRecord  # still importable here, where it was first
 
 HEADER_ORIGINAL_TOPIC = "mesh-dlq-original-topic"
 HEADER_ORIGINAL_PARTITION = "mesh-dlq-original-partition"
@@ -54,23 +54,6 @@ _MAX_MESSAGE_CHARS = 10_000
 _MAX_HEADER_MESSAGE_CHARS = 1_000
 _ID_MAX = 200
 _NAME_INVALID = re.compile(r"[^A-Za-z0-9_.:/@+-]")
-
-
-class ConsumedRecord(Protocol):
-    """What ``dead_letter`` reads from a record (aiokafka's ``ConsumerRecord`` fits)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 def dead_letter(

@@ -52,8 +52,8 @@ from aiokafka.errors import (
 from mesh.errors import BrokerError, ConfigError
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import ConsumedRecord
 from mesh.kafka.partitions import cluster_metadata
+from mesh.kafka.records import ConsumedRecord
 from mesh.kafka.transactions import supports_transactions
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -338,9 +338,9 @@ class PartitionLoop:
         limit = _MAX_POLL_SECONDS if wait is None else min(_MAX_POLL_SECONDS, wait)
         return max(0, int(limit * 1000))
 
-    async def _pass(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
+    async def _pass(self, batch: Mapping[TopicPartition, list[ConsumedRecord]]) -> None:
         """Decide and write one round per owned partition that has something to do."""
-        fresh: dict[int, list[list[Any]]] = {}
+        fresh: dict[int, list[list[ConsumedRecord]]] = {}
         read: dict[int, dict[TopicPartition, int]] = {}
         for tp, records in batch.items():
             new = self.book.fresh(tp, records) if tp.partition in self.owned else []
@@ -583,7 +583,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _merged(streams: Iterable[list[Any]]) -> list[Any]:
+def _merged(streams: Iterable[list[ConsumedRecord]]) -> list[ConsumedRecord]:
     """Records of several topic-partitions in timestamp order, each keeping its own order."""
     streams = list(streams)
     if len(streams) == 1:

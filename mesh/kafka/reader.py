@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mesh.errors import BrokerError
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import ConsumedRecord
 from mesh.kafka.partitions import partitions_of
+from mesh.kafka.records import ConsumedRecord
 from mesh.settings import Settings
 
 _POLL_MS = 200

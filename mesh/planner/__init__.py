@@ -15,6 +15,8 @@ Layers: ``_request`` (analysis) → ``_expr``/``_templates`` (library) → ``_ht
 
 from __future__ import annotations
 
+from mesh.errors import REJECTION_KINDS as KINDS
+from mesh.errors import RejectionKind
 from mesh.planner._api import (
     Planner,
     PlannerConfig,
@@ -29,7 +31,6 @@ from mesh.planner._api import (
 from mesh.planner._assess import MAX_PLAN_TASKS
 from mesh.planner._bandit import ArmStats, MethodBandit
 from mesh.planner._cache import PlanCache, request_key
-from mesh.planner._errors import KINDS, InvalidRequest, PlanningError, RejectionKind, TemplateError
 from mesh.planner._estimates import Estimate, Estimator, fit_lognormal
 from mesh.planner._format import seconds as format_seconds
 from mesh.planner._graph import AgentKinds, Problem, ValidationResult, validate_tasks
@@ -66,7 +67,6 @@ __all__ = [
     "Decomposition",
     "Estimate",
     "Estimator",
-    "InvalidRequest",
     "Learning",
     "Limits",
     "MethodBandit",
@@ -74,14 +74,12 @@ __all__ = [
     "PlanReport",
     "Planner",
     "PlannerConfig",
-    "PlanningError",
     "Problem",
     "RejectionKind",
     "RequestSpec",
     "ResourceEstimate",
     "Schedule",
     "TaskTag",
-    "TemplateError",
     "TemplateLibrary",
     "ValidationResult",
     "analyse",

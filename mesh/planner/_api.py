@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from mesh.errors import PlanningError
 from mesh.events import (
     Event,
     ExecutionPlan,
@@ -27,7 +28,6 @@ from mesh.events import (
 from mesh.planner import _format
 from mesh.planner._assess import Assessor, Candidate
 from mesh.planner._cache import PlanCache, request_key
-from mesh.planner._errors import PlanningError
 from mesh.planner._graph import AgentKinds, ValidationResult, validate_tasks
 from mesh.planner._htn import DEFAULT_MAX_DEPTH, ChoicePoint, Decomposer, Decomposition
 from mesh.planner._learning import Learning

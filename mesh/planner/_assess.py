@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mesh.errors import PlanningError
 from mesh.events import ExecutionPlan, TaskSpec
-from mesh.planner._errors import PlanningError
 from mesh.planner._estimates import Floats
 from mesh.planner._graph import AgentKinds, dependencies, validate_tasks
 from mesh.planner._htn import Decomposition

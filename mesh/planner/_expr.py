@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mesh.planner._errors import TemplateError
+from mesh.errors import PlanTemplateError
 
 _WHOLE = re.compile(r"^\$\{([^}]*)\}$")
 _ANY = re.compile(r"\$\$\{|\$\{([^}]*)\}")
@@ -68,7 +68,7 @@ def _resolve(expr: str, namespace: Mapping[str, Any], where: str) -> Any:
     if value is _MISSING or value is None:
         if sep:
             return yaml.safe_load(default) if default.strip() else ""
-        raise TemplateError(
+        raise PlanTemplateError(
             f"{where}: ${{{path.strip()}}} is not set (give it in the request, or write "
             f"${{{path.strip()}|default}} in the template)"
         )
@@ -181,7 +181,7 @@ def _test(op: str, value: Any, operand: Any) -> bool:
 
 
 def parse_conditions(raw: Any, where: str) -> tuple[Condition, ...]:
-    """Conditions from YAML: a list of mappings (all must hold); TemplateError if malformed."""
+    """Conditions from YAML: a list of mappings (all must hold); PlanTemplateError if malformed."""
     if raw is None:
         return ()
     items = raw if isinstance(raw, list) else [raw]
@@ -190,13 +190,15 @@ def parse_conditions(raw: Any, where: str) -> tuple[Condition, ...]:
 
 def _parse_one(item: Any, where: str) -> Condition:
     if not isinstance(item, Mapping):
-        raise TemplateError(f"{where}: a condition is a mapping such as {{path: x, exists: true}}")
+        raise PlanTemplateError(
+            f"{where}: a condition is a mapping such as {{path: x, exists: true}}"
+        )
     keys = set(item)
     for combinator in ("any", "all"):
         if keys == {combinator}:
             children = item[combinator]
             if not isinstance(children, list) or not children:
-                raise TemplateError(f"{where}.{combinator}: expected a non-empty list")
+                raise PlanTemplateError(f"{where}.{combinator}: expected a non-empty list")
             return Condition(
                 combinator, children=parse_conditions(children, f"{where}.{combinator}")
             )
@@ -204,17 +206,17 @@ def _parse_one(item: Any, where: str) -> Condition:
         return Condition("not", children=(_parse_one(item["not"], f"{where}.not"),))
     ops = keys - {"path"}
     if "path" not in keys or len(ops) != 1 or not ops <= set(OPERATORS):
-        raise TemplateError(
+        raise PlanTemplateError(
             f"{where}: expected 'path' and exactly one of {', '.join(OPERATORS)} "
             f"(or any/all/not), got {sorted(keys)}"
         )
     op = ops.pop()
     operand = item[op]
     if op in ("in", "not_in") and not isinstance(operand, list):
-        raise TemplateError(f"{where}.{op}: expected a list")
+        raise PlanTemplateError(f"{where}.{op}: expected a list")
     if op == "matches":
         try:
             re.compile(str(operand))
         except re.error as exc:
-            raise TemplateError(f"{where}.matches: bad regular expression: {exc}") from None
+            raise PlanTemplateError(f"{where}.matches: bad regular expression: {exc}") from None
     return Condition(op, path=str(item["path"]), operand=operand)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from mesh.errors import PlanningError, RejectionKind
 from mesh.events import Capability, CapabilityRequirement, TaskSpec, WorkflowType
-from mesh.planner._errors import PlanningError, RejectionKind
 
 AgentKinds = Mapping[str, Sequence[Capability | str]]
 """Agent kind → the capabilities it offers (e.g. ``{"shell": ["shell"], "demo": ["echo"]}``)."""

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesh.errors import PlanningError, PlanTemplateError
 from mesh.events import TaskSpec
-from mesh.planner._errors import PlanningError, TemplateError
 from mesh.planner._expr import substitute
 from mesh.planner._render import PLANNER_INPUT_KEY, Draft, Estimate, render_task
 from mesh.planner._request import RequestSpec
@@ -312,7 +312,7 @@ class _Run:
             else:
                 items = substitute(step.for_each, namespace, where)
                 if not isinstance(items, list):
-                    raise TemplateError(f"{where}: for_each must give a list, got {items!r}")
+                    raise PlanTemplateError(f"{where}: for_each must give a list, got {items!r}")
                 instances = [
                     (f"{step.id}[{i}]", {**namespace, "item": item, "index": i})
                     for i, item in enumerate(items)
@@ -328,7 +328,7 @@ class _Run:
                 )
                 fragment.entries.extend(sub.entries)
                 fragment.exits.extend(sub.exits)
-        except TemplateError as exc:
+        except PlanTemplateError as exc:
             raise PlanningError("template", str(exc)) from exc
         return fragment
 

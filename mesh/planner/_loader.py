@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mesh.errors import PlanTemplateError
 from mesh.events import CapabilityRequirement, Resources, RetryPolicy
-from mesh.planner._errors import TemplateError
 from mesh.planner._expr import parse_conditions
 from mesh.planner._request import parse_duration
 from mesh.planner._templates import (
@@ -90,7 +90,7 @@ def load_library(dirs: Iterable[Path | str] = (), *, builtins: bool = True) -> T
     sources.extend(Path(d) for d in dirs)
     for directory in sources:
         if not directory.is_dir():
-            raise TemplateError(f"template directory {directory} does not exist")
+            raise PlanTemplateError(f"template directory {directory} does not exist")
         files = sorted(
             p for p in directory.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file()
         )
@@ -98,7 +98,7 @@ def load_library(dirs: Iterable[Path | str] = (), *, builtins: bool = True) -> T
         for path in files:
             for name, (task, data) in load_file(path).items():
                 if name in seen_here:
-                    raise TemplateError(
+                    raise PlanTemplateError(
                         f"{path}: task {name!r} is also defined in {seen_here[name]}"
                     )
                 seen_here[name] = path.name
@@ -108,18 +108,18 @@ def load_library(dirs: Iterable[Path | str] = (), *, builtins: bool = True) -> T
 
 
 def load_file(path: Path) -> dict[str, tuple[TaskDef, Any]]:
-    """The task definitions of one file; TemplateError (one line) if it is malformed."""
+    """The task definitions of one file; PlanTemplateError (one line) if it is malformed."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise TemplateError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+        raise PlanTemplateError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}:" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TemplateError(f"{path}:{line} not valid YAML/JSON: {problem}") from exc
+        raise PlanTemplateError(f"{path}:{line} not valid YAML/JSON: {problem}") from exc
     model = _validated(_FileModel, data, path, "")
     found: dict[str, tuple[TaskDef, Any]] = {}
     for name, body in model.tasks.items():
@@ -139,7 +139,7 @@ def _validated(model: type[Any], data: Any, path: Path, where: str) -> Any:
         loc = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in first["loc"])
         loc = loc.replace(".[", "[")
         full = ".".join(part for part in (where, loc) if part) or "(file)"
-        raise TemplateError(f"{path}: {full}: {first['msg']}") from None
+        raise PlanTemplateError(f"{path}: {full}: {first['msg']}") from None
 
 
 def _compound(name: str, body: Any, path: Path, where: str) -> Compound:
@@ -149,13 +149,13 @@ def _compound(name: str, body: Any, path: Path, where: str) -> Compound:
     for i, m in enumerate(model.methods):
         at = f"{path}: {where}.methods[{i}]"
         if m.name in names:
-            raise TemplateError(f"{at}.name: method {m.name!r} appears twice")
+            raise PlanTemplateError(f"{at}.name: method {m.name!r} appears twice")
         names.add(m.name)
         ids: set[str] = set()
         steps = []
         for j, s in enumerate(m.steps):
             if s.id in ids:
-                raise TemplateError(f"{at}.steps[{j}].id: step {s.id!r} appears twice")
+                raise PlanTemplateError(f"{at}.steps[{j}].id: step {s.id!r} appears twice")
             ids.add(s.id)
             steps.append(
                 Step(
@@ -188,7 +188,7 @@ def _primitive(name: str, body: Any, path: Path, where: str) -> Primitive:
         )
         timeout = parse_duration(model.timeout) if model.timeout is not None else None
     except ValueError as exc:
-        raise TemplateError(f"{path}: {where}: {exc}") from None
+        raise PlanTemplateError(f"{path}: {where}: {exc}") from None
     return Primitive(
         name=name,
         title=model.name,

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from mesh.errors import PlanningError
 from mesh.events import ExecutionPlan, TaskSpec
-from mesh.planner._errors import PlanningError
 from mesh.planner._graph import dependencies
 from mesh.planner._schedule import Floats, Indexed, Schedule, schedule
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mesh.errors import PlanningError, PlanTemplateError
 from mesh.events import CapabilityRequirement, TaskSpec
-from mesh.planner._errors import PlanningError, TemplateError
 from mesh.planner._expr import substitute
 from mesh.planner._request import RequestSpec
 from mesh.planner._templates import Primitive
@@ -60,7 +60,7 @@ def render_task(
             else None
         )
         inputs = substitute(dict(primitive.inputs), ns, where)
-    except TemplateError as exc:
+    except PlanTemplateError as exc:
         raise PlanningError("template", str(exc)) from exc
     inputs[PLANNER_INPUT_KEY] = {
         "type": primitive.name,

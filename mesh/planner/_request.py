@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mesh.errors import InvalidRequest
 from mesh.events import FailurePolicy, TaskRequest
-from mesh.planner._errors import InvalidRequest
 
 RESOURCE_LIMITS = {
     "max_cpu": "cpu",

@@ -20,11 +20,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from mesh.errors import PlanningError
 from mesh.events import ExecutionPlan
 from mesh.planner import _format
 from mesh.planner._assess import EPS, Assessor, Candidate
 from mesh.planner._bandit import MethodBandit
-from mesh.planner._errors import PlanningError
 from mesh.planner._htn import ChoicePoint, Chooser, Decomposer, Preview
 from mesh.planner._request import RequestSpec
 from mesh.planner._resources import ResourceEstimate

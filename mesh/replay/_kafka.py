@@ -11,20 +11,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.errors import ConfigError, EventError
+from mesh.errors import ConfigError, DecisionError, EventError, UnknownWorkflow
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.partitions import cluster_metadata, partition_for
 from mesh.kafka.reader import bounds, read_range, reader
 from mesh.replay._timeline import Recorded
 from mesh.settings import Settings
-from mesh.workflows import DecisionError, WorkflowState, fold
-from mesh.workflows.runtime import UnknownWorkflow
+from mesh.workflows import WorkflowState, fold
 
 MAX_HISTORY = 2_000_000
 """Most events of one workflow held in memory for a replay."""
@@ -126,7 +126,7 @@ async def read_bounded(
     *,
     start: int | None = None,
     stop: int | None = None,
-) -> AsyncGenerator[list[Any], None]:
+) -> AsyncGenerator[list[ConsumedRecord], None]:
     """Batches of ``tp`` from ``start`` (default: the log start) to its end, or only up to
     ``stop`` (exclusive) when given: ``read_range`` may read past the end it was handed (the
     embedded broker's ends are inexact), which a bound taken from a time must not allow."""
@@ -137,7 +137,8 @@ async def read_bounded(
     # last record batch as the end, so a partition holding one batch looks empty until fetched.
     # read_range is an async generator: close it when we stop early, not at garbage collection
     ranged = cast(
-        AsyncGenerator[list[Any], None], read_range(consumer, settings, tp, first, limits)
+        AsyncGenerator[list[ConsumedRecord], None],
+        read_range(consumer, settings, tp, first, limits),
     )
     async with contextlib.aclosing(ranged) as batches:
         async for batch in batches:
@@ -217,10 +218,10 @@ async def _records(
                     continue
                 if filter_ms is not None and record.timestamp > filter_ms:
                     return found, end
-                if (event := _decode(mapper, tp, record)) is None or event.sequence <= last:
+                if (decoded := _decode(mapper, tp, record)) is None or decoded[1] <= last:
                     continue  # not history, or a duplicate written without transactions
-                found.append(Recorded(event, record.offset, record.timestamp, bytes(record.value)))
-                last = event.sequence
+                event, last = decoded
+                found.append(Recorded(event, record.offset, record.timestamp, record.value))
                 if len(found) > MAX_HISTORY:
                     raise ConfigError(
                         f"workflow {workflow_id} has more than {MAX_HISTORY:,} history events; "
@@ -229,8 +230,11 @@ async def _records(
     return found, end
 
 
-def _decode(mapper: Mapper, tp: TopicPartition, record: Any) -> Any:
-    """The history event in ``record``, None if it is not one; EventError names the record."""
+def _decode(
+    mapper: Mapper, tp: TopicPartition, record: ConsumedRecord
+) -> tuple[WorkflowEvent, int] | None:
+    """The history event in ``record`` and its sequence, None if it is not one; EventError names
+    the record."""
     try:
         event = mapper.decode(record.value, record.headers)
     except EventError as exc:
@@ -239,7 +243,7 @@ def _decode(mapper: Mapper, tp: TopicPartition, record: Any) -> Any:
         ) from exc
     if not isinstance(event, WorkflowEvent) or event.sequence is None:
         return None
-    return event
+    return event, event.sequence
 
 
 async def read_snapshot(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.errors import EventError
+from mesh.errors import DecisionError, EventError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
 from mesh.kafka.reader import bounds
 from mesh.replay._diff import Difference, diff_states
@@ -34,7 +34,7 @@ from mesh.replay._kafka import (
     snapshot_state,
 )
 from mesh.settings import Settings
-from mesh.workflows import DecisionError, WorkflowState, fold
+from mesh.workflows import WorkflowState, fold
 
 CHUNK = 1_000
 """Events of one workflow folded at once."""

@@ -11,15 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mesh.errors import DecisionError
 from mesh.events import WorkflowEvent, WorkflowStarted
 from mesh.replay._times import to_millis
-from mesh.workflows import (
-    DecisionError,
-    Folding,  # the working copy ``fold`` itself uses
-    TaskState,
-    WorkflowState,
-    fold,
-)
+from mesh.workflows import Folding, TaskState, WorkflowState, fold
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from mesh.workflows._decider import (
     evolve,
     fold,
 )
-from mesh.workflows._errors import DecisionError
 from mesh.workflows._folding import Folding
 from mesh.workflows._state import (
     STATE_VERSION,
@@ -28,7 +27,6 @@ from mesh.workflows._state import (
 __all__ = [
     "STATE_VERSION",
     "DecideContext",
-    "DecisionError",
     "Folding",
     "TaskState",
     "TaskStatus",

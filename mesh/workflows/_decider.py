@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
+from mesh.errors import DecisionError
 from mesh.events import (
     CancelWorkflow,
     ExternalEvent,
@@ -70,7 +71,6 @@ from mesh.events import (
 )
 from mesh.workflows._decision import Decision, one_line
 from mesh.workflows._dispatch import dispatches
-from mesh.workflows._errors import DecisionError
 from mesh.workflows._failures import after_failure, end_all, finish_if_done
 from mesh.workflows._graph import graph_of
 from mesh.workflows._replay import evolve, fold

@@ -12,9 +12,9 @@ from bisect import insort
 from datetime import datetime, timedelta
 from typing import Any
 
+from mesh.errors import DecisionError
 from mesh.events import WorkflowEvent, WorkflowStarted
 from mesh.workflows import _transitions
-from mesh.workflows._errors import DecisionError
 from mesh.workflows._graph import Graph, graph_of
 from mesh.workflows._state import (
     FINAL_TASK_STATUSES,

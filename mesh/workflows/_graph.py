@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from mesh.errors import DecisionError
 from mesh.events import ExecutionPlan, TaskSpec
-from mesh.workflows._errors import DecisionError
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
+from mesh.errors import DecisionError
 from mesh.events import WorkflowEvent, WorkflowStarted
-from mesh.workflows._errors import DecisionError
 from mesh.workflows._folding import Folding
 from mesh.workflows._state import WorkflowState
 

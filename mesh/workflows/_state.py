@@ -30,8 +30,8 @@ from typing import Any, Literal
 import pydantic_core
 from pydantic import AwareDatetime, BaseModel, ConfigDict, JsonValue, ValidationError
 
+from mesh.errors import DecisionError
 from mesh.events import ExecutionPlan
-from mesh.workflows._errors import DecisionError
 
 STATE_VERSION: int = 1
 """Version of the shape of :meth:`WorkflowState.to_snapshot_state`; bump it with an upcaster."""

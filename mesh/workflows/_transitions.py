@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mesh.errors import DecisionError
 from mesh.events import (
     ExternalEvent,
     RetryTask,
@@ -41,7 +42,6 @@ from mesh.events import (
     WorkflowResumed,
     WorkflowStarted,
 )
-from mesh.workflows._errors import DecisionError
 from mesh.workflows._state import (
     FAILED_STATUSES,
     IN_FLIGHT_STATUSES,

@@ -1,6 +1,7 @@
 """``mesh.Client`` against a running mesh on real Apache Kafka: every call goes out as an event and
 comes back as a ``Reply`` from a real component process (``mesh dev``'s planner, Workflow Manager
-and agents); a call nobody answers is a ``NoAnswer`` that names the component to start."""
+and agents); a call nobody answers is a ``NoAnswer`` that names the component to start. The
+``Client.submit`` cases of tests/embedded/test_client_embedded.py run here too."""
 
 from __future__ import annotations
 
@@ -17,9 +18,23 @@ from mesh.events import ExecutionPlan, WorkflowEvent
 from mesh.settings import Settings
 from mesh.topics import apply_topics, load_topics
 from tests.e2e import ROOT, running_mesh
+from tests.embedded.test_client_embedded import (
+    test_a_request_nobody_plans_is_no_answer_naming_the_planner,
+    test_submit_publishes_a_request_and_follows_the_workflow_planned_for_it,
+)
 from tests.helpers import assert_one_line_error, run_mesh
 
+__all__ = [
+    "test_a_request_nobody_plans_is_no_answer_naming_the_planner",
+    "test_submit_publishes_a_request_and_follows_the_workflow_planned_for_it",
+]
+
 REQUEST = {"type": "bugfix", "description": "Fix the login timeout", "id": "req-client-1"}
+
+
+@pytest.fixture
+def settings(kafka_settings: Settings) -> Settings:
+    return kafka_settings
 
 
 async def test_planner_and_workflow_calls_round_trip_through_kafka(
@@ -58,6 +73,11 @@ async def test_planner_and_workflow_calls_round_trip_through_kafka(
         kinds = [event.type async for event in _history(client, run.workflow_id)]
         assert "workflow.paused" in kinds
         assert "workflow.resumed" in kinds
+        # A finished workflow takes cancel and retry as no-ops: answered, nothing recorded.
+        cancelled = await client.cancel_workflow(run.workflow_id, reason="too late")
+        retried = await client.retry_task(run.workflow_id, plan.tasks[0].task_id)
+        assert (cancelled["status"], cancelled["recorded"]) == ("completed", 0)
+        assert (retried["status"], retried["recorded"]) == ("completed", 0)
 
         health = await client.get_agent_health()
         assert {a["agent_id"] for a in health}, "mesh dev's agents are registered"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.client import Submitted, history_cursor
+from mesh.client import WorkflowRun, history_cursor
 from mesh.events import PlanCreated, TaskRequest
 from mesh.kafka.partitions import partition_for
 from mesh.planner import workflow_id_for
@@ -88,7 +88,9 @@ async def test_the_readme_kcat_one_liner_publishes_a_request_that_is_planned_and
         assert [p.workflow_id for p in plans] == [workflow_id_for(request.request_id)]
         cursor = await history_cursor(kafka_settings, plans[0].workflow_id, from_end=False)
         state, _ = await wait_final(
-            kafka_settings, Submitted(plans[0].workflow_id, plans[0], cursor), idle_timeout=180
+            kafka_settings,
+            WorkflowRun(kafka_settings, plans[0].workflow_id, cursor),
+            idle_timeout=180,
         )
     assert state.status == "completed", state.reason
     assert {t.task_id for t in plans[0].plan.tasks} == set(state.tasks)

@@ -26,6 +26,7 @@ class Record:
     key: bytes | None = b"wf-7"
     value: bytes | None = b"\x00garbage\xff"
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    timestamp: int = 0
 
 
 def test_the_dead_letter_names_origin_error_and_component() -> None:

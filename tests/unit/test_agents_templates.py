@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from mesh.agents import TemplateError, render, render_argv
+from mesh.agents import render, render_argv
 from mesh.agents._templates import check_template, values_for
+from mesh.errors import ArgvTemplateError
 
 VALUES = values_for(
     prompt="fix the bug",
@@ -91,7 +92,7 @@ def test_doubled_braces_make_a_placeholder_literal(template: str, expected: str)
 def test_bad_placeholders_are_bad_template_errors(template: str, fragment: str) -> None:
     """Nothing but dict keys is reachable: attribute access, indexing, conversions and format
     specs are just keys that do not exist."""
-    with pytest.raises(TemplateError) as caught:
+    with pytest.raises(ArgvTemplateError) as caught:
         render(template, VALUES)
     assert fragment in str(caught.value)
     assert caught.value.kind == "bad_template"
@@ -120,7 +121,7 @@ def test_braces_that_are_not_placeholders_stay_as_written(template: str) -> None
 
 def test_check_rejects_unknown_names_without_values() -> None:
     check_template("{prompt} {inputs.anything.at.all}")
-    with pytest.raises(TemplateError):
+    with pytest.raises(ArgvTemplateError):
         check_template("{env.HOME}")
 
 

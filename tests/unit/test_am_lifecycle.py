@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from mesh.agentmanager.runtime._lifecycle import incarnation_id
-from mesh.agentmanager.runtime._templates import TemplateRefused, load_templates
-from mesh.errors import ConfigError
+from mesh.agentmanager.runtime._templates import load_templates
+from mesh.errors import ConfigError, TemplateRefused
 from mesh.supervisor import Child, RestartPolicy, Supervisor
 from tests.helpers import assert_one_line_error, run_mesh
 

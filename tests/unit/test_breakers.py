@@ -10,8 +10,8 @@ import pybreaker
 import pytest
 
 from mesh.agents import TaskError
-from mesh.breakers import AsyncBreaker, BreakerOpen, CallFailed, ChangeListener
-from mesh.errors import BrokerUnavailable
+from mesh.breakers import AsyncBreaker, ChangeListener
+from mesh.errors import BreakerOpen, BrokerUnavailable, GuardedCallFailed
 from mesh.events import BreakerStateChanged, Producer
 from tests._agents_support import eventually
 
@@ -147,7 +147,7 @@ async def test_a_returned_result_can_be_judged_a_failure() -> None:
         return 503
 
     def judge(code: int) -> BaseException | None:
-        return CallFailed(f"HTTP {code}") if code >= 500 else None
+        return GuardedCallFailed(f"HTTP {code}") if code >= 500 else None
 
     b = breaker()
     for _ in range(3):

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from mesh.inspect import ExpressionError, parse_filter
+from mesh.errors import ExpressionError
+from mesh.inspect import parse_filter
 
 FAILED_B: dict[str, Any] = {
     "type": "task.failed",

@@ -10,7 +10,7 @@ import pytest
 
 import mesh.planner
 import mesh.planner.runtime
-from mesh.errors import ConfigError
+from mesh.errors import ConfigError, InvalidRequest, PlanningError
 from mesh.events import (
     Constraint,
     PlanCreated,
@@ -23,10 +23,8 @@ from mesh.events import (
     meta,
 )
 from mesh.planner import (
-    InvalidRequest,
     Planner,
     PlannerConfig,
-    PlanningError,
     analyse,
     load_request_file,
     parse_duration,

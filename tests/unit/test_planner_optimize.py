@@ -11,15 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mesh.errors import PlanningError
 from mesh.events import Constraint, ExecutionPlan, Producer, Resources, TaskRequest, TaskSpec, meta
-from mesh.planner import (
-    Planner,
-    PlannerConfig,
-    PlanningError,
-    estimate_resources,
-    load_library,
-    optimize_plan,
-)
+from mesh.planner import Planner, PlannerConfig, estimate_resources, load_library, optimize_plan
 from mesh.planner._graph import dependencies
 from mesh.planner._optimize import transitive_reduction
 from mesh.planner._schedule import Indexed, schedule

@@ -11,17 +11,9 @@ from typing import Any
 import pytest
 
 from mesh.agents._templates import render_argv, values_for
-from mesh.errors import ConfigError
+from mesh.errors import ConfigError, PlanningError, PlanTemplateError
 from mesh.events import ExecutionPlan, Producer, TaskRequest, meta
-from mesh.planner import (
-    Planner,
-    PlannerConfig,
-    PlanningError,
-    TemplateError,
-    analyse,
-    load_library,
-    validate_tasks,
-)
+from mesh.planner import Planner, PlannerConfig, analyse, load_library, validate_tasks
 from mesh.planner._htn import first_method
 
 ME = Producer(component="test", instance="t-1")
@@ -218,7 +210,7 @@ def test_malformed_template_files_fail_with_one_line_naming_file_and_field(
     with pytest.raises(ConfigError) as caught:
         load_library([tmp_path])
     message = str(caught.value)
-    assert isinstance(caught.value, TemplateError)
+    assert isinstance(caught.value, PlanTemplateError)
     assert str(path) in message
     assert expected in message
     assert "\n" not in message

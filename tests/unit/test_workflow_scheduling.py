@@ -6,8 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from mesh.errors import DecisionError
 from mesh.events import PlanCreated, TaskReady, meta
-from mesh.workflows import DecisionError, decide, dispatches
+from mesh.workflows import decide, dispatches
 from tests.unit.test_workflow_harness import CLIENT, REQUEST, T0, Flow, plan, spec, types
 
 

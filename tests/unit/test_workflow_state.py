@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from mesh.errors import MeshError
+from mesh.errors import DecisionError, MeshError
 from mesh.events import (
     Mapper,
     RetryPolicy,
@@ -15,16 +15,7 @@ from mesh.events import (
     WorkflowSnapshot,
     meta,
 )
-from mesh.workflows import (
-    STATE_VERSION,
-    DecisionError,
-    Tick,
-    WorkflowInput,
-    WorkflowState,
-    decide,
-    evolve,
-    fold,
-)
+from mesh.workflows import STATE_VERSION, Tick, WorkflowInput, WorkflowState, decide, evolve, fold
 from tests.unit.test_workflow_harness import (
     AGENT,
     REQUEST,

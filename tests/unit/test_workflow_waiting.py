@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.errors import DecisionError
 from mesh.events import Mapper, TaskWaiting, WorkflowEvent
-from mesh.workflows import DecisionError, WorkflowState, fold
+from mesh.workflows import WorkflowState, fold
 from tests.unit.test_workflow_harness import Flow, check_indexes, plan, spec, types
 
 

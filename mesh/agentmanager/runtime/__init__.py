@@ -5,11 +5,9 @@ lifecycle of local agent processes from templates, and the API; its policies are
 from mesh.agentmanager.runtime._manager import (
     COMPONENT,
     AgentManager,
-    RegistrationRefused,
     run_agent_manager,
 )
 from mesh.agentmanager.runtime._templates import (
-    TemplateRefused,
     Templates,
     load_templates,
     parse_capability,
@@ -18,8 +16,6 @@ from mesh.agentmanager.runtime._templates import (
 __all__ = [
     "COMPONENT",
     "AgentManager",
-    "RegistrationRefused",
-    "TemplateRefused",
     "Templates",
     "load_templates",
     "parse_capability",

@@ -68,9 +68,10 @@ from mesh.events import (
     covers,
     meta,
 )
-from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for
 from mesh.kafka.produce import Outgoing, send_all, wait_all
+from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 

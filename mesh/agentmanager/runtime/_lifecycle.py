@@ -44,7 +44,7 @@ from mesh.agentmanager.runtime._processes import is_agent_process, signal_and_wa
 from mesh.agentmanager.runtime._requests import answer
 from mesh.agentmanager.runtime._templates import Templates
 from mesh.agents import host_name
-from mesh.errors import MeshError
+from mesh.errors import SpawnFailed, UnknownAgent
 from mesh.events import (
     AgentTerminated,
     Mapper,
@@ -62,20 +62,6 @@ log = get_logger("mesh.agentmanager.lifecycle")
 
 _POLL_MS = 300
 _JANITOR_SECONDS = 0.5
-
-
-class LifecycleError(MeshError):
-    """A spawn or terminate request that cannot be carried out (answered as an error)."""
-
-
-class UnknownAgent(LifecycleError):
-    """No agent with that id runs where this Agent Manager can stop it."""
-
-
-class SpawnFailed(LifecycleError):
-    """An agent process exited or did not register in time."""
-
-    retriable = True
 
 
 @dataclass(frozen=True)
@@ -440,10 +426,7 @@ def _forward(child: Child, entry: dict[str, Any] | str) -> None:
 
 __all__ = [
     "AgentLifecycle",
-    "LifecycleError",
-    "SpawnFailed",
     "SpawnedAgent",
     "TerminatedAgent",
-    "UnknownAgent",
     "incarnation_id",
 ]

@@ -40,13 +40,14 @@ from mesh.agentmanager.runtime._assign import COMPONENT, Assigner, Owned
 from mesh.agentmanager.runtime._lifecycle import AgentLifecycle
 from mesh.agentmanager.runtime._templates import load_templates
 from mesh.agentmanager.runtime._view import View
-from mesh.errors import MeshError
+from mesh.errors import MeshError, RegistrationRefused
 from mesh.events import CapabilityRequirement, Mapper, Producer, Resources
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.kafka.dlq import dead_letter
 from mesh.kafka.loop import Decided, PartitionLoop
+from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.supervisor import RestartPolicy
@@ -55,10 +56,6 @@ _GUARD_POLL_MS = 500
 _POLL_SECONDS = 0.2  # how soon a change of the view (a new agent) reaches waiting attempts
 
 log = get_logger("mesh.agentmanager")
-
-
-class RegistrationRefused(MeshError):
-    """A registry record the Agent Manager will not fold (the DLQ's error class)."""
 
 
 class AgentManager:
@@ -343,4 +340,4 @@ async def run_agent_manager(
                 await asyncio.wait_for(job, 60)
 
 
-__all__ = ["COMPONENT", "AgentManager", "RegistrationRefused", "run_agent_manager"]
+__all__ = ["COMPONENT", "AgentManager", "run_agent_manager"]

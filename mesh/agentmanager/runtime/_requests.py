@@ -9,13 +9,13 @@ A record that does not decode, is not a lifecycle request, or is older than the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
-from mesh.agentmanager.runtime._templates import TemplateRefused
-from mesh.errors import EventError, MeshError
+from mesh.errors import EventError, MeshError, TemplateRefused
 from mesh.events import Event, Reply, ReplyError, SpawnAgents, TerminateAgent, meta
+from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = get_logger("mesh.agentmanager.lifecycle")
 
 
-async def answer(lifecycle: AgentLifecycle, record: Any) -> Reply | None:
+async def answer(lifecycle: AgentLifecycle, record: ConsumedRecord) -> Reply | None:
     """Carry out the request in ``record``; the reply to send, or None."""
     try:
         request = lifecycle.mapper.decode(record.value, record.headers)

@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mesh.agents import TemplateError, check_template
-from mesh.errors import ConfigError, MeshError
+from mesh.agents import check_template
+from mesh.errors import ArgvTemplateError, ConfigError, TemplateRefused
 from mesh.events import Capability
 
 Role = Literal["core", "specialised", "utility", "hybrid"]
@@ -44,12 +44,6 @@ BASE_KINDS: tuple[Kind, ...] = ("command", "python", "http")
 _Name = Annotated[
     str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 ]
-
-
-class TemplateRefused(MeshError):
-    """A template or a spawn request's config cannot make an agent (a caller error)."""
-
-    retriable = False
 
 
 def parse_capability(text: str) -> Capability:
@@ -105,7 +99,7 @@ class AgentTemplate(BaseModel):
         for element in value:
             try:
                 check_template(element)
-            except TemplateError as exc:
+            except ArgvTemplateError as exc:
                 raise ValueError(str(exc)) from exc
         return value
 
@@ -267,7 +261,6 @@ __all__ = [
     "AgentTemplate",
     "Kind",
     "Role",
-    "TemplateRefused",
     "Templates",
     "load_templates",
     "parse_capability",

@@ -16,8 +16,8 @@ from mesh.agentmanager._gate import ResourceGate
 from mesh.agentmanager._registry import Registry
 from mesh.errors import EventError
 from mesh.events import AgentHeartbeat, BreakerStateChanged, Mapper
-from mesh.kafka.dlq import ConsumedRecord
 from mesh.kafka.reader import Follower
+from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 

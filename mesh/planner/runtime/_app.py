@@ -39,7 +39,7 @@ from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from mesh._aio import cancel_and_wait
-from mesh.errors import EventTooLarge, InvalidEvent, MeshError
+from mesh.errors import EventTooLarge, InvalidEvent, MeshError, PlanningError
 from mesh.events import (
     HEADER_CORRELATION_ID,
     Encoded,
@@ -52,15 +52,15 @@ from mesh.events import (
     TaskSpec,
     meta,
 )
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.calls import to_json as _as_json
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import ConsumedRecord, dead_letter
+from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import topic_partitions
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
-from mesh.planner._errors import PlanningError
 from mesh.planner._request import workflow_id_for
 from mesh.planner._requestfile import request_from_document
 from mesh.settings import Settings
@@ -388,7 +388,7 @@ def _api_plan(data: Any) -> ExecutionPlan:
     return ExecutionPlan.model_validate_json(json.dumps(data))
 
 
-def _record(message: Any) -> ConsumedRecord:
+def _record(message: KafkaMessage) -> ConsumedRecord:
     record = message.raw_message
     if isinstance(record, tuple):  # batch subscribers give tuples; ours are single
         raise TypeError("expected one record per message")

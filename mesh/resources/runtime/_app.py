@@ -54,6 +54,7 @@ from mesh.events import (
     TaskReady,
     meta,
 )
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
@@ -314,7 +315,7 @@ class ResourceService:
         with contextlib.suppress(Exception):  # a clean stop remembers what was dead-lettered
             await reader.commit()
 
-    def _fold(self, record: Any) -> None:
+    def _fold(self, record: ConsumedRecord) -> None:
         try:
             event = fold_record(self.allocator, self.settings, self.mapper, record)
         except EventError as exc:
@@ -331,7 +332,7 @@ class ResourceService:
         elif isinstance(event, AgentTerminated):
             self._agents_moved = True
 
-    def _input(self, record: Any) -> None:
+    def _input(self, record: ConsumedRecord) -> None:
         try:
             event = self.mapper.decode(record.value, record.headers)
         except EventError as exc:

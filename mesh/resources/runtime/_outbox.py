@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from mesh.events import Event, Mapper, Producer
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.dlq import dead_letter
 from mesh.log import get_logger
@@ -52,7 +52,7 @@ class Outbox:
         """Forget a ledger key (compaction drops it and the tombstone after a while)."""
         self._records.append(_Record(self.settings.topic("resources"), key.encode(), None, []))
 
-    def dead_letter(self, record: Any, error: BaseException) -> None:
+    def dead_letter(self, record: ConsumedRecord, error: BaseException) -> None:
         """A record this component gives up on, for ``dlq``."""
         log.warning(
             "unprocessable record sent to the dead-letter topic",

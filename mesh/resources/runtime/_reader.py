@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import BrokerUnavailable, EventError
 from mesh.events import Event, Mapper
+from mesh.kafka import ConsumedRecord
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, diagnose_connect_failure, kafka_errors
 from mesh.kafka.partitions import topic_partitions
@@ -95,7 +95,7 @@ class TopicReader:
             await stop_clients(self._consumer)
             self._consumer = None
 
-    async def catch_up(self, handle: Callable[[Any], None]) -> int:
+    async def catch_up(self, handle: Callable[[ConsumedRecord], None]) -> int:
         """Hand every record up to the current end of each partition to ``handle``; the count."""
         with kafka_errors(self.settings, "read the resource ledger"):
             ends = await self.consumer.end_offsets(self.partitions)
@@ -110,7 +110,7 @@ class TopicReader:
 
     async def poll(
         self, timeout_ms: int, partitions: Sequence[TopicPartition] | None = None
-    ) -> list[Any]:
+    ) -> list[ConsumedRecord]:
         """The next records of any partition, in offset order within each partition."""
         with kafka_errors(self.settings, "read the resource ledger"):
             batch = await self.consumer.getmany(
@@ -118,7 +118,7 @@ class TopicReader:
             )
         return [record for records in batch.values() for record in records]
 
-    def seen_before(self, record: Any) -> bool:
+    def seen_before(self, record: ConsumedRecord) -> bool:
         """True if a previous run committed past this record."""
         mark = self._marks.get(TopicPartition(record.topic, record.partition))
         return mark is not None and record.offset < mark
@@ -144,7 +144,7 @@ async def partitions_of(
 
 
 def fold_record(
-    allocator: Allocator, settings: Settings, mapper: Mapper, record: Any
+    allocator: Allocator, settings: Settings, mapper: Mapper, record: ConsumedRecord
 ) -> Event | None:
     """Fold one record of a ledger topic into ``allocator``; the event, or None for a tombstone.
 
@@ -177,7 +177,7 @@ async def read_allocator(
     mapper = Mapper(max_event_bytes=settings.max_event_bytes)
     reader = TopicReader(settings, LEDGER_TOPICS)
 
-    def handle(record: Any) -> None:
+    def handle(record: ConsumedRecord) -> None:
         with contextlib.suppress(EventError):
             fold_record(allocator, settings, mapper, record)
 

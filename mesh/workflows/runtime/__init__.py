@@ -2,7 +2,6 @@
 
 Layers, each importing only those above it::
 
-    _errors        MisplacedInput, UnknownWorkflow                            (pure)
     _timers        a heap of per-workflow instants                           (pure)
     _partition     per-partition workflows and timers                        (pure)
     _records       input types per topic; records in and out                 (pure)
@@ -22,18 +21,15 @@ Run it with ``mesh run workflows``, or in-process::
     await manager.run(stop)          # ``manager.ready`` is set once it consumes
 """
 
-from mesh.workflows.runtime._errors import MisplacedInput, UnknownWorkflow
 from mesh.workflows.runtime._manager import WorkflowManager
 from mesh.workflows.runtime._replay import ReplayResult, differences, replay_workflow
 from mesh.workflows.runtime._snapshots import SnapshotPolicy
 from mesh.workflows.runtime._timers import TimerHeap
 
 __all__ = [
-    "MisplacedInput",
     "ReplayResult",
     "SnapshotPolicy",
     "TimerHeap",
-    "UnknownWorkflow",
     "WorkflowManager",
     "differences",
     "replay_workflow",

@@ -36,9 +36,9 @@ from mesh.events import Mapper, Producer
 from mesh.kafka.calls import CallServer
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
-from mesh.kafka.dlq import ConsumedRecord
 from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.kafka.reader import bounds, reader
+from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from mesh.errors import DecisionError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot, WorkflowStarted
 from mesh.kafka.reader import bounds, read_range
 from mesh.log import get_logger
 from mesh.settings import Settings
-from mesh.workflows import DecisionError, WorkflowState, fold
+from mesh.workflows import WorkflowState, fold
 from mesh.workflows.runtime._partition import Tracked
 from mesh.workflows.runtime._snapshots import SnapshotInfo, rebuild_start
 

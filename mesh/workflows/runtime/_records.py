@@ -26,7 +26,7 @@ from mesh.events import (
     TaskWaiting,
     channels_of,
 )
-from mesh.kafka.dlq import ConsumedRecord
+from mesh.kafka import ConsumedRecord
 
 COMPONENT = "workflow-manager"
 """The component name in produced events and dead letters (the catalog's name for it)."""

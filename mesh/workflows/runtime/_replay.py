@@ -13,15 +13,14 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from mesh.errors import ConfigError, EventError
+from mesh.errors import ConfigError, DecisionError, EventError, UnknownWorkflow
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.partitions import cluster_metadata, partition_for
 from mesh.kafka.reader import read_range, reader
 from mesh.settings import Settings
-from mesh.workflows import DecisionError, WorkflowState, fold
-from mesh.workflows.runtime._errors import UnknownWorkflow
+from mesh.workflows import WorkflowState, fold
 
 _MAX_DIFFERENCES = 200
 

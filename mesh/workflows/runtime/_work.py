@@ -18,14 +18,13 @@ from datetime import datetime, timedelta
 import structlog
 from pydantic import JsonValue
 
-from mesh.errors import MeshError
+from mesh.errors import MeshError, MisplacedInput
 from mesh.events import Event, Mapper, Producer, Reply, ReplyError, WorkflowEvent, meta
 from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for
 from mesh.kafka.produce import Outgoing
 from mesh.log import bind_event_context, get_logger
 from mesh.workflows import DecideContext, Tick, WorkflowInput, decide, dispatches, fold
-from mesh.workflows.runtime._errors import MisplacedInput
 from mesh.workflows.runtime._partition import Partition, Tracked, due_at
 from mesh.workflows.runtime._records import (
     COMMANDS,
