@@ -29,7 +29,7 @@ from mesh.events import ApiCall, ApiComponent, Event, Producer, Reply, ReplyErro
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.dlq import ConsumedRecord
-from mesh.kafka.faststream import EventRouter, faststream_broker
+from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.log import get_logger
 from mesh.settings import Settings
 
@@ -120,7 +120,7 @@ class CallServer:
         broker.include_router(router)
         try:
             with kafka_errors(self.settings, f"start the {self.component}'s API"):
-                await broker.start()
+                await start_broker(broker)
             await stop.wait()
         finally:
             await stop_clients(broker)

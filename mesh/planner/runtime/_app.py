@@ -53,7 +53,7 @@ from mesh.kafka.calls import to_json as _as_json
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import ConsumedRecord
-from mesh.kafka.faststream import EventRouter, faststream_broker
+from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.kafka.partitions import topic_partitions
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
@@ -113,7 +113,7 @@ class PlannerService:
             log.warning("template problem", problem=problem)
         try:
             with kafka_errors(self.settings, "start the planner"):
-                await self.broker.start()
+                await start_broker(self.broker)
                 self._targets = await _end_offsets(
                     self.settings, self.settings.topic("workflow.events")
                 )
