@@ -27,7 +27,6 @@ from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 from mesh.errors import InvalidEvent, MeshError
 from mesh.events import ApiCall, ApiComponent, Event, Producer, Reply, ReplyError, meta
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import kafka_errors
 from mesh.kafka.dlq import ConsumedRecord
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.log import get_logger
@@ -119,8 +118,7 @@ class CallServer:
         broker = faststream_broker(self.settings)
         broker.include_router(router)
         try:
-            with kafka_errors(self.settings, f"start the {self.component}'s API"):
-                await start_broker(broker)
+            await start_broker(broker, self.settings)
             await stop.wait()
         finally:
             await stop_clients(broker)

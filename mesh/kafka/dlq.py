@@ -26,6 +26,7 @@ from mesh.events import (
     HEADER_EVENT_ID,
     DeadLetter,
     Encoded,
+    KeyedRecord,
     Mapper,
     Producer,
     meta,
@@ -56,7 +57,7 @@ _ID_MAX = 200
 _NAME_INVALID = re.compile(r"[^A-Za-z0-9_.:/@+-]")
 
 
-class ConsumedRecord(Protocol):
+class ConsumedRecord(KeyedRecord, Protocol):
     """What ``dead_letter`` reads from a record (aiokafka's ``ConsumerRecord`` fits)."""
 
     @property
@@ -65,12 +66,6 @@ class ConsumedRecord(Protocol):
     def partition(self) -> int: ...
     @property
     def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 def dead_letter(

@@ -21,8 +21,9 @@ that :func:`faststream_broker` builds from ``Settings``. The router speaks mesh 
   already encoded record) with its key and mesh headers.
 
 FastStream has no Kafka transactions (faststream#1237, #2512), so the transactional loops stay on
-raw aiokafka; and it cannot publish a tombstone (its encoder turns ``None`` into ``b""``), so
-writers of compacted topics keep an aiokafka producer for those.
+raw aiokafka; and not every FastStream version this project allows publishes a null value as a
+tombstone (older ones send ``b""``), so writers of compacted topics keep an aiokafka producer for
+tombstones.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from mesh._aio import cancel_and_wait
 from mesh.errors import BrokerError, EventError, MeshError
 from mesh.events import HEADER_CORRELATION_ID, Encoded, Event, Mapper, Producer
-from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.connection import client_kwargs, kafka_errors, open_admin
 from mesh.kafka.dlq import ConsumedRecord, dead_letter
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -93,21 +95,31 @@ def faststream_broker(settings: Settings) -> KafkaBroker:
     )
 
 
-async def start_broker(broker: KafkaBroker) -> None:
-    """``broker.start()``, with its subscribers started together rather than in turn.
+async def start_broker(broker: KafkaBroker, settings: Settings) -> None:
+    """``broker.start()``, with a clear error when Kafka is out of reach and with its
+    subscribers started together rather than in turn.
 
-    aiokafka's ``start`` of a group consumer waits until the group has assigned it partitions,
-    and FastStream starts subscribers one after another, so a component with two groups (its
-    inputs and its ``calls``) would wait for one join after the other: on the embedded broker a
-    first join takes seconds. Same steps as ``KafkaBroker.start``: connect, subscribers,
-    publishers.
+    - FastStream leaks its producer when the first connection fails (an "Unclosed
+      AIOKafkaProducer" at exit) and reports a refused login like a missing broker, so an
+      admin client tries first, closed either way, and says which it was.
+    - aiokafka's ``start`` of a group consumer waits until the group has assigned it
+      partitions, and FastStream starts subscribers one after another, so a component with two
+      groups (its inputs and its ``calls``) would wait for one join after the other: on the
+      embedded broker a first join takes seconds.
+
+    Otherwise the same steps as ``KafkaBroker.start``: connect, subscribers, publishers.
     """
-    await broker.connect()
-    async with asyncio.TaskGroup() as starting:
-        for subscriber in broker.subscribers:
-            starting.create_task(subscriber.start())
-    for publisher in broker.publishers:
-        await publisher.start()
+    async with open_admin(settings):
+        pass
+    with kafka_errors(settings, "connect to Kafka"):
+        await broker.connect()
+        starting = [asyncio.ensure_future(sub.start()) for sub in broker.subscribers]
+        try:
+            await asyncio.gather(*starting)  # the first failure as itself
+        finally:
+            await cancel_and_wait(*starting)
+        for publisher in broker.publishers:
+            await publisher.start()
     broker.running = True
 
 
@@ -122,7 +134,8 @@ class EventRouter(KafkaRouter):
     """A component's one router: mesh events in (:meth:`events`) and out (:meth:`send`).
 
     ``component`` and ``me`` sign dead letters; ``publishes`` names the channels the component
-    writes (``dlq`` is always one), declared here so the AsyncAPI document lists them.
+    writes (``dlq`` is always one): FastStream publishers must exist before the router is
+    included in its broker.
     """
 
     def __init__(
@@ -159,61 +172,53 @@ class EventRouter(KafkaRouter):
     ) -> Callable[[EventHandler], EventHandler]:
         """Subscribe the decorated handler to ``channels`` in consumer group ``group_id``.
 
-        From the earliest offset on a group's first run. ``batch`` fetches up to that many
-        records at a time, handles them one by one, awaits ``after`` (e.g. a flush of what they
-        produced) and commits once. Records the mapper refuses go to the dead-letter topic, or
-        to ``unreadable`` instead on a topic whose owner (another component) dead-letters them.
+        From the earliest offset on a group's first run. ``after`` (e.g. a flush of what the
+        handler produced) is awaited after each record, or with ``batch`` after each batch of
+        up to that many records, before the commit. Records the mapper refuses go to the
+        dead-letter topic, or to ``unreadable`` instead on a topic whose owner (another
+        component) dead-letters them.
         ``group_id`` None reads without a group (nothing is committed).
         """
         # Topics come from topics/ (mesh topics apply): FastStream must not create them.
         topics = [Topic(self.settings.topic(c), declare=False) for c in channels]
         decoder = _Decoder(self.mapper)
-        ack = AckPolicy.NACK_ON_ERROR if group_id else AckPolicy.ACK_FIRST
-        title = title or "+".join(channels)
+        common: dict[str, Any] = {
+            "group_id": group_id,
+            "auto_offset_reset": "earliest",
+            "isolation_level": isolation_level,
+            "listener": listener,
+            "ack_policy": AckPolicy.NACK_ON_ERROR if group_id else AckPolicy.ACK_FIRST,
+            "title": title or "+".join(channels),
+            "description": description,
+        }
 
         def register(handle: EventHandler) -> EventHandler:
             flow = _Flow(handle, unreadable, after)
+
+            async def consume_one(message: KafkaMessage) -> None:
+                outcome = cast("Event | Undecodable", await message.decode())
+                await self._guarded(flow, [(_single(message.raw_message), outcome)])
+
+            async def consume_batch(message: KafkaMessage) -> None:
+                outcomes = cast("list[Event | Undecodable]", await message.decode())
+                records = message.raw_message
+                if not isinstance(records, tuple | list):  # a tuple (a list in TestKafkaBroker)
+                    raise TypeError("a batch subscriber's message holds a sequence of records")
+                await self._guarded(flow, list(zip(records, outcomes, strict=True)))
+
             if batch is None:
-
-                @self.subscriber(
-                    *topics,
-                    group_id=group_id,
-                    auto_offset_reset="earliest",
-                    isolation_level=isolation_level,
-                    listener=listener,
-                    ack_policy=ack,
-                    parser=_parse,
-                    decoder=decoder.one,
-                    title=title,
-                    description=description,
-                )
-                async def consume_one(message: KafkaMessage) -> None:
-                    outcome = cast("Event | Undecodable", await message.decode())
-                    await self._guarded(flow, [(_single(message.raw_message), outcome)])
-
+                subscriber = self.subscriber(*topics, parser=_parse, decoder=decoder.one, **common)
+                subscriber(consume_one)
             else:
-
-                @self.subscriber(
+                subscriber = self.subscriber(
                     *topics,
-                    group_id=group_id,
-                    auto_offset_reset="earliest",
-                    isolation_level=isolation_level,
-                    listener=listener,
-                    ack_policy=ack,
                     parser=_parse_batch,
                     decoder=decoder.many,
-                    title=title,
-                    description=description,
                     batch=True,
                     max_records=batch,
+                    **common,
                 )
-                async def consume_batch(message: KafkaMessage) -> None:
-                    outcomes = cast("list[Event | Undecodable]", await message.decode())
-                    records = message.raw_message
-                    if not isinstance(records, tuple):
-                        raise TypeError("a batch subscriber's message holds a tuple of records")
-                    await self._guarded(flow, list(zip(records, outcomes, strict=True)))
-
+                subscriber(consume_batch)
             return handle
 
         return register
@@ -334,7 +339,7 @@ class _Decoder:
 
 
 def _single(record: Any) -> ConsumedRecord:
-    if isinstance(record, tuple):
+    if isinstance(record, tuple | list):
         raise TypeError("a single subscriber's message holds one record")
     return record  # type: ignore[no-any-return]
 
@@ -349,7 +354,7 @@ async def _parse(record: Any, original: ParseFn) -> StreamMessage[Any]:
     return message
 
 
-async def _parse_batch(records: tuple[Any, ...], original: ParseFn) -> StreamMessage[Any]:
+async def _parse_batch(records: Sequence[Any], original: ParseFn) -> StreamMessage[Any]:
     message = await original(tuple(_readable(r) for r in records))
     message.raw_message = records
     return message

@@ -427,7 +427,7 @@ class AgentLifecycle:
         """Answer spawn and terminate requests until ``stop``; then stop the local agents."""
         broker = faststream_broker(self.settings)
         broker.include_router(self.router())
-        # The janitor writes tombstones, which FastStream cannot publish.
+        # The janitor writes tombstones: see mesh.kafka.faststream on why not through FastStream.
         producer = AIOKafkaProducer(**client_kwargs(self.settings), acks="all")
         janitor: asyncio.Task[None] | None = None
         stopped: asyncio.Task[bool] | None = None
@@ -435,8 +435,7 @@ class AgentLifecycle:
             with kafka_errors(self.settings, "start the agent lifecycle"):
                 await producer.start()
             await self._registry_caught_up()
-            with kafka_errors(self.settings, "start the agent lifecycle"):
-                await start_broker(broker)
+            await start_broker(broker, self.settings)
             janitor = asyncio.create_task(self._janitor(producer))
             stopped = asyncio.create_task(stop.wait())
             log.info("agent lifecycle ready", templates=self.templates.names())

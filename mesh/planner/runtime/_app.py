@@ -113,7 +113,7 @@ class PlannerService:
             log.warning("template problem", problem=problem)
         try:
             with kafka_errors(self.settings, "start the planner"):
-                await start_broker(self.broker)
+                await start_broker(self.broker, self.settings)
                 self._targets = await _end_offsets(
                     self.settings, self.settings.topic("workflow.events")
                 )

@@ -162,8 +162,7 @@ class ResourceService:
             )
             await self._flush()
             try:  # inputs and calls only once the ledger is rebuilt
-                with kafka_errors(self.settings, "connect the resource allocator to Kafka"):
-                    await start_broker(broker)
+                await start_broker(broker, self.settings)
                 self.ready.set()
                 log.info(
                     "resources ready", group_id=self.group_id, consume_ready=self.consume_ready
@@ -282,8 +281,8 @@ class ResourceService:
 
     @contextlib.asynccontextmanager
     async def _clients(self) -> AsyncIterator[TopicReader]:
-        """The ledger reader and the producer of the outbox (which writes tombstones, and
-        FastStream cannot publish those)."""
+        """The ledger reader and the producer of the outbox (which writes tombstones: see
+        ``mesh.kafka.faststream`` on why not through FastStream)."""
         reader = TopicReader(self.settings, LEDGER_TOPICS, commit_group=f"{self.group_id}-ledger")
         producer = AIOKafkaProducer(**client_kwargs(self.settings), acks="all")
         try:
