@@ -125,8 +125,13 @@ class CallServer:
 
     async def on_call(self, event: Event, record: ConsumedRecord) -> None:
         """Answer one call (if it is this component's and its caller still waits)."""
+        router = self._router
+        if router is None:
+            raise RuntimeError("the call server is not subscribed to a router")
         if not isinstance(event, ApiCall):
-            raise InvalidEvent(f"expected an api.called event, got {event.type}")
+            error = InvalidEvent(f"expected an api.called event, got {event.type}")
+            await router.dead_letter(record, error)
+            return
         if event.component != self.component:
             return
         if expired(event):
@@ -135,9 +140,7 @@ class CallServer:
             )
             return
         reply = await answer(event, self.handlers, self.me)
-        if self._router is None:
-            raise RuntimeError("the call server is not subscribed to a router")
-        await self._router.send("replies", reply)
+        await router.send("replies", reply)
         self.answered += 1
         log.info(
             "call answered",

@@ -261,28 +261,37 @@ class EventRouter(KafkaRouter):
     async def _guarded(
         self, flow: _Flow, pairs: Sequence[tuple[ConsumedRecord, Event | Undecodable]]
     ) -> None:
-        """Handle the records; on a broker fault, pause and have them all redelivered."""
+        """Handle the records, then ``after``; if that fails (a broker fault, or a bug in
+        ``after``), pause and have them all redelivered: nothing is committed past them."""
         try:
             for record, outcome in pairs:
                 await self._deliver(flow, record, outcome)
             if flow.after is not None:
                 await flow.after()
-        except MeshError as exc:
-            if not _redeliver(exc):
-                raise
+        except Exception as exc:
             pause = min(_RETRY_MAX, _RETRY_FIRST * 2**flow.failures)
             flow.failures += 1
-            log.warning("records to be redelivered", error=str(exc), after_seconds=pause)
+            log.warning(
+                "records to be redelivered",
+                error=f"{type(exc).__name__}: {exc}",
+                after_seconds=pause,
+                exc_info=not isinstance(exc, MeshError),
+            )
             await asyncio.sleep(pause)  # paced: a broken broker gets no request storm
             raise NackMessage() from exc
         flow.failures = 0
+        flow.lettered.clear()
 
     async def _deliver(
         self, flow: _Flow, record: ConsumedRecord, outcome: Event | Undecodable
     ) -> None:
+        where = (record.topic, record.partition, record.offset)
+        if where in flow.lettered:  # redelivered with its batch: dead-lettered already
+            return
         if isinstance(outcome, Undecodable):
             if flow.unreadable is None:
                 await self.dead_letter(record, outcome.error)
+                flow.lettered.add(where)
             else:
                 await flow.unreadable(record, outcome.error)
             return
@@ -299,16 +308,19 @@ class EventRouter(KafkaRouter):
                 exc_info=not isinstance(exc, MeshError),
             )
             await self.dead_letter(record, exc)
+            flow.lettered.add(where)
 
 
 @dataclass
 class _Flow:
-    """One subscription's handler and its run of redeliveries."""
+    """One subscription's handler, its run of redeliveries, and what it dead-lettered in
+    records not yet committed (so a redelivery does not dead-letter them twice)."""
 
     handle: EventHandler
     unreadable: UnreadableHandler | None
     after: Callable[[], Awaitable[None]] | None
     failures: int = 0
+    lettered: set[tuple[str, int, int]] = dataclasses.field(default_factory=set)
 
 
 def _redeliver(error: MeshError) -> bool:

@@ -141,6 +141,26 @@ async def test_a_broker_fault_is_redelivered_not_dead_lettered(
     ]
 
 
+async def test_a_failing_after_step_has_the_batch_redelivered_not_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in what runs after the handlers (e.g. a flush) is no record's fault: nothing is
+    committed or dead-lettered, and the retry is paced (one warning, not a storm)."""
+    monkeypatch.setattr(faststream_module, "_RETRY_FIRST", 0.0)
+
+    async def broken() -> None:
+        raise RuntimeError("flush bug")
+
+    running = App(batch=10, after=broken)
+    async with TestKafkaBroker(running.broker):
+        with capture_logs() as logs:
+            await running.send(request("r-7"))
+    assert running.letters == []
+    (warning,) = [e for e in logs if e["log_level"] == "warning"]
+    assert warning["event"] == "records to be redelivered"
+    assert warning["error"] == "RuntimeError: flush bug"
+
+
 async def test_a_topic_owned_elsewhere_hands_refused_records_to_its_hook() -> None:
     skipped: list[tuple[int, str]] = []
 
