@@ -50,6 +50,7 @@ from mesh.events._mapper import (
     MESH_HEADERS,
     Encoded,
     Headers,
+    KeyedRecord,
     Mapper,
 )
 from mesh.events._plans import (
@@ -155,6 +156,7 @@ __all__ = [
     "Frozen",
     "Headers",
     "Health",
+    "KeyedRecord",
     "Mapper",
     "Meta",
     "PauseWorkflow",

@@ -17,13 +17,19 @@ Wire format (for non-Python producers):
 
   Headers are optional when decoding; when present they must agree with the value.
 
+Decoding is bounded, so that no record can stall a consumer: the size is checked first, then that
+the value is UTF-8 text, then its nesting depth (a scan of its brackets outside strings, before
+any parse), and the parser keeps its own recursion limit while parsing. A consumed record must
+also have a key (:meth:`Mapper.decode_record`): every mesh topic is keyed by the event's subject.
+
 Every error is one readable line (safe to copy into a dead-letter header).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import pydantic_core
@@ -44,7 +50,15 @@ MESH_HEADERS = (HEADER_TYPE, HEADER_SCHEMA_VERSION, HEADER_CORRELATION_ID, HEADE
 DEFAULT_MAX_EVENT_BYTES = 1_000_000
 """Same default as ``Settings.max_event_bytes`` (Kafka's default record limit is ~1 MiB)."""
 
+DEFAULT_MAX_DEPTH = 64
+"""How deeply a value may nest objects and arrays. Mesh events nest about ten levels (a plan in
+an API call's arguments); the JSON parser itself gives up at 200."""
+
 _MAX_REASON = 500
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_PAIR = b"()"
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 HeaderValue = bytes | str | None
 Headers = Sequence[tuple[str, HeaderValue]] | Mapping[str, HeaderValue]
@@ -59,19 +73,34 @@ class Encoded(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
+class KeyedRecord(Protocol):
+    """What :meth:`Mapper.decode_record` reads from a consumed record (aiokafka's fits)."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
 class Mapper:
-    """Encodes and decodes events with one registry and one size limit."""
+    """Encodes and decodes events with one registry, one size limit and one depth limit."""
 
     def __init__(
         self,
         registry: EventRegistry = REGISTRY,
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         if max_event_bytes < 1:
             raise ValueError("max_event_bytes must be positive")
+        if max_depth < 1:
+            raise ValueError("max_depth must be positive")
         self.registry = registry
         self.max_event_bytes = max_event_bytes
+        self.max_depth = max_depth
 
     def encode(self, event: Event) -> Encoded:
         """The Kafka key, value and mesh headers of ``event``.
@@ -109,12 +138,15 @@ class Mapper:
         mesh = _mesh_headers(headers)
         if HEADER_TYPE in mesh:  # reject unknown types before paying for the JSON parse
             self.registry.latest(mesh[HEADER_TYPE])
-        data = _parse_object(bytes(value))
+        value = bytes(value)
+        _check_text(value)
+        _check_depth(value, self.max_depth)
+        data = _parse_object(value)
         event_type, version = _routing(data, mesh)
         latest = self.registry.latest(event_type)
         label = f"{event_type} v{version}"
         if version == latest.event_version():
-            raw = bytes(value)
+            raw = value
         else:
             raw = pydantic_core.to_json(self.registry.upcast(event_type, version, data))
             label += f" (upcast to v{latest.event_version()})"
@@ -128,6 +160,20 @@ class Mapper:
             ) from exc
         _check_ids(event, mesh)
         return event
+
+    def decode_record(self, record: KeyedRecord) -> Event:
+        """The event in a consumed record: :meth:`decode`, and the record must have a key.
+
+        Every mesh topic is keyed by its events' subject (request, workflow, agent …), which is
+        what keeps one subject's events in order on one partition; a keyless record was not
+        written by a mesh producer and is refused (``InvalidEvent``).
+        """
+        if record.key is None:
+            raise InvalidEvent(
+                "the record has no key; mesh records are keyed by their subject "
+                "(request, workflow, agent or correlation id)"
+            )
+        return self.decode(record.value, record.headers)
 
     def _check_size(self, size: int, what: str) -> None:
         if size > self.max_event_bytes:
@@ -156,6 +202,49 @@ def _mesh_headers(headers: Headers | None) -> dict[str, str]:
         if found.setdefault(name, text) != text:
             raise InvalidEvent(f"header {name} appears twice with different values")
     return found
+
+
+def _check_text(value: bytes) -> None:
+    """The value must be UTF-8 (JSON's encoding); say where it is not."""
+    if value.isascii():
+        return
+    try:
+        value.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(
+            f"the value is not UTF-8 text: byte 0x{value[exc.start]:02x} at offset {exc.start} "
+            f"({exc.reason})"
+        ) from None
+
+
+def _check_depth(value: bytes, limit: int) -> None:
+    """Refuse a value nested deeper than ``limit`` before parsing it, in linear passes done in C.
+
+    Only the brackets are kept, and each pass removes every innermost pair: a balanced value of
+    depth d is empty after d passes (what is left when nothing more goes is unbalanced, for the
+    parser to report). Brackets inside strings are counted at first, which is cheap and can only
+    be wrong the safe way for a value that is not crafted; a value found too deep is scanned
+    again with its strings cut out, so a bracket in a text never refuses an event. (A crafted
+    value that hides depth behind brackets in strings still meets the parser's own limit.)
+    """
+    if value.count(b"[") + value.count(b"{") <= limit:
+        return  # cannot nest deeper than it has openings
+    if not _deeper(value.translate(_BRACKETS, _NOT_BRACKETS), limit):
+        return
+    if _deeper(_STRING.sub(b"", value).translate(_BRACKETS, _NOT_BRACKETS), limit):
+        raise InvalidEvent(f"the value nests objects and arrays over {limit} levels deep")
+
+
+def _deeper(skeleton: bytes, limit: int) -> bool:
+    """Whether the brackets in ``skeleton`` (as ``(`` and ``)``) nest over ``limit`` deep."""
+    if b"(" * (limit + 1) in skeleton:
+        return True
+    for _ in range(limit):
+        inner = skeleton.replace(_PAIR, b"")
+        if len(inner) == len(skeleton):
+            return False
+        skeleton = inner
+    return _PAIR in skeleton
 
 
 def _parse_object(value: bytes) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """The serving side of the client API: ``ApiCall`` in on ``calls``, ``Reply`` out on ``replies``.
 
-Each component that answers calls runs a :class:`CallServer` beside its main loop, with a table of
-handlers (method name → async function of the call's arguments returning JSON). Every replica of a
-component reads ``calls`` in the component's own consumer group, so exactly one replica answers a
-call; calls for other components are skipped, a call older than its timeout is not answered (its
-caller has given up), and a record that is not a valid call goes to the dead-letter topic.
+Each component that answers calls runs a :class:`CallServer` with a table of handlers (method
+name → async function of the call's arguments returning JSON): a FastStream subscriber on the
+component's :class:`~mesh.kafka.faststream.EventRouter` (:meth:`CallServer.subscribe`), or, for a
+component whose main loop is raw aiokafka, on a broker of its own (:meth:`CallServer.run`). Every
+replica of a component reads ``calls`` in the component's own consumer group, so exactly one
+replica answers a call; calls for other components are skipped, a call older than its timeout is
+not answered (its caller has given up), and a record that is not a valid call goes to the
+dead-letter topic, once, and the server moves on.
 
 Handlers raise ``MeshError`` (or ``ValueError``) for a refused call: the reply carries the error's
 class, its one-line message and whether retrying may help.
@@ -18,14 +21,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 
-from mesh.errors import EventError, MeshError
-from mesh.events import ApiCall, ApiComponent, Mapper, Producer, Reply, ReplyError, meta
+from mesh.errors import InvalidEvent, MeshError
+from mesh.events import ApiCall, ApiComponent, Event, Producer, Reply, ReplyError, meta
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import dead_letter
+from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
+from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 
@@ -33,8 +36,6 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 """One API method: the call's arguments in, a JSON-able result out (models and dataclasses too)."""
 
 log = get_logger("mesh.calls")
-
-_POLL_MS = 200
 
 
 def to_json(value: Any) -> JsonValue:
@@ -76,7 +77,7 @@ def expired(call: ApiCall, now: datetime | None = None) -> bool:
 
 
 class CallServer:
-    """Answers a component's calls until stopped (run it as a task beside the component)."""
+    """Answers a component's calls: on the component's router, or until stopped on its own."""
 
     def __init__(
         self,
@@ -92,83 +93,73 @@ class CallServer:
         self.handlers = handlers
         self.me = me
         self.group_id = group_id or settings.group(f"{component}-calls")
-        self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
         self.ready = asyncio.Event()
+        """Set once the group has given this replica its share of ``calls``."""
         self.answered = 0
+        self._router: EventRouter | None = None
+
+    def subscribe(self, router: EventRouter) -> None:
+        """Answer calls through ``router`` (which must publish to ``replies``)."""
+        self._router = router
+        router.events(
+            "calls",
+            group_id=self.group_id,
+            listener=_Assigned(self.ready),
+            title="calls",
+            description=f"ApiCall for the {self.component} (others are skipped)",
+        )(self.on_call)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume ``calls`` and answer those for this component, until ``stop`` is set."""
-        kwargs = client_kwargs(self.settings)
-        consumer = AIOKafkaConsumer(
-            **kwargs,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            # From the start on a group's first run: a call published while the group was still
-            # joining must be answered; older calls are skipped as expired.
-            auto_offset_reset="earliest",
+        """Answer calls on a broker of this server's own until ``stop`` is set."""
+        router = EventRouter(
+            self.settings, component=self.component, me=self.me, publishes=("replies",)
         )
-        producer = AIOKafkaProducer(**kwargs, acks="all")
+        self.subscribe(router)
+        broker = faststream_broker(self.settings)
+        broker.include_router(router)
         try:
-            with kafka_errors(self.settings, f"start the {self.component}'s API"):
-                await consumer.start()
-                await producer.start()
-            consumer.subscribe([self.settings.topic("calls")])
-            while not stop.is_set():
-                with kafka_errors(self.settings, "read API calls"):
-                    batch = await consumer.getmany(timeout_ms=_POLL_MS)
-                    if consumer.assignment():
-                        self.ready.set()
-                for tp, records in batch.items():
-                    for record in records:
-                        await self._handle(record, producer)
-                    with kafka_errors(self.settings, "commit API calls"):
-                        await consumer.commit({tp: records[-1].offset + 1})
+            await start_broker(broker, self.settings)
+            await stop.wait()
         finally:
-            await stop_clients(consumer, producer)
+            await stop_clients(broker)
 
-    async def _handle(self, record: Any, producer: AIOKafkaProducer) -> None:
-        try:
-            call = self.mapper.decode(record.value, record.headers)
-            if not isinstance(call, ApiCall):
-                raise EventError(f"expected an api.called event, got {call.type}")
-        except EventError as exc:
-            letter = dead_letter(
-                record,
-                exc,
-                self.component,
-                producer=self.me,
-                max_event_bytes=self.settings.max_event_bytes,
+    async def on_call(self, event: Event, record: ConsumedRecord) -> None:
+        """Answer one call (if it is this component's and its caller still waits)."""
+        router = self._router
+        if router is None:
+            raise RuntimeError("the call server is not subscribed to a router")
+        if not isinstance(event, ApiCall):
+            error = InvalidEvent(f"expected an api.called event, got {event.type}")
+            await router.dead_letter(record, error)
+            return
+        if event.component != self.component:
+            return
+        if expired(event):
+            log.info(
+                "expired call skipped", method=event.method, correlation_id=event.correlation_id
             )
-            await self._send(producer, "dlq", letter.key, letter.value, letter.headers)
             return
-        if call.component != self.component:
-            return
-        if expired(call):
-            log.info("expired call skipped", method=call.method, correlation_id=call.correlation_id)
-            return
-        reply = await answer(call, self.handlers, self.me)
-        key, value, headers = self.mapper.encode(reply)
-        await self._send(producer, "replies", key, value, headers)
+        reply = await answer(event, self.handlers, self.me)
+        await router.send("replies", reply)
         self.answered += 1
         log.info(
             "call answered",
-            method=call.method,
+            method=event.method,
             ok=reply.ok,
-            correlation_id=call.correlation_id,
+            correlation_id=event.correlation_id,
         )
 
-    async def _send(
-        self,
-        producer: AIOKafkaProducer,
-        channel: str,
-        key: bytes | None,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-    ) -> None:
-        with kafka_errors(self.settings, f"write to {channel}"):
-            await producer.send_and_wait(
-                self.settings.topic(channel), value, key=key, headers=headers
-            )
+
+class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, ready: asyncio.Event) -> None:
+        self.ready = ready
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            self.ready.set()
 
 
 __all__ = ["CallServer", "Handler", "answer", "expired", "to_json"]

@@ -12,9 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from mesh.events import KeyedRecord
 
-class ConsumedRecord(Protocol):
-    """A consumed record (aiokafka's ``ConsumerRecord`` fits); ``value`` is None for a tombstone."""
+
+class ConsumedRecord(KeyedRecord, Protocol):
+    """A consumed record (aiokafka's ``ConsumerRecord`` fits); ``value`` is None for a tombstone.
+
+    It extends :class:`mesh.events.KeyedRecord`, what the ``Mapper`` decodes, with where the
+    record was read."""
 
     @property
     def topic(self) -> str: ...

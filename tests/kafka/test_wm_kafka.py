@@ -175,7 +175,7 @@ async def test_unprocessable_inputs_go_to_the_dlq_while_a_workflow_runs(settings
         garbage[HEADER_ORIGINAL_PARTITION] == str(partition_for(garbage_key, PARTITIONS)).encode()
     )
     assert garbage[HEADER_ORIGINAL_OFFSET] == b"0"
-    assert b"not valid JSON" in garbage[HEADER_ERROR_MESSAGE]
+    assert b"not UTF-8 text: byte 0xff at offset 0" in garbage[HEADER_ERROR_MESSAGE]
     schema = dict(by_key[invalid_key.encode()].headers)
     assert schema[HEADER_ERROR_CLASS] == b"InvalidEvent"
     assert b"invalid plan.created" in schema[HEADER_ERROR_MESSAGE]

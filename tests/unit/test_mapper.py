@@ -260,10 +260,11 @@ def test_encoding_an_unregistered_class_is_refused() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (b"\x00\xff\xfe garbage", "not valid JSON"),
+        (b"\x00\xff\xfe garbage", "not UTF-8 text: byte 0xff at offset 1"),
         (b"", "not valid JSON"),
         (b'{"type": "task.completed"', "not valid JSON"),
-        (b"[" * 5_000, "not valid JSON"),
+        (b"[" * 5_000, "over 64 levels deep"),
+        (b"[" * 50 + b"]" * 49, "not valid JSON"),
         (b"[1, 2]", "must be a JSON object, not a JSON array"),
         (b'"task.completed"', "not a JSON string"),
         (b"{}", "no 'type' field"),
@@ -274,6 +275,71 @@ def test_garbage_is_invalid_with_a_readable_reason(value: bytes, expected: str) 
     with pytest.raises(InvalidEvent) as caught:
         MAPPER.decode(value)
     assert expected in reason(caught)
+
+
+# --- bounds: what a record can do to a consumer ---------------------------------------------
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_nesting_over_the_depth_limit_is_refused_before_parsing() -> None:
+    """A value nested deeper than the limit is refused with the limit in the reason, whether
+    the depth is in the whole value or in one field, and at any depth (100,000 levels would
+    overflow a recursive parser's stack)."""
+    limit = MAPPER.max_depth
+    deep_field = body(completed(), output=nested(limit))  # the event itself adds a level
+    for value in (b"[" * 100_000 + b"]" * 100_000, deep_field):
+        with pytest.raises(InvalidEvent) as caught:
+            MAPPER.decode(value)
+        assert reason(caught) == f"the value nests objects and arrays over {limit} levels deep"
+    event = completed(output=nested(limit - 1))
+    assert MAPPER.decode(MAPPER.encode(event).value) == event
+
+
+def test_brackets_inside_strings_never_count_as_nesting() -> None:
+    event = completed(output={"text": "[" * 500 + "{" * 500 + '"\\' + "]" * 3})
+    assert MAPPER.decode(MAPPER.encode(event).value) == event
+    shallow = Mapper(max_depth=2)
+    with pytest.raises(InvalidEvent, match="over 2 levels deep"):
+        shallow.decode(body(completed(output={"a": ["[]"]})))
+
+
+def test_the_depth_limit_is_configurable_and_must_be_positive() -> None:
+    deep = MAPPER.encode(completed(output=nested(101))).value
+    assert Mapper(max_depth=200).decode(deep)
+    with pytest.raises(InvalidEvent, match="over 64 levels deep"):
+        MAPPER.decode(deep)
+    with pytest.raises(ValueError, match="max_depth must be positive"):
+        Mapper(max_depth=0)
+
+
+def test_a_value_that_is_not_utf8_is_refused_with_where() -> None:
+    value = body(completed(), agent_id="agent-1").replace(b"agent-1", b"agent-\xff")
+    with pytest.raises(InvalidEvent) as caught:
+        MAPPER.decode(value)
+    offset = value.index(b"\xff")
+    assert reason(caught) == (
+        f"the value is not UTF-8 text: byte 0xff at offset {offset} (invalid start byte)"
+    )
+
+
+class Record:
+    """A consumed record as a consumer sees it."""
+
+    def __init__(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        self.key, self.value, self.headers = key, value, headers
+
+
+def test_a_consumed_record_must_have_a_key() -> None:
+    key, value, headers = MAPPER.encode(completed())
+    assert MAPPER.decode_record(Record(key, value, headers)) == MAPPER.decode(value, headers)
+    with pytest.raises(InvalidEvent, match="the record has no key; mesh records are keyed"):
+        MAPPER.decode_record(Record(None, value, headers))
 
 
 def test_a_tombstone_is_not_an_event() -> None:

@@ -3,8 +3,10 @@ the ones that crash — and the ``agents.commands`` loop that lets ``mesh agents
 ``terminate`` reach it (request/reply).
 
 Each Agent Manager replica owns a :class:`~mesh.supervisor.Supervisor` of the agents it started.
-Lifecycle requests arrive on ``agents.commands`` in a consumer group, so exactly one replica
-takes each; it answers with a ``Reply`` on ``replies`` keyed by the request's correlation id.
+Lifecycle requests arrive on ``agents.commands`` in a consumer group (a FastStream subscriber,
+``mesh.kafka.faststream``), so exactly one replica takes each; it answers with a ``Reply`` on
+``replies`` keyed by the request's correlation id. A record there that is not a lifecycle
+request is dead-lettered once, with its reason.
 
 - **spawn**: ``count`` processes of ``mesh agent run`` from a template, each under the
   supervisor's restart policy. The reply comes once every instance says ``agent ready`` (it has
@@ -35,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from pydantic import JsonValue
 
 from mesh._aio import cancel_and_wait
@@ -44,16 +46,22 @@ from mesh.agentmanager.runtime._processes import is_agent_process, signal_and_wa
 from mesh.agentmanager.runtime._requests import answer
 from mesh.agentmanager.runtime._templates import Templates
 from mesh.agents import host_name
-from mesh.errors import SpawnFailed, UnknownAgent
+from mesh.errors import InvalidEvent, SpawnFailed, UnknownAgent
 from mesh.events import (
     AgentTerminated,
+    Event,
     Mapper,
     Producer,
+    SpawnAgents,
+    TerminateAgent,
     meta,
 )
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.kafka.partitions import partitions_of
+from mesh.kafka.reader import bounds, reader
+from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.supervisor import Child, RestartPolicy, Supervisor
@@ -143,6 +151,7 @@ class AgentLifecycle:
         self._template_of: dict[str, str] = {}
         self._departed: dict[str, AgentTerminated] = {}
         self._producer: AIOKafkaProducer | None = None
+        self._router: EventRouter | None = None
         self._folded = folded
         """Per ``agents`` partition, the last offset the registry has folded: requests wait
         until it reaches the topic's end at start, so a new id never collides with one the
@@ -344,17 +353,22 @@ class AgentLifecycle:
 
     # -- agents.commands: request/reply --------------------------------------------------------
 
-    async def _registry_caught_up(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
-    ) -> None:
+    async def _registry_caught_up(self) -> None:
         """Wait (bounded) until the registry holds every ``agents`` record written so far."""
         if self._folded is None:
             return
         topic = self.settings.topic("agents")
-        with kafka_errors(self.settings, "read the end of the agent registry"):
-            partitions = await partitions_of(producer, self.settings, "agents")
-            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        targets = {tp.partition: end - 1 for tp, end in ends.items() if end > 0}
+        consumer = reader(self.settings)
+        try:
+            with kafka_errors(self.settings, "read the end of the agent registry"):
+                await consumer.start()
+                partitions = await partitions_of(consumer, self.settings, "agents")
+            limits = await bounds(
+                consumer, self.settings, [TopicPartition(topic, p) for p in partitions]
+            )
+        finally:
+            await stop_clients(consumer)
+        targets = {tp.partition: end - 1 for tp, (_, end) in limits.items() if end > 0}
         deadline = time.monotonic() + self.ready_within
         while True:
             folded = self._folded()
@@ -365,49 +379,64 @@ class AgentLifecycle:
                 return
             await asyncio.sleep(_POLL_MS / 1000)
 
+    def router(self) -> EventRouter:
+        """The ``agents.commands`` server: requests in, replies out."""
+        router = EventRouter(
+            self.settings, component=self.me.component, me=self.me, publishes=("replies",)
+        )
+        router.events(
+            "agents.commands",
+            group_id=self.settings.group("agent-manager-commands"),
+            title="agents.commands",
+            description="SpawnAgents and TerminateAgent for this Agent Manager's replicas",
+        )(self.on_request)
+        self._router = router
+        return router
+
+    async def on_request(self, event: Event, record: ConsumedRecord) -> None:
+        """Carry out one lifecycle request and answer it (a record of another type is
+        dead-lettered)."""
+        if not isinstance(event, SpawnAgents | TerminateAgent):
+            error = InvalidEvent(f"not a lifecycle request: {event.type}")
+            await self._served().dead_letter(record, error)
+            return
+        reply = await answer(self, event)
+        if reply is not None:
+            await self._served().send("replies", reply)
+
+    def _served(self) -> EventRouter:
+        if self._router is None:
+            raise RuntimeError("the agent lifecycle is not serving")
+        return self._router
+
     async def serve(self, stop: asyncio.Event) -> None:
         """Answer spawn and terminate requests until ``stop``; then stop the local agents."""
-        kwargs = client_kwargs(self.settings)
-        consumer = AIOKafkaConsumer(
-            **kwargs,
-            group_id=self.settings.group("agent-manager-commands"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        producer = AIOKafkaProducer(**kwargs, acks="all")
+        broker = faststream_broker(self.settings)
+        broker.include_router(self.router())
+        # The janitor writes tombstones: see mesh.kafka.faststream on why not through FastStream.
+        producer = AIOKafkaProducer(**client_kwargs(self.settings), acks="all")
         janitor: asyncio.Task[None] | None = None
+        stopped: asyncio.Task[bool] | None = None
         try:
             with kafka_errors(self.settings, "start the agent lifecycle"):
-                await consumer.start()
                 await producer.start()
-            await self._registry_caught_up(consumer, producer)
-            consumer.subscribe([self.settings.topic("agents.commands")])
+            await self._registry_caught_up()
+            await start_broker(broker, self.settings)
             janitor = asyncio.create_task(self._janitor(producer))
+            stopped = asyncio.create_task(stop.wait())
             log.info("agent lifecycle ready", templates=self.templates.names())
-            while not stop.is_set():
-                if janitor.done():
-                    janitor.result()
-                with kafka_errors(self.settings, "read agent lifecycle requests"):
-                    batch = await consumer.getmany(timeout_ms=_POLL_MS)
-                for tp, records in batch.items():
-                    for record in records:
-                        reply = await answer(self, record)
-                        if reply is not None:
-                            key, value, headers = self.mapper.encode(reply)
-                            with kafka_errors(self.settings, "answer a lifecycle request"):
-                                await producer.send_and_wait(
-                                    self.settings.topic("replies"), value, key=key, headers=headers
-                                )
-                    with kafka_errors(self.settings, "commit agent lifecycle requests"):
-                        await consumer.commit({tp: records[-1].offset + 1})
+            await asyncio.wait({janitor, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if janitor.done():
+                janitor.result()  # its failure stops the replica
         finally:
             try:
                 try:
-                    await cancel_and_wait(janitor)
-                finally:
+                    await cancel_and_wait(janitor, stopped)
+                finally:  # no request is taken while the local agents stop
+                    await stop_clients(broker)
                     await self.stop_all()
             finally:  # even when cancelled while the local agents stop
-                await stop_clients(consumer, producer)
+                await stop_clients(producer)
 
 
 def _mesh(*args: str) -> list[str]:

@@ -2,8 +2,9 @@
 calls of :class:`~mesh.agentmanager.runtime._lifecycle.AgentLifecycle`, and their outcome into a
 ``Reply``.
 
-A record that does not decode, is not a lifecycle request, or is older than the lifecycle's
-``expire_after`` gets no reply: its sender either is not waiting for one or has given up.
+A request older than the lifecycle's ``expire_after`` gets no reply: its sender has given up.
+(Records that do not decode, or are not lifecycle requests, never get here: the
+``agents.commands`` subscriber dead-letters them.)
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
-from mesh.errors import EventError, MeshError, TemplateRefused
+from mesh.errors import MeshError, TemplateRefused
 from mesh.events import Event, Reply, ReplyError, SpawnAgents, TerminateAgent, meta
-from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 
 if TYPE_CHECKING:
@@ -24,16 +24,8 @@ if TYPE_CHECKING:
 log = get_logger("mesh.agentmanager.lifecycle")
 
 
-async def answer(lifecycle: AgentLifecycle, record: ConsumedRecord) -> Reply | None:
-    """Carry out the request in ``record``; the reply to send, or None."""
-    try:
-        request = lifecycle.mapper.decode(record.value, record.headers)
-    except EventError as exc:
-        log.warning("unreadable lifecycle request skipped", offset=record.offset, error=str(exc))
-        return None
-    if not isinstance(request, SpawnAgents | TerminateAgent):
-        log.warning("not a lifecycle request; skipped", type=request.type)
-        return None
+async def answer(lifecycle: AgentLifecycle, request: SpawnAgents | TerminateAgent) -> Reply | None:
+    """Carry out ``request``; the reply to send, or None."""
     age = (datetime.now(UTC) - request.occurred_at).total_seconds()
     if age > lifecycle.expire_after:
         log.warning("expired lifecycle request skipped", type=request.type, age_seconds=age)

@@ -11,9 +11,12 @@
   from Kafka alone. Requests wait (up to ``catch_up_timeout``) until that replay has reached the
   end offsets seen at start, and ``planner ready`` is logged then.
 
-Records are decoded and encoded only by ``mesh.events.Mapper``: handlers take the raw
-``KafkaMessage`` (not a FastStream-decoded body) because the one serialisation boundary also
-decides what is a dead letter, and the dead letter needs the record's topic, partition and offset.
+Both are FastStream subscribers on the component's one router (``mesh.kafka.faststream``), as is
+the API's ``calls`` server: records are decoded and encoded only by ``mesh.events.Mapper``, the
+subscribers' decoder, which never raises — a record it refuses (deep JSON, not UTF-8, too large,
+an unknown version, no key) is dead-lettered once and the partition moves on. Handlers take the
+decoded event and the raw record, since a dead letter needs the record's topic, partition and
+offset.
 
 Extension point: ``unknown_type_hook`` (off by default) is awaited for a request whose type no
 template knows; it may return tasks (e.g. after asking a planner agent through the mesh with a
@@ -24,27 +27,20 @@ optimised like any other plan, or None to reject as usual.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faststream.kafka import KafkaBroker, KafkaRouter, Topic
-from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
-from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from mesh._aio import cancel_and_wait
 from mesh.errors import EventTooLarge, InvalidEvent, MeshError, PlanningError
 from mesh.events import (
-    HEADER_CORRELATION_ID,
     Encoded,
+    Event,
     ExecutionPlan,
-    Mapper,
     PlanCreated,
     PlanRejected,
     Producer,
@@ -57,7 +53,7 @@ from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.calls import to_json as _as_json
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import dead_letter
+from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.kafka.partitions import topic_partitions
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
@@ -72,38 +68,6 @@ UnknownTypeHook = Callable[[TaskRequest], Awaitable[Sequence[TaskSpec] | None]]
 """Asked to decompose a request of an unknown type; returns tasks, or None to reject it."""
 
 log = get_logger("mesh.planner")
-
-
-def faststream_broker(settings: Settings) -> KafkaBroker:
-    """A FastStream KafkaBroker with the mesh's connection settings (SASL/TLS included)."""
-    kwargs = client_kwargs(settings)
-    security: BaseSecurity | None = None
-    ssl_context = kwargs.get("ssl_context")
-    use_ssl = settings.security_protocol in ("SSL", "SASL_SSL")
-    if settings.security_protocol.startswith("SASL"):
-        sasl = {
-            "PLAIN": SASLPlaintext,
-            "SCRAM-SHA-256": SASLScram256,
-            "SCRAM-SHA-512": SASLScram512,
-        }
-        security = sasl[kwargs["sasl_mechanism"]](
-            kwargs["sasl_plain_username"] or "",
-            kwargs["sasl_plain_password"] or "",
-            ssl_context=ssl_context,
-            use_ssl=use_ssl,
-        )
-    elif use_ssl:
-        security = BaseSecurity(ssl_context=ssl_context, use_ssl=True)
-    quiet = logging.getLogger("mesh.planner.faststream")
-    return KafkaBroker(
-        settings.bootstrap_servers,
-        client_id=settings.client_id,
-        request_timeout_ms=settings.request_timeout_ms,
-        security=security,
-        acks="all",
-        logger=quiet,
-        log_level=logging.DEBUG,  # FastStream's per-message lines: debug, not the mesh's INFO
-    )
 
 
 class PlannerService:
@@ -123,7 +87,6 @@ class PlannerService:
         self.planner = planner or Planner.from_settings(settings)
         self.group_id = group_id
         self.producer = Producer(component=COMPONENT, instance=instance or _instance())
-        self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
         self.unknown_type_hook = unknown_type_hook
         self.catch_up_timeout = catch_up_timeout
         self.caught_up = asyncio.Event()
@@ -138,11 +101,9 @@ class PlannerService:
             me=self.producer,
             group_id=f"{group_id}-calls",
         )
-        self._calls_stop = asyncio.Event()
-        self._calls_task: asyncio.Task[None] | None = None
-        self.broker = faststream_broker(settings)
-        self.publishers: dict[str, Any] = {}
         self.router = planner_router(self)
+        self.mapper = self.router.mapper
+        self.broker = faststream_broker(settings)
         self.broker.include_router(self.router)
 
     async def start(self) -> None:
@@ -151,7 +112,7 @@ class PlannerService:
             log.warning("template problem", problem=problem)
         try:
             with kafka_errors(self.settings, "start the planner"):
-                await self.broker.start()
+                await start_broker(self.broker, self.settings)
                 self._targets = await _end_offsets(
                     self.settings, self.settings.topic("workflow.events")
                 )
@@ -165,16 +126,9 @@ class PlannerService:
             history_to_replay=sum(self._targets.values()),
         )
         self._announcer = asyncio.get_running_loop().create_task(self._announce())
-        self._calls_stop.clear()
-        self._calls_task = asyncio.get_running_loop().create_task(self.calls.run(self._calls_stop))
 
     async def stop(self) -> None:
         try:
-            if self._calls_task is not None:
-                self._calls_stop.set()
-                with contextlib.suppress(Exception):
-                    await self._calls_task
-                self._calls_task = None
             announcer, self._announcer = self._announcer, None
             await cancel_and_wait(announcer)
         finally:  # even when cancelled meanwhile
@@ -217,14 +171,11 @@ class PlannerService:
 
     # -- handlers (called by the router) -----------------------------------------------------
 
-    async def on_request(self, record: ConsumedRecord) -> None:
-        """Plan one request record; publish the outcome (or dead-letter the record)."""
-        try:
-            event = self.mapper.decode(record.value, record.headers)
-            if not isinstance(event, TaskRequest):
-                raise InvalidEvent(f"expected a request.submitted event, got {event.type}")
-        except MeshError as exc:
-            await self._dead_letter(record, exc)
+    async def on_request(self, event: Event, record: ConsumedRecord) -> None:
+        """Plan one request; publish the outcome (or dead-letter the record)."""
+        if not isinstance(event, TaskRequest):
+            error = InvalidEvent(f"expected a request.submitted event, got {event.type}")
+            await self.router.dead_letter(record, error)
             return
         workflow_id = workflow_id_for(event.request_id)
         bind_event_context(workflow_id=workflow_id, correlation_id=event.correlation_id)
@@ -241,7 +192,7 @@ class PlannerService:
             outcome, encoded = await self._give_up(record, event, exc)
         except Exception as exc:  # a planner bug: answer the client, keep the record for redrive
             outcome, encoded = await self._give_up(record, event, exc)
-        await self._publish("plans", encoded)
+        await self.router.send("plans", encoded)
         if isinstance(outcome, PlanCreated):
             log.info("plan created", request_id=event.request_id, tasks=len(outcome.plan.tasks))
         else:
@@ -251,7 +202,7 @@ class PlannerService:
         self, record: ConsumedRecord, request: TaskRequest, error: Exception
     ) -> tuple[PlanRejected, Encoded]:
         log.exception("planning failed", request_id=request.request_id)
-        await self._dead_letter(record, error)
+        await self.router.dead_letter(record, error)
         outcome = rejection(
             request, self.producer, PlanningError("internal", f"{type(error).__name__}: {error}")
         )
@@ -278,15 +229,18 @@ class PlannerService:
             plan=report.plan,
         )
 
-    async def on_history(self, record: ConsumedRecord) -> None:
-        """Fold one history record into the learned state (unreadable ones are skipped: the
-        Workflow Manager owns that topic and dead-letters for it)."""
-        try:
-            event = self.mapper.decode(record.value, record.headers)
-        except MeshError:
-            event = None
-        if event is not None:
-            self.planner.observe(event)
+    async def on_history(self, event: Event, record: ConsumedRecord) -> None:
+        """Fold one history event into the learned state."""
+        self.planner.observe(event)
+        await self._passed(record)
+
+    async def on_unreadable_history(self, record: ConsumedRecord, error: Exception) -> None:
+        """Skip a history record the mapper refuses: the Workflow Manager owns that topic and
+        dead-letters it."""
+        log.warning("unreadable history record skipped", offset=record.offset, error=str(error))
+        await self._passed(record)
+
+    async def _passed(self, record: ConsumedRecord) -> None:
         self._positions[record.partition] = record.offset + 1
         self._check_caught_up()
         async with self._folded:
@@ -312,64 +266,26 @@ class PlannerService:
             log.warning("history replay not finished; planning with what is learned so far")
             self.caught_up.set()
 
-    async def _dead_letter(self, record: ConsumedRecord, error: BaseException) -> None:
-        letter = dead_letter(
-            record,
-            error,
-            COMPONENT,
-            producer=self.producer,
-            max_event_bytes=self.settings.max_event_bytes,
-        )
-        await self._publish("dlq", letter)
-        log.warning("request dead-lettered", error=str(error), offset=record.offset)
 
-    async def _publish(self, channel: str, encoded: Encoded) -> None:
-        headers = {name: value.decode() for name, value in encoded.headers}
-        with kafka_errors(self.settings, f"publish to {self.settings.topic(channel)}"):
-            await self.publishers[channel].publish(
-                encoded.value,
-                key=encoded.key,
-                headers=headers,
-                correlation_id=headers.get(HEADER_CORRELATION_ID),
-            )
-
-
-def planner_router(service: PlannerService) -> KafkaRouter:
-    """The component's one router: requests in, plans out; history in, for learning."""
-    settings = service.settings
-    router = KafkaRouter()
-    # Topics come from topics/ (mesh topics apply); declare=False keeps FastStream from
-    # creating them with its own defaults.
-    requests = Topic(settings.topic("requests"), declare=False)
-    history = Topic(settings.topic("workflow.events"), declare=False)
-
-    service.publishers["plans"] = router.publisher(
-        settings.topic("plans"), title="plans", description="PlanCreated or PlanRejected"
+def planner_router(service: PlannerService) -> EventRouter:
+    """The component's one router: requests in, plans out; history in, for learning; calls."""
+    router = EventRouter(
+        service.settings, component=COMPONENT, me=service.producer, publishes=("plans", "replies")
     )
-    service.publishers["dlq"] = router.publisher(
-        settings.topic("dlq"), title="dlq", description="Requests the planner cannot read"
-    )
-
-    @router.subscriber(
-        requests,
+    router.events(
+        "requests",
         group_id=service.group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
         title="requests",
         description="TaskRequest from clients",
-    )
-    async def on_request(message: KafkaMessage) -> None:
-        await service.on_request(_record(message))
-
-    @router.subscriber(
-        history,
-        auto_offset_reset="earliest",
+    )(service.on_request)
+    router.events(
+        "workflow.events",
+        group_id=None,
+        unreadable=service.on_unreadable_history,
         title="workflow.events",
         description="The history the planner learns durations and method outcomes from",
-    )
-    async def on_history(message: KafkaMessage) -> None:
-        await service.on_history(_record(message))
-
+    )(service.on_history)
+    service.calls.subscribe(router)
     return router
 
 
@@ -386,13 +302,6 @@ def _api_plan(data: Any) -> ExecutionPlan:
     if not isinstance(data, dict):
         raise ValueError("'plan' must be an object")
     return ExecutionPlan.model_validate_json(json.dumps(data))
-
-
-def _record(message: KafkaMessage) -> ConsumedRecord:
-    record = message.raw_message
-    if isinstance(record, tuple):  # batch subscribers give tuples; ours are single
-        raise TypeError("expected one record per message")
-    return record  # type: ignore[no-any-return]
 
 
 async def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:

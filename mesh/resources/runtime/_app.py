@@ -11,6 +11,9 @@ Inputs and outputs:
 - ``tasks.results`` and ``workflow.events`` (consumer group): completions, failures, timeouts,
   reassignments, cancellations and finished workflows release their allocations. With
   ``consume_ready`` also ``tasks.ready``: each ``TaskReady`` becomes a ``ResourceRequested``.
+  These inputs are one FastStream batch subscriber (``mesh.kafka.faststream``), beside the
+  API's ``calls`` subscriber on the component's one router; the ledger and agent topics are
+  read whole without a group, so they stay a plain aiokafka reader.
 - Records of ``resources`` and of the input group that are not valid events go to ``dlq``
   (``mesh.kafka.dlq.dead_letter``); the ledger remembers how far it dead-lettered (offsets
   committed under ``<group>-ledger``), so a restart does not dead-letter the same record again.
@@ -22,7 +25,7 @@ replica at a time: the one the input group gives partition 0 of ``tasks.results`
 protocol is the lease; no home-made coordinator). Others fold the same ledger and release what
 their input partitions end, ready to take over. Processing is at-least-once and idempotent:
 decisions are keyed by allocation id and a decided request is never decided again; input
-offsets are committed after the releases they caused are acknowledged.
+offsets are committed after the requests, decisions and releases they caused are acknowledged.
 """
 
 from __future__ import annotations
@@ -36,9 +39,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from mesh._aio import cancel_and_wait
 from mesh.errors import EventError, MeshError
 from mesh.events import (
     AgentTerminated,
@@ -58,6 +60,7 @@ from mesh.kafka import ConsumedRecord
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.log import bind_event_context, get_logger
 from mesh.resources._api import COMPONENT, Allocator, ResourceRequest, default_producer
 from mesh.resources._placement import NodeTable
@@ -70,6 +73,7 @@ from mesh.settings import Settings
 log = get_logger("mesh.resources")
 
 _POLL_MS = 100
+_INPUT_BATCH = 500
 _COMMIT_LEDGER_EVERY = 5.0
 _SWEEP_EVERY = 60.0
 _ENVELOPE = {"event_id", "occurred_at", "correlation_id", "causation_id", "producer", "type"}
@@ -138,11 +142,53 @@ class ResourceService:
         self._table: NodeTable | None = None
         self._reader: TopicReader | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._flushing = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Allocate until ``stop`` is set (and answer the API's calls beside it)."""
+        broker = faststream_broker(self.settings)
+        broker.include_router(self.router())
+        async with self._clients() as reader:
+            count = await reader.catch_up(self._fold)
+            self._declare()
+            log.info(
+                "resource ledger rebuilt",
+                records=count,
+                pools=len(self.allocator.ledger.pools),
+                allocations=len(self.allocator.ledger.held),
+                waiting=len(self.allocator.ledger.waiting),
+            )
+            await self._flush()
+            try:  # inputs and calls only once the ledger is rebuilt
+                await start_broker(broker, self.settings)
+                self.ready.set()
+                log.info(
+                    "resources ready", group_id=self.group_id, consume_ready=self.consume_ready
+                )
+                await self._loop(stop, reader)
+            finally:
+                await stop_clients(broker)
+        log.info("resource allocator stopped")
+
+    def router(self) -> EventRouter:
+        """The component's one router: the input group (a batch at a time) and the API."""
+        router = EventRouter(
+            self.settings,
+            component=COMPONENT,
+            me=self.me,
+            publishes=("replies",),
+            mapper=self.mapper,
+        )
+        router.events(
+            *self._input_names(),
+            group_id=self.group_id,
+            batch=_INPUT_BATCH,
+            after=self._after_inputs,
+            listener=_Leadership(self),
+            description="Endings release allocations; each TaskReady (with consume_ready) asks",
+        )(self.on_input)
         calls = CallServer(
             self.settings,
             "resource-allocator",
@@ -150,11 +196,8 @@ class ResourceService:
             me=self.me,
             group_id=f"{self.group_id}-calls",
         )
-        calls_task = asyncio.get_running_loop().create_task(calls.run(stop))
-        try:
-            await self._run(stop)
-        finally:
-            await cancel_and_wait(calls_task)
+        calls.subscribe(router)
+        return router
 
     # -- the API over Kafka (ApiCall on calls → Reply) ---------------------------------------
 
@@ -232,68 +275,37 @@ class ResourceService:
             "set_quotas": set_quotas,
         }
 
-    async def _run(self, stop: asyncio.Event) -> None:
-        async with self._clients() as (reader, inputs):
-            count = await reader.catch_up(self._fold)
-            self._declare()
-            log.info(
-                "resource ledger rebuilt",
-                records=count,
-                pools=len(self.allocator.ledger.pools),
-                allocations=len(self.allocator.ledger.held),
-                waiting=len(self.allocator.ledger.waiting),
-            )
-            await self._flush()
-            inputs.subscribe(self._input_topics(), listener=_Leadership(self, inputs))
-            self.ready.set()
-            log.info("resources ready", group_id=self.group_id, consume_ready=self.consume_ready)
-            await self._loop(stop, reader, inputs)
-        log.info("resource allocator stopped")
-
     def _input_names(self) -> list[str]:
         ready = ["tasks.ready"] if self.consume_ready else []
         return ["tasks.results", "workflow.events", *ready]
 
-    def _input_topics(self) -> list[str]:
-        return [self.settings.topic(name) for name in self._input_names()]
-
     @contextlib.asynccontextmanager
-    async def _clients(self) -> AsyncIterator[tuple[TopicReader, AIOKafkaConsumer]]:
-        kwargs = client_kwargs(self.settings)
+    async def _clients(self) -> AsyncIterator[TopicReader]:
+        """The ledger reader and the producer of the outbox (which writes tombstones: see
+        ``mesh.kafka.faststream`` on why not through FastStream)."""
         reader = TopicReader(self.settings, LEDGER_TOPICS, commit_group=f"{self.group_id}-ledger")
-        inputs = AIOKafkaConsumer(
-            **kwargs, group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
-        producer = AIOKafkaProducer(**kwargs, acks="all")
+        producer = AIOKafkaProducer(**client_kwargs(self.settings), acks="all")
         try:
             await reader.start()
             with kafka_errors(self.settings, "connect the resource allocator to Kafka"):
                 await producer.start()
-                await inputs.start()
                 for name in (*self._input_names(), "dlq"):
-                    await partitions_of(inputs, self.settings, name)
+                    await partitions_of(reader.consumer, self.settings, name)
             self._reader, self._producer = reader, producer
-            yield reader, inputs
+            yield reader
         finally:
             try:
-                await stop_clients(inputs, producer)
+                await stop_clients(producer)
             finally:
                 await reader.stop()
 
     # -- the loop ----------------------------------------------------------------------------
 
-    async def _loop(
-        self, stop: asyncio.Event, reader: TopicReader, inputs: AIOKafkaConsumer
-    ) -> None:
+    async def _loop(self, stop: asyncio.Event, reader: TopicReader) -> None:
         last_tick = last_commit = last_sweep = 0.0
         while not stop.is_set():
             for record in await reader.poll(timeout_ms=_POLL_MS):
                 self._fold(record)
-            with kafka_errors(self.settings, "read task results"):
-                batch = await inputs.getmany(timeout_ms=_POLL_MS, max_records=500)
-            for records in batch.values():
-                for record in records:
-                    self._input(record)
             now_mono = time.monotonic()
             tick = now_mono - last_tick >= self.tick_seconds
             if self.leader:
@@ -304,10 +316,6 @@ class ResourceService:
             if tick:
                 last_tick = now_mono
             await self._flush()
-            if batch:
-                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-                with contextlib.suppress(Exception):  # a revoked partition is re-read: idempotent
-                    await inputs.commit(offsets)
             if now_mono - last_commit >= _COMMIT_LEDGER_EVERY:
                 with contextlib.suppress(Exception):
                     await reader.commit()
@@ -332,12 +340,8 @@ class ResourceService:
         elif isinstance(event, AgentTerminated):
             self._agents_moved = True
 
-    def _input(self, record: ConsumedRecord) -> None:
-        try:
-            event = self.mapper.decode(record.value, record.headers)
-        except EventError as exc:
-            self.outbox.dead_letter(record, exc)
-            return
+    async def on_input(self, event: Event, record: ConsumedRecord) -> None:
+        """One input event: a ready task asks for its resources; an ending releases them."""
         bind_event_context(
             workflow_id=getattr(event, "workflow_id", None), correlation_id=event.correlation_id
         )
@@ -347,6 +351,13 @@ class ResourceService:
         for out in self.allocator.observe(event):
             self.outbox.event(out)
             log.info("resources released", allocation_id=getattr(out, "allocation_id", None))
+
+    async def _after_inputs(self) -> None:
+        """After a batch of inputs: decide what they asked for (on the deciding replica), and
+        publish it all before their offsets are committed."""
+        if self.leader and self._new_requests:
+            self._round(tick=False)
+        await self._flush()
 
     def _ready(self, ready: TaskReady) -> None:
         """The task path: a ready attempt asks for its resources (once per attempt)."""
@@ -410,8 +421,11 @@ class ResourceService:
                 self.outbox.event(quota)
 
     async def _flush(self) -> None:
+        """Send the outbox; one flush at a time (the loop and the input subscriber both do),
+        so records leave in the order they were made."""
         if self._producer is not None:
-            await self.outbox.flush(self._producer)
+            async with self._flushing:
+                await self.outbox.flush(self._producer)
 
 
 def _same_pool(current: PoolDeclared | None, wanted: PoolDeclared) -> bool:
@@ -423,7 +437,7 @@ def _same_pool(current: PoolDeclared | None, wanted: PoolDeclared) -> bool:
 class _Leadership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     """Decides whether this replica makes decisions: it does while it owns ``tasks.results`` 0."""
 
-    def __init__(self, service: ResourceService, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, service: ResourceService) -> None:
         self.service = service
         self.lease = TopicPartition(service.settings.topic("tasks.results"), 0)
 
