@@ -7,8 +7,9 @@ needs ``MESH_UI_TOKEN``; with a token set, every page and API call must carry it
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mesh.errors import ConfigError
@@ -26,6 +27,14 @@ class ConsoleSettings(BaseSettings):
     token: SecretStr | None = Field(
         default=None, description="Required from every request when set; needed off loopback."
     )
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # An empty MESH_UI_TOKEN= would otherwise be a token everyone knows.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
 
 def is_loopback(host: str) -> bool:

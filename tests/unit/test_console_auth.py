@@ -111,3 +111,5 @@ def test_off_loopback_without_a_token_is_refused() -> None:
         check_bind(ConsoleSettings(host="0.0.0.0"))
     check_bind(ConsoleSettings(host="0.0.0.0", token=TOKEN))
     check_bind(ConsoleSettings())
+    with pytest.raises(ConfigError):  # an empty token is no token
+        check_bind(ConsoleSettings(host="0.0.0.0", token=""))
