@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+from tooling.browser.chromium import available
+from tooling.browser.chromium import chrome as chrome
 
 
 @dataclass
@@ -96,44 +95,12 @@ async def read_events(
 
 def browser_or_skip() -> None:
     """Skip (fail under CI=true) when Debian's chromium and chromedriver are missing."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+    if available():
         return
     message = "needs /usr/bin/chromium and /usr/bin/chromedriver (tooling/browser/install)"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-@contextlib.contextmanager
-def chrome(width: int = 1400, height: int = 900) -> Iterator[Any]:
-    """Headless Chromium driven through Debian's chromedriver (nothing is downloaded)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a browser or driver
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="mesh-chromium-")
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--window-size={width},{height}",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def artifacts_dir() -> Path:
