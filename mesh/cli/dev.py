@@ -41,6 +41,9 @@ def dev(
             "allocated.",
         ),
     ] = True,
+    ui_port: Annotated[
+        int, typer.Option(help="Port of the console (mesh ui) on 127.0.0.1; 0: no console.")
+    ] = 8484,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -60,6 +63,7 @@ def dev(
         python_agents=python_agents,
         topics_dir=topics_dir,
         resources=resources,
+        ui_port=ui_port or None,
     )
     asyncio.run(_run(settings_of(ctx), options, as_json))
 
@@ -71,11 +75,17 @@ async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with DevMesh(settings, options, on_log=_render_json if as_json else _render) as mesh:
         if as_json:
-            ready = {"status": "ready", "bootstrap_servers": mesh.settings.bootstrap_servers}
+            ready = {
+                "status": "ready",
+                "bootstrap_servers": mesh.settings.bootstrap_servers,
+                "console": mesh.console_url,
+            }
             print(json.dumps(ready), flush=True)  # one line: scripts wait for it
         else:
             say(f"mesh ready  (bootstrap {mesh.settings.bootstrap_servers})", "bold green")
             say(f"  export MESH_BOOTSTRAP_SERVERS={mesh.settings.bootstrap_servers}")
+            if mesh.console_url:
+                say(f"  console {mesh.console_url}")
         dead = await mesh.wait(stop)
         if dead is not None:
             raise MeshError(f"process {dead} exited; stopping the mesh")

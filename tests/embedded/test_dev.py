@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from mesh.broker._probe import free_port, metadata_answers
 from tests.e2e import ROOT, pid_alive
 
@@ -32,10 +34,10 @@ def _descendants(pid: int) -> set[int]:
 
 
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    port = free_port()
+    port, ui_port = free_port(), free_port()
     env = {**os.environ, "MESH_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
-        [sys.executable, "-m", "mesh", "dev", "--port", str(port)],
+        [sys.executable, "-m", "mesh", "dev", "--port", str(port), "--ui-port", str(ui_port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -47,6 +49,10 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
             line = dev.stdout.readline()  # blocks until the first line: "mesh ready …" or EOF
             assert "mesh ready" in line, line
             assert metadata_answers("127.0.0.1", port)
+            console = [dev.stdout.readline() for _ in range(2)][-1]  # after the export line
+            assert f"console http://127.0.0.1:{ui_port}/" in console, console
+            page = httpx.get(f"http://127.0.0.1:{ui_port}/workflows", timeout=30)
+            assert page.status_code == 200
             children = _descendants(dev.pid)
             # broker + workflows + planner + 2 command agents + 1 Python agent
             assert len(children) >= 6, children
