@@ -7,6 +7,7 @@ from mesh.client._agents import (
     terminate_agent,
 )
 from mesh.client._api import CallFailed, Client, NoAnswer, WorkflowRun
+from mesh.client._control import _command as command_event
 from mesh.client._control import command_and_wait, send_command, send_external_event
 from mesh.client._planfile import PlanRequest, load_plan_file
 from mesh.client._request import submit_request, wait_for_plan
@@ -33,6 +34,7 @@ __all__ = [
     "WorkflowRun",
     "agent_states",
     "command_and_wait",
+    "command_event",
     "follow_history",
     "history_cursor",
     "load_plan_file",

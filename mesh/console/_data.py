@@ -20,18 +20,14 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from mesh.client import CallFailed, Client, NoAnswer, agent_states
+from mesh.client import CallFailed, Client, NoAnswer, agent_states, command_event
 from mesh.console._layout import LayoutCache
 from mesh.console._views import attempts_of, step_dict, task_briefs, task_detail, workflow_row
 from mesh.errors import ConfigError, MeshError
 from mesh.events import (
-    CancelWorkflow,
     ExternalEvent,
     Mapper,
-    PauseWorkflow,
     Producer,
-    ResumeWorkflow,
-    RetryTask,
     WorkflowEvent,
     meta,
     uuid7,
@@ -221,24 +217,18 @@ class Controls:
         reason: str = "",
     ) -> WorkflowEvent:
         """The command event for ``action``; ConfigError for an unknown or incomplete one."""
-        envelope = meta(self._me, correlation_id=f"console-{action}-{uuid7().hex[:20]}")
         reason = reason or "from the console"
-        if action == "pause":
-            return PauseWorkflow(**envelope, workflow_id=workflow_id, reason=reason)
-        if action == "resume":
-            return ResumeWorkflow(**envelope, workflow_id=workflow_id, reason=reason)
-        if action == "cancel":
-            return CancelWorkflow(**envelope, workflow_id=workflow_id, reason=reason)
-        if action == "retry":
-            if not task_id:
-                raise ConfigError("retry needs a task id")
-            return RetryTask(**envelope, workflow_id=workflow_id, task_id=task_id, reason=reason)
         if action == "signal":
             if not name:
                 raise ConfigError("a signal needs a name")
+            envelope = meta(self._me, correlation_id=f"console-signal-{uuid7().hex[:20]}")
             return ExternalEvent(
                 **envelope, workflow_id=workflow_id, name=name, payload=payload or {}
             )
+        if action == "retry" and not task_id:
+            raise ConfigError("retry needs a task id")
+        if action in ("pause", "resume", "cancel", "retry"):
+            return command_event(action, workflow_id, reason, task_id)
         raise ConfigError(f"unknown control {action!r}")
 
     async def send(self, event: WorkflowEvent) -> dict[str, Any]:

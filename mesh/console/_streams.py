@@ -44,6 +44,20 @@ POLL_MS = 250
 written to the topic is handed on well within a second."""
 
 
+class _Quiet:
+    """When a stream that sent nothing for a while owes its reader a keepalive."""
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+
+    def keepalive_due(self, sent: bool) -> bool:
+        now = time.monotonic()
+        if sent or now - self.since > KEEPALIVE_SECONDS:
+            self.since = now
+            return not sent
+        return False
+
+
 @dataclass(frozen=True)
 class Message:
     """One server-sent event: its name, its id (a Kafka position) and its JSON data."""
@@ -163,7 +177,7 @@ async def follow_workflow(
                 for record in batch:
                     if (message := fold(record)) is not None:
                         yield message
-        quiet_since = time.monotonic()
+        quiet = _Quiet()
         while True:
             with kafka_errors(settings, f"follow {topic}[{tp.partition}]"):
                 batch = await consumer.getmany(tp, timeout_ms=POLL_MS, max_records=1_000)
@@ -172,10 +186,7 @@ async def follow_workflow(
                 if (message := fold(record)) is not None:
                     sent = True
                     yield message
-            if sent:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
-                quiet_since = time.monotonic()
+            if quiet.keepalive_due(sent):
                 yield None
     finally:
         await stop_clients(consumer)
@@ -381,7 +392,7 @@ async def follow_workflows(
         ids = index.changed_since(after) if after is not None else list(index.rows)
         rows = [r for w in ids if (r := index.row(w, now)) is not None]
         yield Message("rows", vector(index.positions), {"rows": rows, "initial": True})
-        quiet_since = time.monotonic()
+        quiet = _Quiet()
         while True:
             with kafka_errors(settings, "follow the workflows' history"):
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=2_000)
@@ -394,9 +405,7 @@ async def follow_workflows(
                 now = datetime.now(UTC)
                 rows = [r for w in changed if (r := index.row(w, now)) is not None]
                 yield Message("rows", vector(index.positions), {"rows": rows})
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
-                quiet_since = time.monotonic()
+            if quiet.keepalive_due(bool(changed)):
                 yield None
     finally:
         await stop_clients(consumer)
