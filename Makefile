@@ -26,9 +26,11 @@ test: $(STAMP) kafka-jars tools checks pytest
 kafka-jars:
 	@$(BIN)/python tooling/kafka/kafka_broker.py fetch
 
-# kcat, for the test of the README's kcat one-liner (from Debian's packages)
+# kcat, for the test of the README's kcat one-liner, and headless Chromium with its driver, for
+# the console's browser tests (both from Debian's packages)
 tools:
 	@bash tooling/kcat/install
+	@bash tooling/browser/install
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

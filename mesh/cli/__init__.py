@@ -17,6 +17,7 @@ from mesh.cli import schemas as _schemas
 from mesh.cli import submit as _submit
 from mesh.cli import tail as _tail
 from mesh.cli import topics as _topics
+from mesh.cli import ui as _ui
 from mesh.cli import watch as _watch
 from mesh.cli._app import app, main
 
@@ -37,6 +38,7 @@ app.command("submit")(_submit.submit)
 app.command("tail")(_tail.tail)
 app.add_typer(_dlq.app, name="dlq")
 app.add_typer(_groups.app, name="groups")
+app.command("ui")(_ui.ui)
 for _name in ("pause", "resume", "cancel", "retry", "signal"):
     app.command(_name)(getattr(_control, _name))
 

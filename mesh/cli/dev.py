@@ -42,6 +42,9 @@ def dev(
             "allocated.",
         ),
     ] = True,
+    ui_port: Annotated[
+        int, typer.Option(help="Port of the console (mesh ui) on 127.0.0.1; 0: no console.")
+    ] = 8484,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -61,6 +64,7 @@ def dev(
         python_agents=python_agents,
         topics_dir=topics_dir,
         resources=resources,
+        ui_port=ui_port or None,
     )
     asyncio.run(_run(settings_of(ctx), options, as_json))
 
@@ -74,12 +78,18 @@ async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with DevMesh(settings, options, on_log=_render_json if as_json else _render) as mesh:
         if as_json:
-            ready = {"status": "ready", "bootstrap_servers": mesh.settings.bootstrap_servers}
+            ready = {
+                "status": "ready",
+                "bootstrap_servers": mesh.settings.bootstrap_servers,
+                "console": mesh.console_url,
+            }
             _out.out(json.dumps(ready), highlight=False)  # one line: scripts wait for it
         else:
             bootstrap = mesh.settings.bootstrap_servers
             _out.print(f"mesh ready  (bootstrap {bootstrap})", style="bold green", highlight=False)
             _out.print(f"  export MESH_BOOTSTRAP_SERVERS={bootstrap}", highlight=False)
+            if mesh.console_url:
+                _out.print(f"  console {mesh.console_url}", highlight=False)
         dead = await mesh.wait(stop)
         if dead is not None:
             raise MeshError(f"process {dead} exited; stopping the mesh")

@@ -28,7 +28,14 @@ from mesh.supervisor import Child, Supervisor
 from mesh.topics import apply_topics, load_topics
 
 READY_EVENTS = frozenset(
-    {"workflows ready", "agent manager ready", "agent ready", "planner ready", "resources ready"}
+    {
+        "workflows ready",
+        "agent manager ready",
+        "agent ready",
+        "planner ready",
+        "resources ready",
+        "console ready",
+    }
 )
 """Log events by which a component or an agent says that it consumes."""
 
@@ -51,6 +58,8 @@ class DevOptions:
     """Extra ``mesh run agents`` arguments (``--strategy``, ``--templates`` …)."""
     topics_dir: Path = Path("topics")
     ready_within: float = 90.0
+    ui_port: int | None = None
+    """Serve the console (``mesh ui``) on this loopback port; None: no console."""
 
 
 def _mesh(*args: str) -> list[str]:
@@ -150,10 +159,22 @@ class DevMesh:
                 ),
                 env=self.settings.to_env(),
             )
+        if self.options.ui_port is not None:
+            await self.supervisor.spawn(
+                "ui",
+                _mesh("ui", "--port", str(self.options.ui_port), "--json"),
+                env=self.settings.to_env(),
+            )
         missing = await self.supervisor.wait_ready(self.options.ready_within)
         if missing:
             details = "; ".join(_last_words(self.supervisor.children[name]) for name in missing)
             raise MeshError(f"not ready within {self.options.ready_within:.0f} s: {details}")
+
+    @property
+    def console_url(self) -> str | None:
+        """Where the console answers (None without one)."""
+        port = self.options.ui_port
+        return None if port is None else f"http://127.0.0.1:{port}/"
 
     def agent_id(self, name: str) -> str:
         """Demo agent ids carry the topic prefix so meshes sharing a cluster do not collide."""

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from mesh.broker._probe import free_port, metadata_answers
 from tests._agents_support import eventually, pid_gone
 from tests._terminal import Terminal
@@ -71,8 +73,11 @@ def clients_of(bootstrap: str) -> set[int]:
     return found
 
 
-def mesh_dev(port: int) -> list[str]:
-    return [sys.executable, "-m", "mesh", "dev", "--port", str(port)]
+def mesh_dev(port: int, ui_port: int) -> list[str]:
+    return [
+        *(sys.executable, "-m", "mesh", "dev"),
+        *("--port", str(port), "--ui-port", str(ui_port)),
+    ]
 
 
 def env(tmp_path: Path) -> dict[str, str]:
@@ -110,13 +115,13 @@ def assert_clean(output: str) -> None:
 
 @contextmanager
 def piped_through_tee(
-    port: int, tmp_path: Path
+    port: int, ui_port: int, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
     """``mesh dev 2>err.log | tee out.log``, both in one process group as a shell puts a
     pipeline; always stopped (killed if need be)."""
     with (tmp_path / "err.log").open("wb") as stderr:
         dev = subprocess.Popen(
-            mesh_dev(port),
+            mesh_dev(port, ui_port),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -142,10 +147,16 @@ def piped_through_tee(
 
 
 async def test_ctrl_c_in_a_terminal_stops_everything(tmp_path: Path) -> None:
-    port = free_port()
-    terminal = Terminal(mesh_dev(port), env=env(tmp_path), cwd=ROOT, own_group=True)
+    """The ready line names the console, which answers; Ctrl-C then stops everything."""
+    port, ui_port = free_port(), free_port()
+    terminal = Terminal(mesh_dev(port, ui_port), env=env(tmp_path), cwd=ROOT, own_group=True)
     try:
         await asyncio.to_thread(terminal.wait_for, "mesh ready", READY_WITHIN)
+        console = f"http://127.0.0.1:{ui_port}/"
+        await asyncio.to_thread(terminal.wait_for, f"console {console}", READY_WITHIN)
+        async with httpx.AsyncClient() as http:
+            page = await http.get(f"{console}workflows", timeout=30)
+        assert page.status_code == 200
         await stop_with_ctrl_c(terminal.process, port)
         await asyncio.to_thread(terminal.wait_closed, STOPPED_WITHIN)
     finally:
@@ -158,9 +169,9 @@ async def test_ctrl_c_on_mesh_dev_piped_through_tee_stops_everything(tmp_path: P
     """``mesh dev | tee out.log``: Ctrl-C kills tee as well, so the rest of mesh dev's stdout
     has nowhere to go; the stop must still be complete. Its stderr (the processes' logs) stays
     on the terminal, here a file."""
-    port = free_port()
+    port, ui_port = free_port(), free_port()
     out_log, err_log = tmp_path / "out.log", tmp_path / "err.log"
-    with piped_through_tee(port, tmp_path) as (dev, tee):
+    with piped_through_tee(port, ui_port, tmp_path) as (dev, tee):
         await eventually(
             lambda: out_log.exists() and "mesh ready" in out_log.read_text(),
             what="mesh ready",

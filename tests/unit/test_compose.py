@@ -28,6 +28,7 @@ COMPONENT_COMMANDS = {
     "workflows": ["mesh", "run", "workflows"],
     "agents": ["mesh", "run", "agents"],
     "resources": ["mesh", "run", "resources"],
+    "ui": ["mesh", "ui", "--host"],
 }
 
 
