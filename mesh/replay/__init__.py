@@ -24,8 +24,15 @@ from mesh.replay._kafka import (
 from mesh.replay._shadow import ShadowResult, shadow_replay
 from mesh.replay._stepper import HELP as STEP_HELP
 from mesh.replay._stepper import Stepper
-from mesh.replay._timeline import Recorded, Step, cut, replayed_state, timeline, timeline_of
-from mesh.replay._timeline import _change as describe_change
+from mesh.replay._timeline import (
+    Recorded,
+    Step,
+    cut,
+    describe_change,
+    replayed_state,
+    timeline,
+    timeline_of,
+)
 from mesh.replay._times import from_millis, parse_time, to_millis
 
 __all__ = [

@@ -115,7 +115,7 @@ def timeline_of(history: Sequence[Recorded]) -> list[Step]:
             before = folding.tasks.get(task_id) if isinstance(task_id, str) else None
             folding.apply(event)
             after = folding.tasks.get(task_id) if isinstance(task_id, str) else None
-            change = _change(before_status, folding.status, before, after)
+            change = describe_change(before_status, folding.status, before, after)
         steps.append(
             Step(
                 index=index,
@@ -131,7 +131,7 @@ def timeline_of(history: Sequence[Recorded]) -> list[Step]:
     return steps
 
 
-def _change(
+def describe_change(
     before_status: str, after_status: str, before: TaskState | None, after: TaskState | None
 ) -> str:
     parts: list[str] = []
