@@ -21,9 +21,9 @@ from mesh.events import WorkflowEvent
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
 from mesh.kafka.partitions import topic_partitions
+from mesh.replay import replay_workflow
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
-from mesh.workflows.runtime import replay_workflow
 from tests.helpers import run_mesh
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ Layers, each importing only those above it::
     _matching   requirements → ranked candidates → one agent, by strategy          (pure)
     _registry   the one agent model: registry verdicts, heartbeats, load, breakers (pure)
     _gate       the resource gate: place an attempt once its allocation exists     (pure)
+    _view       one record of the view's topics folded into registry and gate      (pure)
 
 The component (assignment, the registry guard, the lifecycle of local agents, the API) is
 :mod:`mesh.agentmanager.runtime`.
@@ -33,12 +34,15 @@ from mesh.agentmanager._matching import (
     why_not,
 )
 from mesh.agentmanager._registry import AttemptKey, Position, Refusal, Registry, attempt_key
+from mesh.agentmanager._view import CHANNELS, AgentView
 from mesh.breakers import breaker_name
 
 __all__ = [
+    "CHANNELS",
     "STRATEGIES",
     "UNANSWERED_SECONDS",
     "AgentState",
+    "AgentView",
     "AttemptKey",
     "Candidate",
     "GateAnswer",

@@ -159,6 +159,10 @@ class Registry:
     def agent_ids(self) -> list[str]:
         return list(self._agents)
 
+    def heartbeat(self, agent_id: str) -> AgentHeartbeat | None:
+        """The agent's latest heartbeat, if one was seen."""
+        return self._beats.get(agent_id)
+
     # -- assignments -------------------------------------------------------------------------
 
     def on_result(self, event: Event) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -112,8 +112,96 @@ async def read_range(
             )
 
 
+async def read_bounded(
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    tp: TopicPartition,
+    limits: tuple[int, int],
+    *,
+    start: int | None = None,
+    stop: int | None = None,
+) -> AsyncGenerator[list[ConsumedRecord], None]:
+    """Batches of ``tp`` from ``start`` (default: the log start) to its end, or only up to
+    ``stop`` (exclusive) when given: ``read_range`` may read past the end it was handed (the
+    embedded broker's ends are inexact), which a bound taken from a time must not allow."""
+    first = limits[0] if start is None else max(start, limits[0])
+    if stop is not None and stop <= first:
+        return
+    # No shortcut when the end equals the start: the embedded broker reports the start of the
+    # last record batch as the end, so a partition holding one batch looks empty until fetched.
+    # read_range is an async generator: close it when we stop early, not at garbage collection
+    ranged = cast(
+        AsyncGenerator[list[ConsumedRecord], None],
+        read_range(consumer, settings, tp, first, limits),
+    )
+    async with contextlib.aclosing(ranged) as batches:
+        async for batch in batches:
+            if stop is None:
+                yield batch
+                continue
+            kept = [r for r in batch if r.offset < stop]
+            if kept:
+                yield kept
+            if len(kept) < len(batch) or batch[-1].offset + 1 >= stop:
+                return
+
+
+async def latest_of_key(
+    consumer: AIOKafkaConsumer, settings: Settings, tp: TopicPartition, key: bytes
+) -> ConsumedRecord | None:
+    """The last record of ``key`` in ``tp`` now (None: none, or a tombstone): what a compacted
+    topic keeps for the key, read from the partition's start to its current end."""
+    latest: ConsumedRecord | None = None
+    async for records in read_range(consumer, settings, tp):
+        for record in records:
+            if record.key == key:
+                latest = record if record.value is not None else None
+    return latest
+
+
 Fold = Callable[[str, ConsumedRecord], None]
 """Takes a channel name and one of its records."""
+
+
+async def read_to_end(
+    settings: Settings, channels: Sequence[str], fold: Fold, *, what: str = "read the mesh's topics"
+) -> None:
+    """Hand every record of ``channels`` from their beginning to the end they have now to
+    ``fold``, partition by partition (one-shot; :class:`Follower` keeps following)."""
+    consumer = reader(settings)
+    try:
+        with kafka_errors(settings, what):
+            await consumer.start()
+        names = {settings.topic(c): c for c in channels}
+        tps = [
+            TopicPartition(settings.topic(channel), p)
+            for channel in channels
+            for p in await partitions_of(consumer, settings, channel)
+        ]
+        limits = await bounds(consumer, settings, tps)
+        for tp in tps:
+            async for records in read_range(consumer, settings, tp, 0, limits[tp]):
+                for record in records:
+                    fold(names[tp.topic], record)
+    finally:
+        await stop_clients(consumer)
+
+
+async def end_offsets(settings: Settings, channel: str) -> dict[int, int]:
+    """Partition → end offset of ``channel`` now (the last stable offset)."""
+    consumer = reader(settings)
+    try:
+        with kafka_errors(settings, f"read the end of {settings.topic(channel)}"):
+            await consumer.start()
+        tps = [
+            TopicPartition(settings.topic(channel), p)
+            for p in await partitions_of(consumer, settings, channel)
+        ]
+        return {
+            tp.partition: end for tp, (_, end) in (await bounds(consumer, settings, tps)).items()
+        }
+    finally:
+        await stop_clients(consumer)
 
 
 class Follower:

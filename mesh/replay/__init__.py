@@ -7,13 +7,12 @@ Layers, each importing only those above it::
     _timeline  history → steps (event, time, task, state change); cut  (pure)
     _stepper   next / previous / jump over a history                   (pure)
     _file      history ↔ JSON lines (export, --from-file)              (files)
-    _kafka     one workflow's history, snapshots, offsets by time      (Kafka)
+    _kafka     offsets by time                                         (Kafka)
+    _compare   replay a workflow and compare it with its live snapshot (Kafka)
     _shadow    every workflow of a time window, compared with live     (Kafka)
 """
 
-from mesh.replay._diff import Difference, diff, diff_states
-from mesh.replay._file import export_history, load_history
-from mesh.replay._kafka import (
+from mesh.kafka.history import (
     History,
     Live,
     latest_snapshots,
@@ -21,11 +20,13 @@ from mesh.replay._kafka import (
     read_history,
     snapshot_state,
 )
+from mesh.replay._compare import ReplayResult, replay_workflow
+from mesh.replay._diff import Difference, diff, diff_states
+from mesh.replay._file import export_history, load_history
 from mesh.replay._shadow import ShadowResult, shadow_replay
 from mesh.replay._stepper import HELP as STEP_HELP
 from mesh.replay._stepper import Stepper
 from mesh.replay._timeline import (
-    Recorded,
     Step,
     cut,
     describe_change,
@@ -34,6 +35,7 @@ from mesh.replay._timeline import (
     timeline_of,
 )
 from mesh.replay._times import from_millis, parse_time, to_millis
+from mesh.workflows import Recorded
 
 __all__ = [
     "STEP_HELP",
@@ -41,6 +43,7 @@ __all__ = [
     "History",
     "Live",
     "Recorded",
+    "ReplayResult",
     "ShadowResult",
     "Step",
     "Stepper",
@@ -55,6 +58,7 @@ __all__ = [
     "load_history",
     "parse_time",
     "read_history",
+    "replay_workflow",
     "replayed_state",
     "shadow_replay",
     "snapshot_state",

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from mesh.errors import ConfigError, EventError
 from mesh.events import Mapper, WorkflowEvent
-from mesh.replay._timeline import Recorded
+from mesh.workflows import Recorded
 
 MAX_LINES = 5_000_000
 """Most records read from one file (a history longer than this is not a debugging session)."""

@@ -22,17 +22,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import DecisionError, EventError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
-from mesh.kafka.reader import bounds
+from mesh.kafka.history import opened, partition_count, read_snapshots, snapshot_state
+from mesh.kafka.reader import bounds, read_bounded
 from mesh.replay._diff import Difference, diff_states
-from mesh.replay._kafka import (
-    NO_TIME_LOOKUP,
-    all_snapshots,
-    offsets_for_time,
-    opened,
-    partition_count,
-    read_bounded,
-    snapshot_state,
-)
+from mesh.replay._kafka import NO_TIME_LOOKUP, offsets_for_time
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, fold
 
@@ -120,7 +113,11 @@ async def shadow_replay(
         window = await _window(
             consumer, settings, tps, limits, stops, since_ms, until_filter, notes
         )
-        snapshots = await all_snapshots(consumer, settings, mapper) if compare else {}
+        snapshots = {}
+        if compare:
+            state_topic = settings.topic("workflow.state")
+            states = [TopicPartition(state_topic, n) for n in range(count)]
+            snapshots = (await read_snapshots(consumer, settings, mapper, states)).latest
         shadows: dict[str, _Shadow] = {}
         for key, snapshot in snapshots.items():
             if window is None or key.encode() in window:

@@ -14,19 +14,7 @@ from typing import Any
 from mesh.errors import DecisionError
 from mesh.events import WorkflowEvent, WorkflowStarted
 from mesh.replay._times import to_millis
-from mesh.workflows import Folding, TaskState, WorkflowState, fold
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """A history event and where it was recorded (None when it came from elsewhere)."""
-
-    event: WorkflowEvent
-    offset: int | None = None
-    timestamp_ms: int | None = None
-    """The Kafka record's timestamp (what ``--until TIME`` compares)."""
-    raw: bytes | None = None
-    """The value as recorded (an export keeps it, with its own schema version)."""
+from mesh.workflows import Folding, Recorded, TaskState, WorkflowState, fold
 
 
 @dataclass(frozen=True)

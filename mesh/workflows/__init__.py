@@ -16,6 +16,7 @@ from mesh.workflows._decider import (
     fold,
 )
 from mesh.workflows._folding import Folding
+from mesh.workflows._recorded import Recorded
 from mesh.workflows._state import (
     STATE_VERSION,
     TaskState,
@@ -28,6 +29,7 @@ __all__ = [
     "STATE_VERSION",
     "DecideContext",
     "Folding",
+    "Recorded",
     "TaskState",
     "TaskStatus",
     "Tick",

@@ -16,8 +16,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from mesh.events import Event, TaskCompleted, TaskReady, TaskStarted, WorkflowSnapshot
+from mesh.replay import replay_workflow
 from mesh.settings import Settings
-from mesh.workflows.runtime import WorkflowManager, replay_workflow
+from mesh.workflows.runtime import WorkflowManager
 from tests._wm_support import (
     WAIT,
     TestAgent,

@@ -11,9 +11,9 @@ from typing import Any
 
 from mesh.client import send_command
 from mesh.events import WorkflowEvent
+from mesh.replay import replay_workflow
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState
-from mesh.workflows.runtime import replay_workflow
 from tests.e2e import (
     append_command,
     check_diamond,

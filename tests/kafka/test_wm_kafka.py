@@ -31,8 +31,9 @@ from mesh.kafka.dlq import (
     HEADER_ORIGINAL_TOPIC,
 )
 from mesh.kafka.partitions import partition_for
+from mesh.replay import replay_workflow
 from mesh.settings import Settings
-from mesh.workflows.runtime import WorkflowManager, replay_workflow
+from mesh.workflows.runtime import WorkflowManager
 from tests._wm_support import (
     WAIT,
     TestAgent,

@@ -9,7 +9,8 @@ import pytest
 
 import mesh.workflows.runtime
 from mesh.kafka.loop import OffsetBook
-from mesh.workflows.runtime import SnapshotPolicy, TimerHeap, differences
+from mesh.replay import diff
+from mesh.workflows.runtime import SnapshotPolicy, TimerHeap
 from mesh.workflows.runtime._produce import pack
 from mesh.workflows.runtime._snapshots import SnapshotInfo, rebuild_start
 from tests.unit.test_wm_work import started_state, tracked
@@ -153,26 +154,19 @@ def test_markers_and_unreadable_snapshots_move_the_start_back() -> None:
 def test_differences_name_each_field_path() -> None:
     live = {"status": "running", "tasks": {"a": {"status": "succeeded", "attempt": 1}}, "x": [1]}
     replayed = {"status": "running", "tasks": {"a": {"status": "failed", "attempt": 1}}, "y": 2}
-    assert differences(live, replayed) == [
+    assert [str(d) for d in diff(live, replayed)] == [
         "tasks.a.status: snapshot has 'succeeded', replay has 'failed'",
         "x: snapshot has [1], missing in the replay",
         "y: missing in the snapshot, replay has 2",
     ]
-    assert differences(live, live) == []
+    assert diff(live, live) == []
 
 
 def test_exported_names() -> None:
     """The runtime's public API, pinned (httpx's test_exported_members); its errors live in
-    ``mesh.errors``."""
+    ``mesh.errors``, replay in ``mesh.replay``."""
     assert mesh.workflows.runtime.__all__ == sorted(mesh.workflows.runtime.__all__)
-    assert set(mesh.workflows.runtime.__all__) == {
-        "ReplayResult",
-        "SnapshotPolicy",
-        "TimerHeap",
-        "WorkflowManager",
-        "differences",
-        "replay_workflow",
-    }
+    assert set(mesh.workflows.runtime.__all__) == {"SnapshotPolicy", "TimerHeap", "WorkflowManager"}
 
 
 def test_history_batches_never_split_a_decision() -> None:

@@ -33,8 +33,6 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from mesh._aio import cancel_and_wait
 from mesh.errors import EventTooLarge, InvalidEvent, MeshError, PlanningError
 from mesh.events import (
@@ -52,9 +50,9 @@ from mesh.kafka import ConsumedRecord
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.calls import to_json as _as_json
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.connection import kafka_errors
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
-from mesh.kafka.partitions import topic_partitions
+from mesh.kafka.reader import end_offsets
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
 from mesh.planner._request import workflow_id_for
@@ -113,9 +111,7 @@ class PlannerService:
         try:
             with kafka_errors(self.settings, "start the planner"):
                 await start_broker(self.broker, self.settings)
-                self._targets = await _end_offsets(
-                    self.settings, self.settings.topic("workflow.events")
-                )
+                self._targets = await end_offsets(self.settings, "workflow.events")
         except BaseException:
             await self.stop()
             raise
@@ -302,19 +298,6 @@ def _api_plan(data: Any) -> ExecutionPlan:
     if not isinstance(data, dict):
         raise ValueError("'plan' must be an object")
     return ExecutionPlan.model_validate_json(json.dumps(data))
-
-
-async def _end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """Partition → end offset of ``topic`` now (what 'caught up' means at start)."""
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
-    try:
-        await consumer.start()
-        partitions = await topic_partitions(consumer, settings, topic)
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: int(ends[tp]) for tp in tps}
-    finally:
-        await stop_clients(consumer)
 
 
 def _instance() -> str:

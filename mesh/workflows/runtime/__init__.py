@@ -10,7 +10,6 @@ Layers, each importing only those above it::
     _rebuild       snapshots + history → the workflows of a partition        (Kafka)
     _produce       send a work's records and wait once                       (Kafka)
     _manager       WorkflowManager: the app on the transactional loop        (Kafka)
-    _replay        replay_workflow: history → state, compared with snapshot  (Kafka)
 
 The consumer group, producers, fencing, commits and aborts are the one transactional loop's
 (:mod:`mesh.kafka.loop`), which the Agent Manager runs on too.
@@ -22,15 +21,11 @@ Run it with ``mesh run workflows``, or in-process::
 """
 
 from mesh.workflows.runtime._manager import WorkflowManager
-from mesh.workflows.runtime._replay import ReplayResult, differences, replay_workflow
 from mesh.workflows.runtime._snapshots import SnapshotPolicy
 from mesh.workflows.runtime._timers import TimerHeap
 
 __all__ = [
-    "ReplayResult",
     "SnapshotPolicy",
     "TimerHeap",
     "WorkflowManager",
-    "differences",
-    "replay_workflow",
 ]

@@ -36,6 +36,7 @@ from mesh.events import Mapper, Producer
 from mesh.kafka.calls import CallServer
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
+from mesh.kafka.history import live_state
 from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.kafka.reader import bounds, reader
 from mesh.kafka.records import ConsumedRecord
@@ -51,7 +52,6 @@ from mesh.workflows.runtime._rebuild import (
     rebuilt_counts,
 )
 from mesh.workflows.runtime._records import COMPONENT, INPUTS
-from mesh.workflows.runtime._replay import replay_workflow
 from mesh.workflows.runtime._snapshots import SnapshotPolicy
 from mesh.workflows.runtime._work import Work
 
@@ -163,14 +163,15 @@ class WorkflowManager:
         )
 
     async def _get_workflow_status(self, args: dict[str, Any]) -> Any:
-        """The API's ``get_workflow_status``: the workflow rebuilt from Kafka, so any replica
-        answers for any workflow, whichever replica owns its partition."""
+        """The API's ``get_workflow_status``: the workflow as Kafka has it (its snapshot plus the
+        history after it, as a rebuild reads it), so any replica answers for any workflow,
+        whichever replica owns its partition."""
         workflow_id = args.get("workflow_id")
         if not isinstance(workflow_id, str) or not workflow_id:
             raise ValueError("'workflow_id' is required")
-        replayed = await replay_workflow(self.settings, workflow_id)
-        state = replayed.state.model_dump(mode="json", exclude={"plan"})
-        return {**state, "events": replayed.event_count}
+        live = await live_state(self.settings, workflow_id)
+        state = live.state.model_dump(mode="json", exclude={"plan"})
+        return {**state, "events": live.state.sequence}
 
     # -- the app the loop runs -----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import DecisionError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot, WorkflowStarted
+from mesh.kafka.history import read_snapshots
 from mesh.kafka.reader import bounds, read_range
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -77,9 +78,9 @@ async def rebuild_partition(
     state_tp, events_tp = partitions_of(settings, number)
     if limits is None:
         limits = await bounds(consumer, settings, [state_tp, events_tp])
-    snapshots, deleted, broken, high_water = await _read_snapshots(
-        consumer, settings, mapper, state_tp, limits[state_tp]
-    )
+    found = await read_snapshots(consumer, settings, mapper, [state_tp], limits)
+    snapshots, deleted, broken = found.latest, found.deleted, found.unreadable
+    high_water = found.high_water
     result.snapshots = len(snapshots)
     # A workflow whose only snapshot cannot be read must be folded from its very start.
     infos = {key: SnapshotInfo("running", None, usable=False) for key in broken}
@@ -189,42 +190,6 @@ def partitions_of(settings: Settings, number: int) -> tuple[TopicPartition, Topi
         TopicPartition(settings.topic("workflow.state"), number),
         TopicPartition(settings.topic("workflow.events"), number),
     )
-
-
-async def _read_snapshots(
-    consumer: AIOKafkaConsumer,
-    settings: Settings,
-    mapper: Mapper,
-    tp: TopicPartition,
-    limits: tuple[int, int],
-) -> tuple[dict[str, WorkflowSnapshot], set[str], set[str], int | None]:
-    """The last snapshot per workflow, the tombstoned ids, the ids with no readable snapshot
-    but an unreadable one, and the furthest history offset any snapshot record recorded."""
-    latest: dict[str, WorkflowSnapshot] = {}
-    deleted: set[str] = set()
-    unreadable: set[str] = set()
-    high_water: int | None = None
-    async for records in read_range(consumer, settings, tp, 0, limits):
-        for record in records:
-            key = record.key.decode(errors="replace") if record.key is not None else ""
-            if record.value is None:
-                latest.pop(key, None)
-                unreadable.discard(key)
-                deleted.add(key)
-                continue
-            try:
-                snapshot = mapper.decode(record.value, record.headers)
-            except Exception as exc:
-                log.error("snapshot unreadable", offset=record.offset, error=str(exc))
-                unreadable.add(key)
-                continue
-            if not isinstance(snapshot, WorkflowSnapshot):
-                continue
-            latest[key] = snapshot
-            deleted.discard(key)
-            if snapshot.history_offset is not None:
-                high_water = max(high_water or 0, snapshot.history_offset)
-    return latest, deleted, unreadable - latest.keys(), high_water
 
 
 def rebuilt_counts(workflows: Mapping[str, Tracked]) -> dict[str, int]:

@@ -1,0 +1,121 @@
+"""The agents as every Agent Manager replica folds them from Kafka (pure): one record of
+``agents``, ``agents.heartbeats``, ``tasks.results``, ``breakers`` (and, with the resource gate,
+``resources``) at a time, into the :class:`Registry` and the :class:`ResourceGate`.
+
+The Agent Manager follows these topics live; ``mesh agents list`` reads them once to their end;
+both fold through here. A record that cannot be read is skipped with a warning: the one
+consumer that owns its topic dead-letters it (the registry guard for ``agents``, the agent for
+``tasks.assigned``, the Workflow Manager for ``tasks.results``, the allocator for ``resources``).
+An ``agents`` record that cannot be read is *refused* instead, so the guard dead-letters it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import structlog
+
+from mesh.agentmanager._gate import ResourceGate
+from mesh.agentmanager._registry import Registry
+from mesh.errors import EventError
+from mesh.events import AgentHeartbeat, BreakerStateChanged, KeyedRecord, Mapper
+
+log = structlog.get_logger("mesh.agentmanager")
+
+CHANNELS = ("agents", "agents.heartbeats", "tasks.results", "breakers")
+"""What the Agent Manager folds (``resources`` too with the resource gate on)."""
+
+
+class Located(KeyedRecord, Protocol):
+    """A record with its partition and offset (what an ``agents`` verdict is keyed by)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+class AgentView:
+    """The registry and, with the gate, the allocations, folded record by record."""
+
+    def __init__(self, mapper: Mapper, registry: Registry, *, gate: bool) -> None:
+        self.mapper = mapper
+        self.registry = registry
+        self.gate = ResourceGate() if gate else None
+        self.folded: dict[int, int] = {}
+        """Per ``agents`` partition, the offset of the last record folded (the registry guard
+        and the lifecycle wait on it)."""
+
+    @property
+    def channels(self) -> Sequence[str]:
+        return (*CHANNELS, "resources") if self.gate is not None else CHANNELS
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever anything placement depends on changed."""
+        return (self.registry.version, self.gate.version if self.gate is not None else 0)
+
+    def fold(self, channel: str, record: Located) -> None:
+        if channel == "agents":
+            self._fold_registry(record)
+            self.folded[record.partition] = record.offset
+            return
+        if channel == "resources":
+            self._fold_resources(record)
+            return
+        if record.value is None:
+            if channel == "breakers" and record.key is not None:
+                self.registry.on_breaker(record.key.decode(errors="replace"), None)
+            return
+        try:
+            event = self.mapper.decode(record.value, record.headers)
+        except EventError as exc:
+            log.warning(
+                "unreadable record skipped",
+                topic=record.topic,
+                offset=record.offset,
+                error=str(exc),
+            )
+            return
+        if channel == "agents.heartbeats":
+            if isinstance(event, AgentHeartbeat):
+                self.registry.on_heartbeat(event)
+        elif channel == "breakers":
+            if isinstance(event, BreakerStateChanged) and record.key is not None:
+                self.registry.on_breaker(record.key.decode(errors="replace"), event)
+        else:
+            self.registry.on_result(event)
+
+    def _fold_registry(self, record: Located) -> None:
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        position = (record.partition, record.offset)
+        if record.value is None:
+            self.registry.fold_registry(position, key, None)
+            return
+        try:
+            event = self.mapper.decode(record.value, record.headers)
+        except EventError as exc:
+            self.registry.refuse(position, key, f"unreadable registration: {exc}")
+            return
+        self.registry.fold_registry(position, key, event)
+        refusal = self.registry.refused.get(position)
+        if refusal is not None:
+            log.warning("registration refused", agent_id=key, reason=refusal.reason)
+
+    def _fold_resources(self, record: Located) -> None:
+        """Allocations for the gate; the allocator dead-letters what it cannot read."""
+        assert self.gate is not None
+        if record.value is None:
+            if record.key is not None:
+                self.gate.forget(record.key.decode(errors="replace"))
+            return
+        try:
+            self.gate.fold(self.mapper.decode(record.value, record.headers))
+        except EventError as exc:
+            log.warning("unreadable resources record skipped", offset=record.offset, error=str(exc))
+
+
+__all__ = ["CHANNELS", "AgentView", "Located"]

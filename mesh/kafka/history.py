@@ -1,0 +1,317 @@
+"""A workflow's history and snapshots as Kafka holds them: the one reader of ``workflow.events``
+and ``workflow.state``.
+
+The Workflow Manager's rebuild and ``get_workflow_status``, replay (``mesh replay``, the shadow
+replay), ``mesh status``/``list``/``watch`` and the console all read through here. Reads are
+group-less and read_committed, and stop at the end each partition had when reading began
+(:func:`mesh.kafka.reader.read_range`), so what they return is a consistent cut even while the
+mesh runs. Every value goes through the ``Mapper`` (its size limit included), and a single
+workflow's history is capped at ``MAX_HISTORY`` events.
+
+``workflow.state`` holds, per workflow, its latest snapshot (or a start marker: a snapshot with
+``history_sequence`` 0 and no state, pointing at where its history starts); a tombstone deletes
+a finished workflow. The embedded broker does not compact, so readers take the last record per
+key themselves: that is what compaction would leave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from mesh.errors import ConfigError, DecisionError, EventError, UnknownWorkflow
+from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
+from mesh.kafka.clients import stop_clients
+from mesh.kafka.connection import kafka_errors
+from mesh.kafka.partitions import cluster_metadata, partition_for
+from mesh.kafka.reader import bounds, latest_of_key, read_bounded, read_range, reader
+from mesh.kafka.records import ConsumedRecord
+from mesh.log import get_logger
+from mesh.settings import Settings
+from mesh.workflows import Recorded, WorkflowState, fold
+
+MAX_HISTORY = 2_000_000
+"""Most events of one workflow held in memory for a replay."""
+
+log = get_logger("mesh.kafka.history")
+
+
+@dataclass
+class History:
+    """One workflow's history as read, its latest snapshot, and where the read ended."""
+
+    workflow_id: str
+    partition: int
+    records: list[Recorded]
+    snapshot: WorkflowSnapshot | None
+    end_offset: int
+    """Offset after the last record read (where following the workflow live goes on)."""
+    notes: list[str] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def opened(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started group-less reader, stopped however the block ends (even a failed start)."""
+    consumer = reader(settings)
+    try:
+        with kafka_errors(settings, "connect to Kafka"):
+            await consumer.start()
+        yield consumer
+    finally:
+        await stop_clients(consumer)
+
+
+async def partition_count(consumer: AIOKafkaConsumer, settings: Settings, channel: str) -> int:
+    """How many partitions ``channel`` has; ConfigError naming the topic if it is missing."""
+    topic = settings.topic(channel)
+    cluster = await cluster_metadata(consumer, settings)
+    count = len(cluster.partitions_for_topic(topic) or ())
+    if not count:
+        raise ConfigError(f"topic {topic} does not exist; is the topic prefix right?")
+    return count
+
+
+async def read_history(
+    settings: Settings,
+    workflow_id: str,
+    *,
+    until_offset: int | None = None,
+    until_ms: int | None = None,
+    with_snapshot: bool = True,
+) -> History:
+    """The workflow's history (up to ``until_offset`` / ``until_ms`` inclusive, when given),
+    each sequence once, with its latest snapshot; UnknownWorkflow if it has no history."""
+    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    async with opened(settings) as consumer:
+        count = await partition_count(consumer, settings, "workflow.events")
+        number = partition_for(workflow_id, count)
+        tp = TopicPartition(settings.topic("workflow.events"), number)
+        limits = (await bounds(consumer, settings, [tp]))[tp]
+        notes: list[str] = []
+        stop = None if until_offset is None else until_offset + 1
+        # --until TIME cuts the workflow's own history at its first event stamped after TIME,
+        # read in order. No offset lookup by time: Kafka's answer counts other workflows'
+        # records and transaction markers, and timestamps from several producers are not
+        # monotonic, so it could cut a different prefix (and the embedded broker's is inexact).
+        records, end = await _records(
+            consumer, settings, mapper, tp, workflow_id, limits, until_ms, stop=stop
+        )
+        if until_offset is None and until_ms is None:
+            end = max(end, limits[1])
+        snapshot = (
+            await read_snapshot(consumer, settings, mapper, number, workflow_id)
+            if with_snapshot
+            else None
+        )
+    if not records:
+        raise UnknownWorkflow(
+            f"workflow {workflow_id} has no history in {tp.topic} (partition {number})"
+            + (" up to that point" if until_offset is not None or until_ms is not None else ""),
+            workflow_id=workflow_id,
+        )
+    return History(workflow_id, number, records, snapshot, end, notes)
+
+
+async def _records(
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    mapper: Mapper,
+    tp: TopicPartition,
+    workflow_id: str,
+    limits: tuple[int, int],
+    filter_ms: int | None,
+    *,
+    start: int | None = None,
+    stop: int | None = None,
+) -> tuple[list[Recorded], int]:
+    key = workflow_id.encode()
+    found: list[Recorded] = []
+    last = 0
+    end = limits[0] if start is None else max(start, limits[0])
+    batches = read_bounded(consumer, settings, tp, limits, start=start, stop=stop)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for record in batch:
+                end = record.offset + 1
+                if record.key != key:
+                    continue
+                if filter_ms is not None and record.timestamp > filter_ms:
+                    return found, end
+                if (decoded := _decode(mapper, tp, record)) is None or decoded[1] <= last:
+                    continue  # not history, or a duplicate written without transactions
+                event, last = decoded
+                found.append(Recorded(event, record.offset, record.timestamp, record.value))
+                if len(found) > MAX_HISTORY:
+                    raise ConfigError(
+                        f"workflow {workflow_id} has more than {MAX_HISTORY:,} history events; "
+                        "replay a part of it with --until-offset or --until"
+                    )
+    return found, end
+
+
+def _decode(
+    mapper: Mapper, tp: TopicPartition, record: ConsumedRecord
+) -> tuple[WorkflowEvent, int] | None:
+    """The history event in ``record`` and its sequence, None if it is not one; EventError names
+    the record."""
+    try:
+        event = mapper.decode(record.value, record.headers)
+    except EventError as exc:
+        raise EventError(
+            f"history record at {tp.topic}[{tp.partition}]@{record.offset} is unreadable: {exc}"
+        ) from exc
+    if not isinstance(event, WorkflowEvent) or event.sequence is None:
+        return None
+    return event, event.sequence
+
+
+async def read_snapshot(
+    consumer: AIOKafkaConsumer, settings: Settings, mapper: Mapper, number: int, workflow_id: str
+) -> WorkflowSnapshot | None:
+    """The latest snapshot of the workflow (None if none, or deleted by a tombstone)."""
+    tp = TopicPartition(settings.topic("workflow.state"), number)
+    record = await latest_of_key(consumer, settings, tp, workflow_id.encode())
+    if record is None or record.value is None:
+        return None
+    decoded = mapper.decode(record.value, record.headers)
+    return decoded if isinstance(decoded, WorkflowSnapshot) else None
+
+
+@dataclass
+class Snapshots:
+    """What ``workflow.state`` holds for the workflows of some partitions."""
+
+    latest: dict[str, WorkflowSnapshot] = field(default_factory=dict)
+    """The last snapshot (or start marker) per workflow."""
+    deleted: set[str] = field(default_factory=set)
+    """Workflows whose last record is a tombstone."""
+    unreadable: set[str] = field(default_factory=set)
+    """Workflows whose records are all unreadable (they must be folded from their start)."""
+    high_water: int | None = None
+    """The furthest history offset any snapshot record recorded."""
+
+
+async def read_snapshots(
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    mapper: Mapper,
+    tps: Iterable[TopicPartition],
+    limits: Mapping[TopicPartition, tuple[int, int]] | None = None,
+) -> Snapshots:
+    """The snapshots in partitions ``tps`` of ``workflow.state``, read to their ends (``limits``
+    as :func:`mesh.kafka.reader.bounds` gives them, else asked now); unreadable records are
+    logged and skipped."""
+    tps = list(tps)
+    if limits is None:
+        limits = await bounds(consumer, settings, tps)
+    found = Snapshots()
+    unreadable: set[str] = set()
+    for tp in tps:
+        async for records in read_range(consumer, settings, tp, 0, limits[tp]):
+            for record in records:
+                key = record.key.decode(errors="replace") if record.key is not None else ""
+                if record.value is None:
+                    found.latest.pop(key, None)
+                    unreadable.discard(key)
+                    found.deleted.add(key)
+                    continue
+                try:
+                    snapshot = mapper.decode(record.value, record.headers)
+                except EventError as exc:
+                    log.error("snapshot unreadable", offset=record.offset, error=str(exc))
+                    unreadable.add(key)
+                    continue
+                if not isinstance(snapshot, WorkflowSnapshot):
+                    continue
+                found.latest[key] = snapshot
+                found.deleted.discard(key)
+                if snapshot.history_offset is not None:
+                    found.high_water = max(found.high_water or 0, snapshot.history_offset)
+    found.unreadable = unreadable - found.latest.keys()
+    return found
+
+
+async def latest_snapshots(settings: Settings) -> dict[str, WorkflowSnapshot]:
+    """The last snapshot of every workflow in ``workflow.state`` (what compaction keeps;
+    tombstones delete, unreadable records are skipped)."""
+    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    async with opened(settings) as consumer:
+        count = await partition_count(consumer, settings, "workflow.state")
+        topic = settings.topic("workflow.state")
+        tps = [TopicPartition(topic, n) for n in range(count)]
+        return (await read_snapshots(consumer, settings, mapper, tps)).latest
+
+
+def snapshot_state(snapshot: WorkflowSnapshot | None) -> WorkflowState | None:
+    """The state a snapshot holds (None for none or a start marker); DecisionError if bad."""
+    if snapshot is None or snapshot.history_sequence == 0:
+        return None
+    return WorkflowState.from_snapshot_state(snapshot.state, version=snapshot.state_version)
+
+
+@dataclass
+class Live:
+    """A workflow as the manager has it now: latest snapshot plus the history after it."""
+
+    state: WorkflowState
+    snapshot: WorkflowSnapshot | None
+    tail: list[Recorded]
+    """History events after the snapshot (all of them without a usable snapshot)."""
+    partition: int
+    end_offset: int
+
+
+async def live_state(settings: Settings, workflow_id: str) -> Live:
+    """Fold the events after the latest snapshot onto it, as a rebuilding manager would.
+
+    The history is read from the snapshot's offset when it has one, else from the start.
+    """
+    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    async with opened(settings) as consumer:
+        count = await partition_count(consumer, settings, "workflow.events")
+        number = partition_for(workflow_id, count)
+        snapshot = await read_snapshot(consumer, settings, mapper, number, workflow_id)
+        try:
+            base = snapshot_state(snapshot)
+        except DecisionError:
+            base = None  # unreadable snapshot: the history alone still rebuilds it
+        tp = TopicPartition(settings.topic("workflow.events"), number)
+        limits = (await bounds(consumer, settings, [tp]))[tp]
+        start = limits[0]
+        if base is not None and snapshot is not None and snapshot.history_offset is not None:
+            start = max(start, snapshot.history_offset + 1)
+        tail, end = await _records(
+            consumer, settings, mapper, tp, workflow_id, limits, None, start=start
+        )
+        end = max(end, limits[1])
+    fresh = [r for r in tail if base is None or (r.event.sequence or 0) > base.sequence]
+    if base is None and not fresh:
+        raise UnknownWorkflow(
+            f"workflow {workflow_id} has no history in {tp.topic} (partition {number})",
+            workflow_id=workflow_id,
+        )
+    try:
+        state = fold((r.event for r in fresh), base)
+    except DecisionError as exc:
+        raise DecisionError(f"the history of workflow {workflow_id} does not fold: {exc}") from exc
+    assert state is not None  # a base state or at least one event
+    return Live(state, snapshot, fresh, number, end)
+
+
+__all__ = [
+    "MAX_HISTORY",
+    "History",
+    "Live",
+    "Snapshots",
+    "latest_snapshots",
+    "live_state",
+    "opened",
+    "partition_count",
+    "read_history",
+    "read_snapshot",
+    "read_snapshots",
+    "snapshot_state",
+]
