@@ -428,6 +428,7 @@ def test_public_names_are_pinned() -> None:
         "STATE_VERSION",
         "DecideContext",
         "Folding",
+        "Recorded",
         "TaskState",
         "TaskStatus",
         "Tick",

@@ -58,7 +58,7 @@ from mesh.events import (
 )
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
+from mesh.kafka.faststream import EventRouter
 from mesh.kafka.partitions import partitions_of
 from mesh.kafka.reader import bounds, reader
 from mesh.kafka.records import ConsumedRecord
@@ -152,6 +152,7 @@ class AgentLifecycle:
         self._departed: dict[str, AgentTerminated] = {}
         self._producer: AIOKafkaProducer | None = None
         self._router: EventRouter | None = None
+        self._stopping = False
         self._folded = folded
         """Per ``agents`` partition, the last offset the registry has folded: requests wait
         until it reaches the topic's end at start, so a new id never collides with one the
@@ -379,11 +380,9 @@ class AgentLifecycle:
                 return
             await asyncio.sleep(_POLL_MS / 1000)
 
-    def router(self) -> EventRouter:
-        """The ``agents.commands`` server: requests in, replies out."""
-        router = EventRouter(
-            self.settings, component=self.me.component, me=self.me, publishes=("replies",)
-        )
+    def subscribe(self, router: EventRouter) -> None:
+        """Serve ``agents.commands`` on the component's router (which publishes ``replies``):
+        requests in, replies out."""
         router.events(
             "agents.commands",
             group_id=self.settings.group("agent-manager-commands"),
@@ -391,7 +390,6 @@ class AgentLifecycle:
             description="SpawnAgents and TerminateAgent for this Agent Manager's replicas",
         )(self.on_request)
         self._router = router
-        return router
 
     async def on_request(self, event: Event, record: ConsumedRecord) -> None:
         """Carry out one lifecycle request and answer it (a record of another type is
@@ -399,6 +397,9 @@ class AgentLifecycle:
         if not isinstance(event, SpawnAgents | TerminateAgent):
             error = InvalidEvent(f"not a lifecycle request: {event.type}")
             await self._served().dead_letter(record, error)
+            return
+        if self._stopping:
+            log.warning("lifecycle request while stopping; not answered", type=event.type)
             return
         reply = await answer(self, event)
         if reply is not None:
@@ -410,9 +411,8 @@ class AgentLifecycle:
         return self._router
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Answer spawn and terminate requests until ``stop``; then stop the local agents."""
-        broker = faststream_broker(self.settings)
-        broker.include_router(self.router())
+        """Keep the local agents until ``stop``, then stop them (requests are answered on the
+        component's router, see :meth:`subscribe`)."""
         # The janitor writes tombstones: see mesh.kafka.faststream on why not through FastStream.
         producer = AIOKafkaProducer(**client_kwargs(self.settings), acks="all")
         janitor: asyncio.Task[None] | None = None
@@ -421,7 +421,6 @@ class AgentLifecycle:
             with kafka_errors(self.settings, "start the agent lifecycle"):
                 await producer.start()
             await self._registry_caught_up()
-            await start_broker(broker, self.settings)
             janitor = asyncio.create_task(self._janitor(producer))
             stopped = asyncio.create_task(stop.wait())
             log.info("agent lifecycle ready", templates=self.templates.names())
@@ -429,11 +428,11 @@ class AgentLifecycle:
             if janitor.done():
                 janitor.result()  # its failure stops the replica
         finally:
+            self._stopping = True  # no request is taken while the local agents stop
             try:
                 try:
                     await cancel_and_wait(janitor, stopped)
-                finally:  # no request is taken while the local agents stop
-                    await stop_clients(broker)
+                finally:
                     await self.stop_all()
             finally:  # even when cancelled while the local agents stop
                 await stop_clients(producer)

@@ -25,12 +25,12 @@ import json
 import os
 import random
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from mesh._aio import cancel_and_wait
 from mesh.agentmanager._health import HealthPolicy
@@ -41,11 +41,10 @@ from mesh.agentmanager.runtime._lifecycle import AgentLifecycle
 from mesh.agentmanager.runtime._templates import load_templates
 from mesh.agentmanager.runtime._view import View
 from mesh.errors import MeshError, RegistrationRefused
-from mesh.events import CapabilityRequirement, Mapper, Producer, Resources
+from mesh.events import CapabilityRequirement, Event, Mapper, Producer, Resources
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, kafka_errors
-from mesh.kafka.dlq import dead_letter
+from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
@@ -102,6 +101,7 @@ class AgentManager:
             rng=random.Random(seed),  # noqa: S311 - load balancing, not cryptography
         )
         self.guard = guard
+        self._router: EventRouter | None = None
         self.loop = PartitionLoop(
             settings, self, group_id=self.group_id, transactional=transactional
         )
@@ -118,20 +118,43 @@ class AgentManager:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Manage assignments until ``stop`` is set."""
-        follower = self.view.start()
-        guard = asyncio.create_task(self._guard(stop)) if self.guard else None
-        calls = CallServer(
+    def router(self) -> EventRouter:
+        """The component's one FastStream router: its API on ``calls`` and the registry guard
+        on ``agents`` (and, in ``mesh run agents``, the lifecycle's ``agents.commands``)."""
+        router = EventRouter(self.settings, component=COMPONENT, me=self.me, publishes=("replies",))
+        CallServer(
             self.settings,
             "agent-manager",
             self.api_handlers(),
             me=self.me,
             group_id=f"{self.group_id}-calls",
-        )
-        calls_task = asyncio.create_task(calls.run(stop))
+        ).subscribe(router)
+        if self.guard:
+            router.events(
+                "agents",
+                group_id=self.settings.group("agent-manager-registry"),
+                isolation_level="read_committed",
+                unreadable=self._unreadable_registration,
+                title="agents (registry guard)",
+                description="Registrations the Agent Manager refuses go to the DLQ, once",
+            )(self._registration)
+        self._router = router
+        return router
+
+    async def run(
+        self, stop: asyncio.Event, *, also: Callable[[EventRouter], None] | None = None
+    ) -> None:
+        """Manage assignments until ``stop`` is set; ``also`` subscribes more handlers to the
+        component's router before its broker starts."""
+        follower = self.view.start()
+        broker = faststream_broker(self.settings)
+        router = self.router()
+        if also is not None:
+            also(router)
+        broker.include_router(router)
         try:
             await self.view.catch_up()
+            await start_broker(broker, self.settings)
             log.info(
                 "agent manager ready",
                 group_id=self.group_id,
@@ -144,7 +167,10 @@ class AgentManager:
                 follower.result()  # the view died: raise its error
             await loop
         finally:
-            await cancel_and_wait(guard, calls_task, follower)
+            try:
+                await cancel_and_wait(follower)
+            finally:  # even when cancelled meanwhile
+                await stop_clients(broker)
         log.info("agent manager stopped")
 
     # -- the API over Kafka (ApiCall on calls → Reply) ---------------------------------------
@@ -252,47 +278,21 @@ class AgentManager:
 
     # -- the registry guard: refused registrations to the DLQ, once ---------------------------
 
-    async def _guard(self, stop: asyncio.Event) -> None:
-        kwargs = client_kwargs(self.settings)
-        consumer = AIOKafkaConsumer(
-            **kwargs,
-            group_id=self.settings.group("agent-manager-registry"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
-        producer = AIOKafkaProducer(**kwargs, acks="all")
-        try:
-            with kafka_errors(self.settings, "start the agent registry guard"):
-                await consumer.start()
-                await producer.start()
-            consumer.subscribe([self.settings.topic("agents")])
-            while not stop.is_set():
-                with kafka_errors(self.settings, "read the agent registry"):
-                    batch = await consumer.getmany(timeout_ms=_GUARD_POLL_MS)
-                for tp, records in batch.items():
-                    for record in records:
-                        await self.view.folded_up_to(record.partition, record.offset)
-                        refusal = self.registry.refused.pop((tp.partition, record.offset), None)
-                        if refusal is not None:
-                            letter = dead_letter(
-                                record,
-                                RegistrationRefused(refusal.reason),
-                                COMPONENT,
-                                producer=self.me,
-                                max_event_bytes=self.settings.max_event_bytes,
-                            )
-                            with kafka_errors(self.settings, "dead-letter a registration"):
-                                await producer.send_and_wait(
-                                    self.settings.topic("dlq"),
-                                    letter.value,
-                                    key=letter.key,
-                                    headers=letter.headers,
-                                )
-                    with kafka_errors(self.settings, "commit the registry guard's offset"):
-                        await consumer.commit({tp: records[-1].offset + 1})
-        finally:
-            await stop_clients(consumer, producer)
+    async def _registration(self, _event: Event, record: ConsumedRecord) -> None:
+        await self._judge(record)
+
+    async def _unreadable_registration(self, record: ConsumedRecord, _error: Exception) -> None:
+        """A tombstone (a terminated agent) or an unreadable record: the view judged it too."""
+        await self._judge(record)
+
+    async def _judge(self, record: ConsumedRecord) -> None:
+        """Once the view has folded ``record``, dead-letter it if it was refused: the group
+        gives each record to one replica, and every replica reaches the same verdict."""
+        await self.view.folded_up_to(record.partition, record.offset)
+        refusal = self.registry.refused.pop((record.partition, record.offset), None)
+        if refusal is not None:
+            assert self._router is not None
+            await self._router.dead_letter(record, RegistrationRefused(refusal.reason))
 
 
 async def run_agent_manager(
@@ -328,7 +328,10 @@ async def run_agent_manager(
         restart=restart,
         folded=lambda: manager.view.folded,
     )
-    jobs = [asyncio.ensure_future(manager.run(stop)), asyncio.ensure_future(agents.serve(stop))]
+    jobs = [
+        asyncio.ensure_future(manager.run(stop, also=agents.subscribe)),
+        asyncio.ensure_future(agents.serve(stop)),
+    ]
     try:
         done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
         for job in done:
