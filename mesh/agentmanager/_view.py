@@ -12,30 +12,18 @@ An ``agents`` record that cannot be read is *refused* instead, so the guard dead
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import structlog
 
 from mesh.agentmanager._gate import ResourceGate
 from mesh.agentmanager._registry import Registry
 from mesh.errors import EventError
-from mesh.events import AgentHeartbeat, BreakerStateChanged, KeyedRecord, Mapper
+from mesh.events import AgentHeartbeat, BreakerStateChanged, ConsumedRecord, Mapper
 
 log = structlog.get_logger("mesh.agentmanager")
 
 CHANNELS = ("agents", "agents.heartbeats", "tasks.results", "breakers")
 """What the Agent Manager folds (``resources`` too with the resource gate on)."""
-
-
-class Located(KeyedRecord, Protocol):
-    """A record with its partition and offset (what an ``agents`` verdict is keyed by)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
 
 
 class AgentView:
@@ -58,7 +46,7 @@ class AgentView:
         """Changes whenever anything placement depends on changed."""
         return (self.registry.version, self.gate.version if self.gate is not None else 0)
 
-    def fold(self, channel: str, record: Located) -> None:
+    def fold(self, channel: str, record: ConsumedRecord) -> None:
         if channel == "agents":
             self._fold_registry(record)
             self.folded[record.partition] = record.offset
@@ -89,7 +77,7 @@ class AgentView:
         else:
             self.registry.on_result(event)
 
-    def _fold_registry(self, record: Located) -> None:
+    def _fold_registry(self, record: ConsumedRecord) -> None:
         key = record.key.decode(errors="replace") if record.key is not None else None
         position = (record.partition, record.offset)
         if record.value is None:
@@ -105,7 +93,7 @@ class AgentView:
         if refusal is not None:
             log.warning("registration refused", agent_id=key, reason=refusal.reason)
 
-    def _fold_resources(self, record: Located) -> None:
+    def _fold_resources(self, record: ConsumedRecord) -> None:
         """Allocations for the gate; the allocator dead-letters what it cannot read."""
         assert self.gate is not None
         if record.value is None:
@@ -118,4 +106,4 @@ class AgentView:
             log.warning("unreadable resources record skipped", offset=record.offset, error=str(exc))
 
 
-__all__ = ["CHANNELS", "AgentView", "Located"]
+__all__ = ["CHANNELS", "AgentView"]

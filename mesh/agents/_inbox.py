@@ -107,7 +107,6 @@ class Inbox:
             if event.agent_id != self.agent_id:
                 raise EventError(f"keyed to this agent but addressed to {event.agent_id!r}")
         except EventError as exc:
-            log.warning("undecodable assignment sent to the dead-letter topic", error=str(exc))
             key, value, headers = dead_letter(
                 record,
                 exc,

@@ -84,6 +84,24 @@ class KeyedRecord(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
+class ConsumedRecord(KeyedRecord, Protocol):
+    """A consumed record as mesh code reads it (aiokafka's ``ConsumerRecord`` fits): where it
+    was read and what it holds; ``value`` is None for a tombstone.
+
+    aiokafka ships no type information, so its ``ConsumerRecord`` is ``Any`` to mypy and a
+    parameter typed with it checks nothing; handlers, folders, readers and dead-lettering are
+    typed with this instead, and a test double is any object with these fields."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+
+
 class Mapper:
     """Encodes and decodes events with one registry, one size limit and one depth limit."""
 

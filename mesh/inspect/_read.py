@@ -20,11 +20,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.errors import BrokerError, BrokerUnavailable, ConfigError, UnsupportedByBroker
+from mesh.errors import BrokerError, ConfigError, UnsupportedByBroker
 from mesh.inspect._time import format_time
 from mesh.kafka import ConsumedRecord
-from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, diagnose_connect_failure, kafka_errors
+from mesh.kafka.connection import client_kwargs, kafka_errors, started
 from mesh.kafka.partitions import cluster_metadata
 from mesh.settings import Settings
 
@@ -53,16 +52,8 @@ async def reading(
     settings: Settings, *, group_id: str | None = None
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A started reader, stopped on the way out even if starting failed or was cancelled."""
-    consumer = new_reader(settings, group_id=group_id)
-    try:
-        try:
-            with kafka_errors(settings, "connect to Kafka"):
-                await consumer.start()
-        except BrokerUnavailable as exc:
-            raise await diagnose_connect_failure(settings, exc) from exc.__cause__
+    async with started(new_reader(settings, group_id=group_id), settings) as consumer:
         yield consumer
-    finally:
-        await stop_clients(consumer)
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, settings: Settings) -> dict[str, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
@@ -32,6 +32,21 @@ from aiokafka.errors import (
 from mesh.errors import AuthError, BrokerError, BrokerUnavailable, UnsupportedByBroker
 from mesh.kafka.clients import stop_clients
 from mesh.settings import Settings
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+
+class _Producer(_Startable, Protocol):
+    async def stop(self) -> None: ...
+
+
+class _Admin(_Startable, Protocol):
+    async def close(self) -> None: ...
+
+
+Client = TypeVar("Client", bound=_Producer | _Admin)
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -137,18 +152,28 @@ async def diagnose_connect_failure(settings: Settings, error: BrokerUnavailable)
 
 
 @contextlib.asynccontextmanager
-async def open_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client; connection and login failures become ``BrokerError``s."""
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+async def started(
+    client: Client, settings: Settings, action: str = "connect to Kafka"
+) -> AsyncIterator[Client]:
+    """``client`` (a producer, consumer or admin client) started — a refused login or handshake
+    is told from a broker that is down — and stopped however the block ends, even if starting
+    failed: a client holds sockets from its first attempt."""
     try:
         try:
-            with kafka_errors(settings, "connect to Kafka"):
-                await admin.start()
+            with kafka_errors(settings, action):
+                await client.start()
         except BrokerUnavailable as exc:
             raise await diagnose_connect_failure(settings, exc) from exc.__cause__
+        yield client
+    finally:
+        await stop_clients(client)
+
+
+@contextlib.asynccontextmanager
+async def open_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client; connection and login failures become ``BrokerError``s."""
+    async with started(AIOKafkaAdminClient(**client_kwargs(settings)), settings) as admin:
         yield admin
-    finally:  # started or not, it holds sockets until closed
-        await stop_clients(admin)
 
 
 __all__ = [
@@ -157,4 +182,5 @@ __all__ = [
     "diagnose_connect_failure",
     "kafka_errors",
     "open_admin",
+    "started",
 ]

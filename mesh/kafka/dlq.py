@@ -6,7 +6,8 @@ the error class and message, and the component, both in the event and as headers
 kcat without decoding). The dead letter is keyed by the original key, like DESIGN.md's table says,
 and carries the original value (base64) when it fits under the size limit.
 
-Producing the record is the caller's job, so that it can go into the caller's transaction.
+Producing the record is the caller's job, so that it can go into the caller's transaction;
+making one logs it, once, in the same words everywhere.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from mesh.events import (
     meta,
 )
 from mesh.kafka.records import ConsumedRecord  # still importable here, where it was first
+from mesh.log import get_logger
+
+log = get_logger("mesh.dlq")
 
 HEADER_ORIGINAL_TOPIC = "mesh-dlq-original-topic"
 HEADER_ORIGINAL_PARTITION = "mesh-dlq-original-partition"
@@ -98,6 +102,15 @@ def dead_letter(
             note=_one_line(why, 2_000),
         )
 
+    log.warning(
+        "record dead-lettered",
+        component=component_name,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        error_class=error_class,
+        error=message[:_MAX_HEADER_MESSAGE_CHARS],
+    )
     value_b64 = base64.b64encode(record.value).decode() if record.value is not None else None
     try:
         encoded = mapper.encode(letter(value_b64, note))

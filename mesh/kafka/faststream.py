@@ -249,13 +249,6 @@ class EventRouter(KafkaRouter):
             max_event_bytes=self.settings.max_event_bytes,
         )
         await self.send("dlq", letter)
-        log.warning(
-            "record dead-lettered",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            error=f"{type(error).__name__}: {error}",
-        )
 
     # -- handling ------------------------------------------------------------------------------
 

@@ -24,8 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import ConfigError, DecisionError, EventError, UnknownWorkflow
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
-from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import kafka_errors
+from mesh.kafka.connection import started
 from mesh.kafka.partitions import cluster_metadata, partition_for
 from mesh.kafka.reader import bounds, latest_of_key, read_bounded, read_range, reader
 from mesh.kafka.records import ConsumedRecord
@@ -55,13 +54,8 @@ class History:
 @contextlib.asynccontextmanager
 async def opened(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     """A started group-less reader, stopped however the block ends (even a failed start)."""
-    consumer = reader(settings)
-    try:
-        with kafka_errors(settings, "connect to Kafka"):
-            await consumer.start()
+    async with started(reader(settings), settings) as consumer:
         yield consumer
-    finally:
-        await stop_clients(consumer)
 
 
 async def partition_count(consumer: AIOKafkaConsumer, settings: Settings, channel: str) -> int:

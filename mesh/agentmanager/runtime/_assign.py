@@ -365,12 +365,6 @@ class Assignment:
         self.records.append(Outgoing.of("tasks.results", encoded, workflow_id=event.workflow_id))
 
     def _dead_letter(self, record: ConsumedRecord, error: BaseException) -> None:
-        log.warning(
-            "unprocessable ready record sent to the dead-letter topic",
-            partition=record.partition,
-            offset=record.offset,
-            error=str(error),
-        )
         letter = dead_letter(
             record,
             error,

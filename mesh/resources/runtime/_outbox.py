@@ -54,13 +54,6 @@ class Outbox:
 
     def dead_letter(self, record: ConsumedRecord, error: BaseException) -> None:
         """A record this component gives up on, for ``dlq``."""
-        log.warning(
-            "unprocessable record sent to the dead-letter topic",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            error=str(error),
-        )
         letter = dead_letter(
             record,
             error,

@@ -226,14 +226,6 @@ class Work:
         log.info("finished workflow forgotten", workflow_id=workflow_id)
 
     def _dead(self, record: InputRecord, error: BaseException) -> None:
-        log.warning(
-            "input dead-lettered",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            error_class=type(error).__name__,
-            error=str(error),
-        )
         letter = dead_letter(
             record,
             error,
