@@ -37,10 +37,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench._common import ROOT, broker, console, percentiles, progress, report
+from mesh.broker import FETCH_MAX_WAIT_MS
 from mesh.client import PlanRequest, submit_plan
 from mesh.events import ExecutionPlan, Mapper, TaskSpec
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs
+from mesh.kafka.connection import client_kwargs, consumer_kwargs, producer_kwargs
 from mesh.settings import Settings
 from mesh.supervisor import Child, Supervisor
 from mesh.topics import apply_topics, load_topics
@@ -85,10 +86,10 @@ class Mesh:
 
 
 @contextlib.asynccontextmanager
-async def running_mesh(servers: str, agents: int, gate: bool) -> AsyncIterator[Mesh]:
+async def running_mesh(base: Settings, agents: int, gate: bool) -> AsyncIterator[Mesh]:
     """A fresh prefix, its topics, and the mesh's processes on it."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
-    settings = Settings(bootstrap_servers=servers, topic_prefix=prefix, resource_gate=gate)
+    settings = base.model_copy(update={"topic_prefix": prefix, "resource_gate": gate})
     await apply_topics(settings, load_topics(ROOT / "topics", prefix=prefix).topics)
     supervisor = Supervisor(is_ready=_is_ready)
     mesh = Mesh(settings, supervisor)
@@ -261,7 +262,7 @@ class Raw:
     def consumer(self, hop: str) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             self.topic(hop),
-            **client_kwargs(self.settings),
+            **consumer_kwargs(self.settings),
             group_id=f"{self.prefix}{hop}",
             auto_offset_reset="earliest",
             enable_auto_commit=True,
@@ -305,7 +306,7 @@ class Raw:
 
     @contextlib.asynccontextmanager
     async def running(self, fan_out: int) -> AsyncIterator[AIOKafkaProducer]:
-        producer = AIOKafkaProducer(**client_kwargs(self.settings), acks="all")
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings))
         await producer.start()
 
         def spread(record: Any) -> list[bytes]:
@@ -370,7 +371,10 @@ async def raw_paced(settings: Settings, rate: float, seconds: float) -> dict[str
 async def main_async(args: argparse.Namespace) -> None:
     rows: list[list[Any]] = []
     with broker(args.broker) as servers:
-        settings = Settings(bootstrap_servers=servers)
+        # The same client settings for the raw pipeline and the mesh: the embedded broker's
+        # short fetch wait (see mesh.broker.FETCH_MAX_WAIT_MS) for both, or Kafka's defaults.
+        wait = FETCH_MAX_WAIT_MS if args.broker == "embedded" else 500
+        settings = Settings(bootstrap_servers=servers, fetch_max_wait_ms=wait)
         console.print("raw aiokafka pipeline, burst …")
         rb = await raw_burst(settings, args.workflows, args.tasks)
         console.print("raw aiokafka pipeline, paced …")
@@ -383,10 +387,10 @@ async def main_async(args: argparse.Namespace) -> None:
         for gate in gates:
             label = "gate on" if gate else "gate off"
             console.print(f"mesh, {label}, burst …")
-            async with running_mesh(servers, args.agents, gate) as mesh:
+            async with running_mesh(settings, args.agents, gate) as mesh:
                 fig = await mesh_burst(mesh, args.workflows, args.tasks)
             console.print(f"mesh, {label}, paced …")
-            async with running_mesh(servers, args.agents, gate) as mesh:
+            async with running_mesh(settings, args.agents, gate) as mesh:
                 paced = await mesh_paced(mesh, args.rate, args.seconds)
             cpu = fig["cpu_ms_per_task"]
             rows.append(

@@ -33,6 +33,20 @@ class Settings(BaseSettings):
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = Field(default=None, description="CA bundle that signs the brokers.")
     request_timeout_ms: int = Field(default=15_000, ge=1_000)
+    fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=0,
+        le=30_000,
+        description="How long a consumer on the task path lets the broker hold a fetch that has "
+        "nothing yet. Apache Kafka answers as soon as a record arrives, so the default costs no "
+        "latency there; the embedded broker waits the whole time, so mesh dev sets 10.",
+    )
+    max_batch_bytes: int = Field(
+        default=524_288,
+        ge=16_384,
+        description="Bytes a producer on the task path puts in one record batch (aiokafka's "
+        "16 KiB default made an assignment round of 640 records take ~32 requests).",
+    )
     max_event_bytes: int = Field(
         default=1_000_000, ge=1_024, description="Largest encoded event accepted or produced."
     )

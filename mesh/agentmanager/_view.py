@@ -18,12 +18,32 @@ import structlog
 from mesh.agentmanager._gate import ResourceGate
 from mesh.agentmanager._registry import Registry
 from mesh.errors import EventError
-from mesh.events import AgentHeartbeat, BreakerStateChanged, ConsumedRecord, Mapper
+from mesh.events import (
+    HEADER_TYPE,
+    AgentHeartbeat,
+    BreakerStateChanged,
+    ConsumedRecord,
+    Mapper,
+)
 
 log = structlog.get_logger("mesh.agentmanager")
 
 CHANNELS = ("agents", "agents.heartbeats", "tasks.results", "breakers")
 """What the Agent Manager folds (``resources`` too with the resource gate on)."""
+
+
+_RESULTS_FOLDED = frozenset(
+    {"task.assigned", "task.completed", "task.failed", "task.reassigned", None}
+)
+"""Result types that open or close an attempt (None: no type header, decode to find out)."""
+
+
+def _kind(record: ConsumedRecord) -> str | None:
+    """The ``mesh-type`` header, routed on before paying for a decode."""
+    for name, value in record.headers:
+        if name == HEADER_TYPE:
+            return value.decode(errors="replace")
+    return None
 
 
 class AgentView:
@@ -54,6 +74,8 @@ class AgentView:
         if channel == "resources":
             self._fold_resources(record)
             return
+        if channel == "tasks.results" and _kind(record) not in _RESULTS_FOLDED:
+            return  # started, progress, waiting: nothing the view counts (no decode needed)
         if record.value is None:
             if channel == "breakers" and record.key is not None:
                 self.registry.on_breaker(record.key.decode(errors="replace"), None)

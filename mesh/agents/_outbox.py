@@ -6,6 +6,9 @@ itself is keyed by its id or its breaker's name, as the event's subject.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiokafka import AIOKafkaProducer
 
 from mesh.events import (
@@ -22,9 +25,12 @@ from mesh.events import (
     TaskStarted,
 )
 from mesh.kafka.connection import kafka_errors
+from mesh.log import get_logger
 from mesh.settings import Settings
 
 Headers = list[tuple[str, bytes]]
+
+log = get_logger("mesh.agents")
 
 _CHANNEL: dict[type[Event], str] = {
     AgentRegistered: "agents",
@@ -51,12 +57,20 @@ class Outbox:
         self.mapper = mapper
         self._producer = producer
 
-    async def publish(self, event: Event) -> None:
-        """Produce ``event`` to its channel and wait for the broker's acknowledgement."""
+    async def publish(self, event: Event, *, wait: bool = True) -> None:
+        """Produce ``event`` to its channel and (unless ``wait`` is False) wait for the broker's
+        acknowledgement; a record not waited for is still sent, in order, and its failure is
+        logged (the producer's later records on its partition fail with it)."""
         key, value, headers = self.mapper.encode(event)
         if isinstance(event, TaskStarted | TaskProgress | TaskCompleted | TaskFailed):
             key = event.workflow_id.encode()
-        await self.send(_CHANNEL[type(event)], key, value, headers)
+        if wait:
+            await self.send(_CHANNEL[type(event)], key, value, headers)
+            return
+        topic = self.settings.topic(_CHANNEL[type(event)])
+        with kafka_errors(self.settings, f"produce to {topic}"):
+            future = await self._producer.send(topic, value, key=key, headers=headers)
+        future.add_done_callback(_logged)
 
     async def remove(self, channel: str, key: str) -> None:
         """A tombstone for ``key`` on the compacted ``channel``."""
@@ -69,6 +83,11 @@ class Outbox:
         topic = self.settings.topic(channel)
         with kafka_errors(self.settings, f"produce to {topic}"):
             await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+
+
+def _logged(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("record not acknowledged", error=str(future.exception()))
 
 
 __all__ = ["Headers", "Outbox"]

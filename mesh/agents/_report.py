@@ -42,7 +42,10 @@ class Reporter:
         self.agent_id = agent_id
 
     async def started(self, assigned: TaskAssigned) -> None:
-        await self.outbox.publish(TaskStarted(**self._answering(assigned)))
+        """Queue the attempt's ``TaskStarted`` without waiting for the broker: the attempt
+        runs meanwhile, and its result, produced after it on the same partition, is only
+        reported done once acknowledged (the producer keeps a partition's records in order)."""
+        await self.outbox.publish(TaskStarted(**self._answering(assigned)), wait=False)
 
     def progress_for(self, assigned: TaskAssigned) -> ProgressFn:
         """The runner's progress callback: best effort, a progress event never fails a task."""
@@ -112,7 +115,7 @@ class Reporter:
                     return Failure("output_too_large", str(exc), retriable=False)
                 output = smaller
                 continue
-            log.info("attempt completed", duration_seconds=duration)
+            log.debug("attempt completed", duration_seconds=duration)
             return None
 
     def _answering(self, assigned: TaskAssigned) -> dict[str, Any]:

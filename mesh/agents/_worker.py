@@ -27,7 +27,7 @@ from mesh.agents._report import Reporter
 from mesh.errors import BrokerError
 from mesh.events import CancelTask, Mapper, Producer
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.connection import consumer_kwargs, kafka_errors, producer_kwargs
 from mesh.log import get_logger
 from mesh.settings import Settings
 
@@ -103,14 +103,9 @@ class AgentWorker:
 
     @contextlib.asynccontextmanager
     async def _clients(self) -> AsyncIterator[tuple[AIOKafkaProducer, AIOKafkaConsumer]]:
-        kwargs = client_kwargs(self.settings)
-        producer = AIOKafkaProducer(
-            **kwargs,
-            acks="all",
-            max_request_size=max(1_048_576, self.settings.max_event_bytes + 65_536),
-        )
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings))
         consumer = AIOKafkaConsumer(
-            **kwargs,
+            **consumer_kwargs(self.settings),
             group_id=f"mesh-agent-{self.config.agent_id}",
             enable_auto_commit=False,
             auto_offset_reset="latest",

@@ -30,6 +30,10 @@ from mesh.errors import EmbeddedBrokerError
 
 HOST = "127.0.0.1"
 STATE_FILE = "embedded-broker.json"
+FETCH_MAX_WAIT_MS = 10
+"""``fetch_max_wait_ms`` for clients of the embedded broker: it holds a fetch for the whole wait
+even when records arrive meanwhile (Apache Kafka answers at once), so aiokafka's 500 ms made
+every hop of the task path cost about a quarter of a second."""
 
 
 def find_tansu_binary() -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mesh.broker.embedded import EmbeddedBroker
+from mesh.broker.embedded import FETCH_MAX_WAIT_MS, EmbeddedBroker
 from mesh.errors import MeshError
 from mesh.settings import Settings
 from mesh.supervisor import Child, Supervisor
@@ -94,17 +94,18 @@ class DevMesh:
 
     async def start(self) -> None:
         """Broker, topics, components, agents; returns once all of them consume."""
+        update: dict[str, object] = {"resource_gate": self.options.resources}
         if self.options.bootstrap is None:
             # In a session of its own, so the terminal's Ctrl-C does not reach it: the broker
             # must outlive every client that still publishes on its way out; stop() ends it last.
             broker = EmbeddedBroker(self.options.port)
             self.broker = await asyncio.to_thread(broker.start, detach=True)
-            servers = self.broker.bootstrap_servers
+            update["bootstrap_servers"] = self.broker.bootstrap_servers
+            if "fetch_max_wait_ms" not in self.settings.model_fields_set:
+                update["fetch_max_wait_ms"] = FETCH_MAX_WAIT_MS
         else:
-            servers = self.options.bootstrap
-        self.settings = self.settings.model_copy(
-            update={"bootstrap_servers": servers, "resource_gate": self.options.resources}
-        )
+            update["bootstrap_servers"] = self.options.bootstrap
+        self.settings = self.settings.model_copy(update=update)
         declarations = load_topics(self.options.topics_dir, prefix=self.settings.topic_prefix)
         await apply_topics(self.settings, declarations.topics)
         if self.options.resources:

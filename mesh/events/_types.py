@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
-from pydantic import UUID7, AfterValidator, AwareDatetime, Field, JsonValue
+from pydantic import UUID7, AfterValidator, AwareDatetime, Field, JsonValue, Strict
 from pydantic.json_schema import WithJsonSchema
 
 T = TypeVar("T")
@@ -20,18 +20,21 @@ _UUID7_PATTERN = (
 )
 
 
-def _freeze(value: Sequence[Any]) -> tuple[Any, ...]:
-    # Producers naturally pass lists (and JSON gives lists); a frozen event must not hold a
-    # mutable list, so every validated sequence is stored as a tuple.
-    return tuple(value)
-
-
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Seq = Annotated[Sequence[T], AfterValidator(_freeze)]
-"""An immutable sequence: a list or tuple from Python, an array from JSON; stored as a tuple."""
+if TYPE_CHECKING:  # callers may pass any sequence; validation makes it the tuple it is stored as
+    Seq = Annotated[Sequence[T], ...]
+else:
+    Seq = Annotated[tuple[T, ...], Strict(False)]
+"""An immutable sequence: a list or tuple from Python, an array from JSON; stored as a tuple.
+
+A ``tuple`` field, not ``Sequence``: pydantic validates and serialises tuples in its core,
+while a ``Sequence`` goes through Python per item (a workflow's snapshot holds thousands). Not
+strict, so that a list is taken from Python producers (strict tuples take only tuples); its
+items keep their own strictness (event models are strict, names and ids are patterned
+strings)."""
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
 """An identifier used as a Kafka key or a reference: 1–200 characters, no whitespace."""

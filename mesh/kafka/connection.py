@@ -49,6 +49,27 @@ class _Admin(_Startable, Protocol):
 Client = TypeVar("Client", bound=_Producer | _Admin)
 
 
+def consumer_kwargs(settings: Settings) -> dict[str, Any]:
+    """:func:`client_kwargs` for a consumer on the task path (how long a fetch may wait)."""
+    return {**client_kwargs(settings), "fetch_max_wait_ms": settings.fetch_max_wait_ms}
+
+
+def producer_kwargs(settings: Settings) -> dict[str, Any]:
+    """:func:`client_kwargs` for a producer on the task path: every record acknowledged by
+    all in-sync replicas, in batches of ``max_batch_bytes`` (under the topics' 1 MiB
+    ``max.message.bytes``; a larger record travels in a batch of its own), and room for the
+    largest event in one request."""
+    return {
+        **client_kwargs(settings),
+        "acks": "all",
+        "max_batch_size": settings.max_batch_bytes,
+        "max_request_size": max(1_048_576, settings.max_event_bytes) + _HEADROOM,
+    }
+
+
+_HEADROOM = 64 * 1024  # record headers and batch overhead above max_event_bytes
+
+
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments shared by every aiokafka client (producer, consumer, admin)."""
     kwargs: dict[str, Any] = {
@@ -179,8 +200,10 @@ async def open_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
 __all__ = [
     "BrokerError",
     "client_kwargs",
+    "consumer_kwargs",
     "diagnose_connect_failure",
     "kafka_errors",
     "open_admin",
+    "producer_kwargs",
     "started",
 ]

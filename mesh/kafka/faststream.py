@@ -185,6 +185,7 @@ class EventRouter(KafkaRouter):
         decoder = _Decoder(self.mapper)
         common: dict[str, Any] = {
             "group_id": group_id,
+            "fetch_max_wait_ms": self.settings.fetch_max_wait_ms,
             "auto_offset_reset": "earliest",
             "isolation_level": isolation_level,
             "listener": listener,

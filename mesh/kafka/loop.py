@@ -51,7 +51,7 @@ from aiokafka.errors import (
 
 from mesh.errors import BrokerError, ConfigError
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.connection import consumer_kwargs, kafka_errors, producer_kwargs
 from mesh.kafka.partitions import cluster_metadata
 from mesh.kafka.records import ConsumedRecord
 from mesh.kafka.transactions import supports_transactions
@@ -254,9 +254,8 @@ class PartitionLoop:
         if wanted is None:
             wanted = await supports_transactions(self.settings, f"{self.group_id}-probe")
         self.transactional = wanted
-        kwargs = client_kwargs(self.settings)
         consumer = AIOKafkaConsumer(
-            **kwargs,
+            **consumer_kwargs(self.settings),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -265,8 +264,11 @@ class PartitionLoop:
         )
         plain = None
         if not wanted:
-            options = self.app.producer_options(transactional=False)
-            plain = AIOKafkaProducer(**kwargs, acks="all", **options)
+            options = {
+                **producer_kwargs(self.settings),
+                **self.app.producer_options(transactional=False),
+            }
+            plain = AIOKafkaProducer(**options)
         try:
             with kafka_errors(self.settings, f"connect the {self.app.name} to Kafka"):
                 await consumer.start()
@@ -518,11 +520,15 @@ class PartitionLoop:
         partition's previous owner); None without."""
         if not self.transactional:
             return None
-        producer = AIOKafkaProducer(
-            **client_kwargs(self.settings),
+        options = {
+            **producer_kwargs(self.settings),
             **self.app.producer_options(transactional=True),
-            transactional_id=f"{self.group_id}-{number}",
-        )
+            # A commit that meets CONCURRENT_TRANSACTIONS (the previous one still completing on
+            # the coordinator) is retried after this: aiokafka's 100 ms put the transaction
+            # p99 at ~135 ms, 10 ms at ~35 ms.
+            "retry_backoff_ms": 10,
+        }
+        producer = AIOKafkaProducer(**options, transactional_id=f"{self.group_id}-{number}")
         try:
             with kafka_errors(self.settings, f"open the producer of partition {number}"):
                 await producer.start()  # InitProducerId: fences the partition's last owner

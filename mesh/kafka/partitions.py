@@ -10,6 +10,7 @@ function, so "the broker was slow to answer" is never mistaken for "the topic do
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -32,7 +33,14 @@ def partition_for(key: str | bytes, partitions: int | Iterable[int]) -> int:
     ordered = range(partitions) if isinstance(partitions, int) else sorted(partitions)
     if not ordered:
         raise ValueError("the topic has no partitions")
-    return ordered[int(murmur2(data) & 0x7FFFFFFF) % len(ordered)]
+    return ordered[_hash(data) % len(ordered)]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _hash(data: bytes) -> int:
+    """murmur2 as the Java client computes it; aiokafka's is pure Python, and the same keys
+    (workflow ids, agent ids) come back with every record."""
+    return int(murmur2(data) & 0x7FFFFFFF)
 
 
 def client_of(client: Any) -> Any:

@@ -33,8 +33,9 @@ _PROBE_MS = 10
 _MAX_RECORDS = 5_000
 
 
-def reader(settings: Settings) -> AIOKafkaConsumer:
-    """A group-less consumer for reading partitions by hand (call ``start`` and ``stop``)."""
+def reader(settings: Settings, *, follow: bool = False) -> AIOKafkaConsumer:
+    """A group-less consumer for reading partitions by hand (call ``start`` and ``stop``);
+    ``follow`` for one that waits for new records as a task-path consumer does."""
     return AIOKafkaConsumer(
         **client_kwargs(settings),
         enable_auto_commit=False,
@@ -43,8 +44,8 @@ def reader(settings: Settings) -> AIOKafkaConsumer:
         max_partition_fetch_bytes=4 * 1024 * 1024,
         # A fetch long-polls an idle partition for this long, and offset requests on the same
         # connection queue behind it: the broker default (500 ms) would make every partition
-        # switch of a rebuild cost half a second.
-        fetch_max_wait_ms=20,
+        # switch of a read to the end cost half a second.
+        fetch_max_wait_ms=settings.fetch_max_wait_ms if follow else 20,
     )
 
 
@@ -232,7 +233,7 @@ class Follower:
 
     async def run(self) -> None:
         """Assign every partition of the channels from the beginning and fold what comes."""
-        consumer = reader(self.settings)
+        consumer = reader(self.settings, follow=True)
         try:
             with kafka_errors(self.settings, self.what):
                 await consumer.start()

@@ -29,7 +29,7 @@ def schema_path(event_type: str, version: int) -> PurePosixPath:
 def event_schema(cls: type[Event]) -> dict[str, Any]:
     """The JSON Schema of one event class, with ``$schema``, ``$id`` and its Kafka key."""
     event_type, version = cls.event_type(), cls.event_version()
-    schema = cls.model_json_schema(mode="validation")
+    schema: dict[str, Any] = _array_bounds(cls.model_json_schema(mode="validation"))
     schema["$schema"] = DRAFT_2020_12
     schema["$id"] = schema_id(event_type, version)
     schema["$comment"] = (
@@ -40,6 +40,21 @@ def event_schema(cls: type[Event]) -> dict[str, Any]:
     schema["title"] = cls.__name__
     schema["x-mesh-key"] = cls.key_doc
     return schema
+
+
+def _array_bounds(node: Any) -> Any:
+    """Bounds of arrays as JSON Schema spells them: pydantic writes a tuple field's length
+    bounds as ``minLength``/``maxLength`` (string keywords, ignored on an array)."""
+    if isinstance(node, dict):
+        fixed = {k: _array_bounds(v) for k, v in node.items()}
+        if fixed.get("type") == "array":
+            for text, items in (("minLength", "minItems"), ("maxLength", "maxItems")):
+                if text in fixed:
+                    fixed[items] = fixed.pop(text)
+        return fixed
+    if isinstance(node, list):
+        return [_array_bounds(v) for v in node]
+    return node
 
 
 def render_json(schema: dict[str, Any]) -> str:

@@ -90,6 +90,7 @@ __all__ = [
     "Tick",
     "WorkflowInput",
     "decide",
+    "decide_and_fold",
     "dispatches",
     "evolve",
     "fold",
@@ -151,6 +152,24 @@ def decide(
     raises DecisionError for an input that cannot apply. Pure: the same state, input and
     context always give the same events.
     """
+    decision = _decision(state, command, ctx)
+    return decision.events if decision is not None else []
+
+
+def decide_and_fold(
+    state: WorkflowState | None, command: WorkflowInput, ctx: DecideContext
+) -> tuple[list[WorkflowEvent], WorkflowState | None]:
+    """:func:`decide`, and the state after its events: ``fold(events, state)``, which the
+    decision has already computed while recording them (folding them again costs as much)."""
+    decision = _decision(state, command, ctx)
+    if decision is None or not decision.events:
+        return [], state
+    return decision.events, decision.state.freeze()
+
+
+def _decision(
+    state: WorkflowState | None, command: WorkflowInput, ctx: DecideContext
+) -> Decision | None:
     if isinstance(command, PlanCreated):
         return _start(state, command, ctx)
     if state is None:
@@ -164,7 +183,7 @@ def decide(
         return _tick(state, command, ctx)
     if isinstance(command, TaskProgress):
         _task(state, command.task_id)
-        return []
+        return None
     if isinstance(command, _RESULTS):
         return _result(state, command, ctx)
     if isinstance(command, TaskWaiting):
@@ -172,19 +191,19 @@ def decide(
     if isinstance(command, RetryTask):
         return _retry(state, command, ctx)
     if state.is_final:
-        return []  # a control command or event for a finished workflow changes nothing
+        return None  # a control command or event for a finished workflow changes nothing
     return _control(state, command, ctx)
 
 
 def _start(
     state: WorkflowState | None, command: PlanCreated, ctx: DecideContext
-) -> list[WorkflowEvent]:
+) -> Decision | None:
     if state is not None:
         if state.workflow_id != command.workflow_id:
             raise DecisionError(
                 f"plan for workflow {command.workflow_id} given the state of {state.workflow_id}"
             )
-        return []  # the workflow exists: a redelivered or repeated plan
+        return None  # the workflow exists: a redelivered or repeated plan
     graph_of(command.plan)  # rejects a plan whose dependencies form a cycle
     decision = Decision(None, ctx, command)
     decision.record(
@@ -196,7 +215,7 @@ def _start(
         )
     )
     schedule(decision, retries=False)
-    return decision.events
+    return decision
 
 
 def _task(state: WorkflowState, task_id: str) -> TaskState:
@@ -210,7 +229,7 @@ def _result(
     state: WorkflowState,
     command: TaskAssigned | TaskStarted | TaskCompleted | TaskFailed | TaskReassigned,
     ctx: DecideContext,
-) -> list[WorkflowEvent]:
+) -> Decision | None:
     task = _task(state, command.task_id)
     if command.attempt > task.attempt:
         raise DecisionError(
@@ -222,7 +241,7 @@ def _result(
         or command.attempt < task.attempt
         or task.status not in _RESULT_FROM[type(command)]
     ):
-        return []  # stale attempt, duplicate, or a report after the task or workflow ended
+        return None  # stale attempt, duplicate, or a report after the task or workflow ended
     decision = Decision(state, ctx, command)
     decision.record(command)
     capped = state.plan.max_parallelism is not None
@@ -234,10 +253,10 @@ def _result(
         schedule(decision, retries=capped)
     elif isinstance(command, TaskReassigned):
         schedule(decision, retries=capped)
-    return decision.events
+    return decision
 
 
-def _waiting(state: WorkflowState, command: TaskWaiting, ctx: DecideContext) -> list[WorkflowEvent]:
+def _waiting(state: WorkflowState, command: TaskWaiting, ctx: DecideContext) -> Decision | None:
     task = _task(state, command.task_id)
     if command.attempt > task.attempt:
         raise DecisionError(
@@ -252,36 +271,36 @@ def _waiting(state: WorkflowState, command: TaskWaiting, ctx: DecideContext) -> 
         or (task.status != "ready" and not command.placed_elsewhere)
         or key in task.waits
     ):
-        return []  # stale attempt, placed or ended since, or a note already recorded
+        return None  # stale attempt, placed or ended since, or a note already recorded
     decision = Decision(state, ctx, command)
     decision.record(command)
-    return decision.events
+    return decision
 
 
-def _retry(state: WorkflowState, command: RetryTask, ctx: DecideContext) -> list[WorkflowEvent]:
+def _retry(state: WorkflowState, command: RetryTask, ctx: DecideContext) -> Decision | None:
     task = _task(state, command.task_id)
     if state.status in {"completed", "cancelled"} or task.status not in FAILED_STATUSES:
-        return []  # nothing failed to retry, or the workflow was cancelled on purpose
+        return None  # nothing failed to retry, or the workflow was cancelled on purpose
     decision = Decision(state, ctx, command)
     decision.record(command)
     schedule(decision, retries=state.plan.max_parallelism is not None)
-    return decision.events
+    return decision
 
 
 def _control(
     state: WorkflowState,
     command: PauseWorkflow | ResumeWorkflow | CancelWorkflow | ExternalEvent,
     ctx: DecideContext,
-) -> list[WorkflowEvent]:
+) -> Decision | None:
     wid = state.workflow_id
     if isinstance(command, PauseWorkflow):
         if state.status != "running":
-            return []
+            return None
         decision = Decision(state, ctx, command)
         decision.record(WorkflowPaused(**decision.meta(), workflow_id=wid, reason=command.reason))
     elif isinstance(command, ResumeWorkflow):
         if state.status != "paused":
-            return []
+            return None
         decision = Decision(state, ctx, command)
         decision.record(WorkflowResumed(**decision.meta(), workflow_id=wid, reason=command.reason))
         schedule(decision, retries=True)
@@ -296,19 +315,19 @@ def _control(
             if state.tasks[t].status == "pending" and state.tasks[t].trigger_payload is None
         ]
         if not waiting:
-            return []  # no task waits for it (any more): nothing to record
+            return None  # no task waits for it (any more): nothing to record
         decision = Decision(state, ctx, command)
         decision.record(command)
         schedule(decision, retries=False)
-    return decision.events
+    return decision
 
 
-def _tick(state: WorkflowState, command: Tick, ctx: DecideContext) -> list[WorkflowEvent]:
+def _tick(state: WorkflowState, command: Tick, ctx: DecideContext) -> Decision | None:
     if state.is_final or not any_due(state.timers, command.now):
-        return []
+        return None
     decision = Decision(state, ctx, None)
     fire_timers(decision, command.now)
-    return decision.events
+    return decision
 
 
 _RESULTS = (TaskAssigned, TaskStarted, TaskCompleted, TaskFailed, TaskReassigned)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mesh.broker.embedded import EmbeddedBroker
+from mesh.broker.embedded import FETCH_MAX_WAIT_MS, EmbeddedBroker
 from mesh.errors import EmbeddedBrokerError
 from mesh.settings import Settings
 
@@ -30,5 +30,10 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture
 def embedded_settings(embedded_broker: EmbeddedBroker, topic_prefix: str) -> Settings:
-    """Settings pointing at the embedded broker under a fresh topic prefix."""
-    return Settings(bootstrap_servers=embedded_broker.bootstrap_servers, topic_prefix=topic_prefix)
+    """Settings pointing at the embedded broker under a fresh topic prefix (with the short
+    fetch wait its clients need, as mesh dev sets it)."""
+    return Settings(
+        bootstrap_servers=embedded_broker.bootstrap_servers,
+        topic_prefix=topic_prefix,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )

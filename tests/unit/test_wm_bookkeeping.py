@@ -3,6 +3,7 @@ where a rebuild starts, the replay's field-by-field comparison, and the exported
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -103,6 +104,23 @@ def test_snapshot_at_start_every_n_events_and_at_the_end() -> None:
     assert policy.due(ended, tracked(started_state(), since=1)), "reopened by a RetryTask"
     unrecorded = tracked(started_state(), since=1, snapshotted=False)
     assert policy.due(running, unrecorded), "workflow.state holds nothing for it yet"
+
+
+def test_large_workflows_are_snapshotted_by_size_and_all_after_a_while() -> None:
+    """A snapshot costs in proportion to the tasks: a workflow with more tasks than twice
+    ``every`` waits for half as many events as it has tasks; any workflow with new events is
+    snapshotted once ``max_age`` has passed since its last snapshot."""
+    policy = SnapshotPolicy(every=3, per_task=0.5, max_age=60)
+    big = started_state(tasks=20)
+    running = tracked(big, since=1)
+    assert not policy.due(running, tracked(big, since=9))
+    assert policy.due(running, tracked(big, since=10))
+    last = datetime(2030, 1, 1, tzinfo=UTC)
+    aged = replace(tracked(big, since=1), snapshot_at=last)
+    assert not policy.due(running, aged, last + timedelta(seconds=59))
+    assert policy.due(running, aged, last + timedelta(seconds=60))
+    idle = replace(tracked(big, since=0), snapshot_at=last)
+    assert not policy.due(running, idle, last + timedelta(hours=1))
 
 
 def test_snapshot_every_must_be_positive() -> None:

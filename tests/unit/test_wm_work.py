@@ -181,8 +181,8 @@ def result(kind: type[TaskStarted | TaskCompleted], ready: TaskReady) -> Event:
     )
 
 
-def started_state(status: str = "running") -> WorkflowState:
-    plan = plan_created(spec("a"))
+def started_state(status: str = "running", *, tasks: int = 1) -> WorkflowState:
+    plan = plan_created(*(spec(f"t{i}" if tasks > 1 else "a") for i in range(tasks)))
     started = WorkflowStarted(
         **meta(ME, causation=plan, occurred_at=T0),
         workflow_id=WID,

@@ -436,6 +436,7 @@ def test_public_names_are_pinned() -> None:
         "WorkflowState",
         "WorkflowStatus",
         "decide",
+        "decide_and_fold",
         "dispatches",
         "evolve",
         "fold",

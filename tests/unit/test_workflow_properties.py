@@ -31,7 +31,16 @@ from mesh.events import (
     WorkflowType,
 )
 from mesh.events import RetryTask as RetryTaskCommand
-from mesh.workflows import DecideContext, Tick, WorkflowInput, WorkflowState, decide, evolve, fold
+from mesh.workflows import (
+    DecideContext,
+    Tick,
+    WorkflowInput,
+    WorkflowState,
+    decide,
+    decide_and_fold,
+    evolve,
+    fold,
+)
 from tests.unit.test_workflow_harness import WM, Flow, check_indexes, ids
 
 _IN_FLIGHT = ("ready", "assigned", "running")
@@ -173,6 +182,12 @@ def _drive(the_plan: ExecutionPlan, data: st.DataObject) -> Flow:
         first = decide(flow.state, command, DecideContext(flow.now, WM, ids(10**6)))
         again = decide(flow.state, command, DecideContext(flow.now, WM, ids(10**6)))
         assert first == again
+        # decide_and_fold's state is the events folded onto the state, without folding twice
+        events, after = decide_and_fold(
+            flow.state, command, DecideContext(flow.now, WM, ids(10**6))
+        )
+        assert events == first
+        assert after == (fold(first, flow.state) if first else flow.state)
         flow.run(command)
         seen.append(command)
     return flow

@@ -427,7 +427,7 @@ def _announce(pending: Pending, assigned: TaskAssigned) -> None:
                 waited_seconds=round(time.monotonic() - pending.since, 3),
             )
         else:
-            log.info(
+            log.debug(  # per attempt: INFO would cost much of the component's CPU
                 "task dispatched",
                 task_id=assigned.task_id,
                 attempt=assigned.attempt,

@@ -30,6 +30,8 @@ class Tracked:
     whether a tombstone is needed once it is forgotten."""
     first_offset: int | None = None
     """Offset of its ``workflow.started``, while known (what a start marker points at)."""
+    snapshot_at: datetime | None = None
+    """When this replica last wrote its snapshot (None: not this replica, or never)."""
     oversize: bool = False
     """A snapshot of it was over the size limit; a state only grows (outputs accumulate), so
     no more are tried (each try serialises the whole workflow for nothing)."""

@@ -1,8 +1,11 @@
 """Snapshots on ``workflow.state``: when to write one, what it holds, and where rebuild starts.
 
-A snapshot is written when a workflow starts, after every ``snapshot_every`` history events,
-and when it ends (or is reopened by a RetryTask), so a rebuild folds at most about
-``snapshot_every`` events per workflow and a 10,000-task workflow is not rewritten per event.
+A snapshot is written when a workflow starts, when it ends (or is reopened by a RetryTask),
+and in between bounded by count, size and time: after ``snapshot_every`` history events, or
+half as many events as the workflow has tasks if that is more (a snapshot costs in proportion
+to the workflow's size, so a 10,000-task workflow is rewritten every 5,000 events, not every
+100: the cost per event stays constant), or after ``max_age`` seconds with events since the
+last one — so a rebuild folds a bounded tail of each workflow.
 It records ``history_sequence`` and ``history_offset`` (the sequence and the offset in
 ``workflow.events`` of the last event it includes): rebuild = snapshot + the events after it.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from mesh.errors import EventTooLarge
 from mesh.events import Encoded, Mapper, Producer, WorkflowSnapshot, meta
@@ -40,19 +44,31 @@ class SnapshotPolicy:
     """Decides after each transaction which touched workflows get a new snapshot."""
 
     every: int = 100
+    per_task: float = 0.5
+    """Events per task between snapshots of a large workflow (see the module docstring)."""
+    max_age: float = 60.0
+    """Seconds after which a workflow with new events gets a snapshot whatever their number."""
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError("snapshot_every must be at least 1")
 
-    def due(self, before: Tracked | None, after: Tracked) -> bool:
-        """Snapshot at the start, on reaching or leaving a final status, and every N events
-        (and at the first chance when ``workflow.state`` holds nothing for the workflow)."""
+    def due(self, before: Tracked | None, after: Tracked, now: datetime | None = None) -> bool:
+        """Snapshot at the start, on reaching or leaving a final status, and between them by
+        count, size and time (and at the first chance when ``workflow.state`` holds nothing for
+        the workflow)."""
         if before is None or not after.snapshotted:
             return True
         if before.state.is_final != after.state.is_final:
             return True
-        return after.since_snapshot >= self.every
+        if after.since_snapshot >= max(self.every, int(len(after.state.tasks) * self.per_task)):
+            return True
+        return (
+            after.since_snapshot > 0
+            and now is not None
+            and after.snapshot_at is not None
+            and (now - after.snapshot_at).total_seconds() >= self.max_age
+        )
 
 
 def snapshot_of(state: WorkflowState, history_offset: int | None, me: Producer) -> WorkflowSnapshot:

@@ -24,7 +24,7 @@ from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for
 from mesh.kafka.produce import Outgoing
 from mesh.log import bind_event_context, get_logger
-from mesh.workflows import DecideContext, Tick, WorkflowInput, decide, dispatches, fold
+from mesh.workflows import DecideContext, Tick, WorkflowInput, decide_and_fold, dispatches
 from mesh.workflows.runtime._partition import Partition, Tracked, due_at
 from mesh.workflows.runtime._records import (
     COMMANDS,
@@ -152,10 +152,9 @@ class Work:
         tracked = self.current(workflow_id)
         state = tracked.state if tracked is not None else None
         ctx = DecideContext(now=now, producer=self._me)
-        events = decide(state, command, ctx)
+        events, new_state = decide_and_fold(state, command, ctx)
         if not events:
             return []
-        new_state = fold(events, state)
         assert new_state is not None  # folding at least one event yields a state
         number = self.partition.number
         history = [
@@ -296,7 +295,7 @@ class Work:
                     last_offset=last,
                     first_offset=first if before is None else after.first_offset,
                 )
-            if self._policy.due(before, after):
+            if self._policy.due(before, after, self._clock()):
                 after = self._snapshot(after, out)
             self._after[workflow_id] = after
         return out
@@ -323,6 +322,7 @@ class Work:
             since_snapshot=0,
             snapshotted=after.snapshotted or record is not None,
             oversize=oversize,
+            snapshot_at=self._clock(),
         )
 
     def apply(self) -> None:
