@@ -278,7 +278,6 @@ class PartitionLoop:
             await self._check_topics(consumer)
             log.info(
                 "consuming",
-                component=self.app.name,
                 group_id=self.group_id,
                 inputs=list(self.app.inputs),
                 transactional=wanted,
@@ -379,7 +378,7 @@ class PartitionLoop:
                 with kafka_errors(self.settings, "commit input offsets"):
                     await consumer.commit(commits)
             except BrokerError as exc:  # a rebalance took them; their next owner re-reads
-                log.warning("offsets not committed", component=self.app.name, error=str(exc))
+                log.warning("offsets not committed", error=str(exc))
 
     async def _write(self, number: int, decided: Decided) -> bool:
         """Write one round (and, with transactions, its offsets); False if it was given up and
@@ -417,7 +416,6 @@ class PartitionLoop:
         """Forget a failed round: abort it, let the app recover, and read its inputs again."""
         log.warning(
             "round not written; reading its inputs again",
-            component=self.app.name,
             partition=number,
             error=f"{type(error).__name__}: {error}",
         )
@@ -461,7 +459,7 @@ class PartitionLoop:
                 if waiting:
                     assert self._consumer is not None
                     self._consumer.pause(*waiting)
-            log.info("partitions assigned", component=self.app.name, partitions=sorted(numbers))
+            log.info("partitions assigned", partitions=sorted(numbers))
         except Exception as exc:  # aiokafka only logs listener errors; make the loop raise it
             self._failure = exc
 
@@ -475,7 +473,7 @@ class PartitionLoop:
             for number in numbers:
                 await self._close(number)
         if numbers:
-            log.info("partitions revoked", component=self.app.name, partitions=numbers)
+            log.info("partitions revoked", partitions=numbers)
 
     async def _adopt(self) -> None:
         """Fence, rebuild and resume the pending partitions (under the lock)."""
@@ -510,7 +508,6 @@ class PartitionLoop:
         if numbers:
             log.info(
                 "partitions adopted",
-                component=self.app.name,
                 partitions=numbers,
                 seconds=round(time.perf_counter() - began, 4),
             )
