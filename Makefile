@@ -42,6 +42,7 @@ typecheck: $(STAMP)
 checks: lint typecheck
 	$(BIN)/mesh schemas check
 	$(BIN)/mesh topics validate
+	$(BIN)/mesh topics validate --dir topics/overlays/cluster
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_serializer, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_serializer, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -28,9 +29,13 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="mesh.", description="Prefix of every topic mesh owns.")
     client_id: str = Field(default="mesh", description="Kafka client id reported to brokers.")
     security_protocol: SecurityProtocol = "PLAINTEXT"
-    sasl_mechanism: SaslMechanism | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="SASL mechanism of a SASL_* protocol [default: PLAIN]."
+    )
+    # validate_default: a SASL protocol without a user or password fails here, in one line,
+    # instead of deep inside aiokafka at the first connection.
+    sasl_username: str | None = Field(default=None, validate_default=True)
+    sasl_password: SecretStr | None = Field(default=None, validate_default=True)
     ssl_cafile: Path | None = Field(default=None, description="CA bundle that signs the brokers.")
     request_timeout_ms: int = Field(default=15_000, ge=1_000)
     fetch_max_wait_ms: int = Field(
@@ -86,6 +91,23 @@ class Settings(BaseSettings):
 
         if not re.fullmatch(r"[A-Za-z0-9._-]*", value):
             raise ValueError("topic prefix may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("sasl_username", "sasl_password")
+    @classmethod
+    def _sasl_needs_credentials(
+        cls, value: str | SecretStr | None, info: ValidationInfo
+    ) -> str | SecretStr | None:
+        protocol = info.data.get("security_protocol")
+        if value is None and isinstance(protocol, str) and protocol.startswith("SASL"):
+            variable = f"MESH_{(info.field_name or '').upper()}"
+            mechanism = info.data.get("sasl_mechanism") or "PLAIN"
+            raise PydanticCustomError(
+                "sasl_credentials",
+                "{variable} is not set, but MESH_SECURITY_PROTOCOL={protocol} logs in with SASL "
+                "({mechanism}) and needs it",
+                {"variable": variable, "protocol": protocol, "mechanism": mechanism},
+            )
         return value
 
     @field_validator("planner_templates", mode="before")

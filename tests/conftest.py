@@ -6,7 +6,10 @@ Each broker starts once per session; every test gets its own topic prefix and gr
 
 Fixture contract used by every tier:
 
-- ``real_kafka`` (session): ``.bootstrap_servers``, ``.sasl_bootstrap_servers``, ``.sasl_users``
+- ``real_kafka`` (session): ``.bootstrap_servers``, ``.sasl_bootstrap_servers``,
+  ``.sasl_ssl_bootstrap_servers``, ``.ssl_bootstrap_servers``, ``.sasl_users``, ``.ca_file``
+- ``kafka_cluster`` (session, only when asked for): the same for three nodes, plus ``.nodes``
+  to kill and restart; ``cluster_settings`` (function) restarts killed nodes around a test
 - ``embedded_broker`` (session): ``.bootstrap_servers``
 - ``topic_prefix`` (function): a fresh prefix such as ``t3f9a1c2e.``
 - ``kafka_settings`` / ``embedded_settings`` (function): ``Settings`` for that broker and prefix

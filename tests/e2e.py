@@ -30,11 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.asynccontextmanager
-async def running_mesh(settings: Settings, **options: Any) -> AsyncIterator[DevMesh]:
-    """Workflow Manager(s), dispatcher and demo agents as real processes on ``settings``."""
-    dev_options = DevOptions(
-        bootstrap=settings.bootstrap_servers, topics_dir=ROOT / "topics", **options
-    )
+async def running_mesh(
+    settings: Settings, *, topics_dir: Path = ROOT / "topics", **options: Any
+) -> AsyncIterator[DevMesh]:
+    """Workflow Manager(s), dispatcher and demo agents as real processes on ``settings``, with
+    the topics of ``topics_dir`` (``topics/overlays/cluster`` on a 3-node cluster)."""
+    dev_options = DevOptions(bootstrap=settings.bootstrap_servers, topics_dir=topics_dir, **options)
     async with DevMesh(settings, dev_options) as mesh:
         yield mesh
 
@@ -109,6 +110,23 @@ def append_command(run_log: Path, extra: str = "") -> list[str]:
     return ["python3", "-c", code, str(run_log), "{task_id}", "{attempt}"]
 
 
+def layered_plan(run_log: Path, width: int, depth: int) -> dict[str, Any]:
+    """width x depth command tasks appending to ``run_log``; each depends on the same column of
+    the layer above."""
+    tasks = []
+    for layer in range(depth):
+        for col in range(width):
+            task: dict[str, Any] = {
+                "id": f"t{layer:02d}-{col:02d}",
+                "capabilities": ["shell"],
+                "command": append_command(run_log),
+            }
+            if layer:
+                task["depends_on"] = [f"t{layer - 1:02d}-{col:02d}"]
+            tasks.append(task)
+    return {"workflow_type": "dag", "tasks": tasks}
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -121,10 +139,12 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-async def check_diamond(settings: Settings, *, exact_offsets: bool = False) -> None:
+async def check_diamond(
+    settings: Settings, *, exact_offsets: bool = False, topics_dir: Path = ROOT / "topics"
+) -> None:
     """The diamond completes, D gets B's and C's outputs, the history is in order, replay equals
     the live snapshot — through the real `mesh submit --wait --json` command."""
-    async with running_mesh(settings, shell_agents=2, python_agents=0):
+    async with running_mesh(settings, topics_dir=topics_dir, shell_agents=2, python_agents=0):
         run = await asyncio.to_thread(
             run_mesh,
             "submit",

@@ -23,6 +23,7 @@ with its health at a moment; placement works on those.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,6 +50,9 @@ AttemptKey = tuple[str, str, int]
 
 Position = tuple[int, int]
 """(partition, offset) of an ``agents`` record."""
+
+Heard = Callable[[str], tuple[datetime | None, datetime | None]]
+"""An agent id → (since when, until when) its heartbeats could be read without a gap."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,9 @@ class Registry:
         """Refused ``agents`` records by position (small: only the bad ones)."""
         self.version = 0
         """Bumped on every change, so a caller can tell whether to run placement again."""
+        self.heard: Heard | None = None
+        """Per agent, when its heartbeats' partition became readable again and when it was last
+        read (set by whoever reads them: an outage of that partition is not the agent's)."""
 
     # -- the registry, validated -------------------------------------------------------------
 
@@ -244,7 +251,11 @@ class Registry:
                 interval = beat.interval_seconds
                 reported = beat.health
                 free = beat.resources_free
-            missed = missed_heartbeats(last_seen, interval, now)
+            since, until = self.heard(agent_id) if self.heard is not None else (None, None)
+            # Silence counts only while its heartbeats could have been read: from when their
+            # partition was last reachable again, up to its last successful read.
+            since_seen = max(last_seen, since) if since is not None else last_seen
+            missed = missed_heartbeats(since_seen, interval, min(now, until or now))
             health, _dead = classify(missed, reported, self.policy)
             status = description.status if isinstance(description, AgentUpdated) else "ready"
             found.append(
@@ -277,4 +288,4 @@ class Registry:
         return dead
 
 
-__all__ = ["AttemptKey", "Position", "Refusal", "Registry", "attempt_key"]
+__all__ = ["AttemptKey", "Heard", "Position", "Refusal", "Registry", "attempt_key"]

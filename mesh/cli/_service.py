@@ -22,6 +22,9 @@ from typing import Annotated
 
 import typer
 
+from mesh.cli._app import settings_of
+from mesh.errors import BrokerUnavailable
+from mesh.kafka.connection import diagnose_connect_failure
 from mesh.log import configure_logging
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
@@ -52,8 +55,16 @@ def serve(
     structlog logger used earlier keeps the configuration it was first used with.
     """
     _service_logging(ctx, component, instance, json_logs)
+    settings = settings_of(ctx)
+
+    async def diagnosed(stop: asyncio.Event) -> None:
+        try:
+            await main(stop)
+        except BrokerUnavailable as exc:  # a refused login looks like a broker that is down
+            raise await diagnose_connect_failure(settings, exc) from exc.__cause__
+
     try:
-        asyncio.run(_until_signalled(main))
+        asyncio.run(_until_signalled(diagnosed))
     except asyncio.CancelledError:
         raise typer.Exit(130) from None
     finally:

@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import JsonValue
 
 from mesh._aio import cancel_and_wait
-from mesh.errors import CallFailed, EventError, MeshError, NoAnswer
+from mesh.errors import BrokerUnavailable, CallFailed, EventError, MeshError, NoAnswer
 from mesh.events import ApiCall, ApiComponent, Event, Mapper, Reply, meta, uuid7
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.connection import client_kwargs, diagnose_connect_failure, kafka_errors
 from mesh.kafka.partitions import topic_partitions
 from mesh.settings import Settings
 
@@ -77,8 +77,12 @@ class Connection:
         self._producer = AIOKafkaProducer(**kwargs, acks="all")
         self._consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False)
         try:
+            try:
+                with kafka_errors(self.settings, "connect the client"):
+                    await self._producer.start()
+            except BrokerUnavailable as exc:  # a refused login looks like a broker that is down
+                raise await diagnose_connect_failure(self.settings, exc) from exc.__cause__
             with kafka_errors(self.settings, "connect the client"):
-                await self._producer.start()
                 await self._consumer.start()
                 topic = self.settings.topic("replies")
                 partitions = await topic_partitions(self._consumer, self.settings, topic)

@@ -4,13 +4,21 @@ Every aiokafka client mesh creates gets its arguments from :func:`client_kwargs`
 work the same for producers, consumers and the admin client; and every call that talks to a
 broker runs inside :func:`kafka_errors`, so a user sees "broker unreachable" or "login refused"
 rather than a library traceback.
+
+aiokafka clients report a refused login, a mechanism the broker does not offer and a listener of
+another protocol all as "Unable to bootstrap"; :func:`diagnose_connect_failure` tells them apart
+by probing the first bootstrap server (does it speak TLS? which SASL mechanisms does it offer?)
+and by one raw connection with the settings, which raises the real error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import re
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -28,10 +36,14 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.protocol.admin import SaslHandShakeRequest
 
-from mesh.errors import AuthError, BrokerError, BrokerUnavailable, UnsupportedByBroker
+from mesh.errors import AuthError, BrokerError, BrokerUnavailable, ConfigError, UnsupportedByBroker
 from mesh.kafka.clients import stop_clients
-from mesh.settings import Settings
+from mesh.settings import SecurityProtocol, Settings
+
+PROBE_SECONDS = 5.0
+"""How long :func:`diagnose_connect_failure` may take to look at a listener."""
 
 
 class _Startable(Protocol):
@@ -79,10 +91,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
         "request_timeout_ms": settings.request_timeout_ms,
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
-        )
-        kwargs["ssl_context"] = context
+        kwargs["ssl_context"] = _ssl_context(settings)
     if settings.security_protocol.startswith("SASL"):
         kwargs["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
         kwargs["sasl_plain_username"] = settings.sasl_username
@@ -92,12 +101,19 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-_LOGIN_REFUSED = (
-    AuthenticationFailedError,
-    AuthenticationMethodNotSupported,
-    SaslAuthenticationFailed,
-    UnsupportedSaslMechanismError,
-)
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    cafile = settings.ssl_cafile
+    try:
+        return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    except OSError as exc:  # a missing file, or (ssl.SSLError) one that holds no certificate
+        reason = (exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror) or str(exc)
+        raise ConfigError(
+            f"MESH_SSL_CAFILE {cafile} is not a usable CA bundle ({reason}); "
+            "give the PEM file of the CA that signed the brokers' certificates"
+        ) from exc
+
+
+_LOGIN_REFUSED = (AuthenticationFailedError, SaslAuthenticationFailed)
 _NOT_AUTHORIZED = (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
@@ -116,14 +132,26 @@ def kafka_errors(settings: Settings | None = None, action: str = "talk to Kafka"
     try:
         yield
     except _LOGIN_REFUSED as exc:
+        who = f" for SASL user {settings.sasl_username!r}" if settings else ""
         raise AuthError(
-            f"could not {action}: {where} refused the SASL login ({_first_line(exc)}); "
-            "check MESH_SASL_USERNAME, MESH_SASL_PASSWORD and MESH_SASL_MECHANISM"
+            f"could not {action}: login refused by {where}{who} ({_reason(exc)}); "
+            "check MESH_SASL_USERNAME and MESH_SASL_PASSWORD"
+        ) from exc
+    except (UnsupportedSaslMechanismError, AuthenticationMethodNotSupported) as exc:
+        mechanism = (settings.sasl_mechanism or "PLAIN") if settings else "the configured one"
+        raise AuthError(
+            f"could not {action}: {where} does not offer SASL mechanism {mechanism}; "
+            "set MESH_SASL_MECHANISM to one the listener enables"
         ) from exc
     except _NOT_AUTHORIZED as exc:
         raise AuthError(
             f"could not {action}: the cluster at {where} does not authorize it "
             f"({type(exc).__name__}); ask for the ACLs the mesh needs"
+        ) from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise AuthError(
+            f"could not {action}: the TLS certificate of {where} is not trusted "
+            f"({exc.verify_message}); set MESH_SSL_CAFILE to the CA that signed it"
         ) from exc
     except ssl.SSLError as exc:
         raise AuthError(
@@ -143,32 +171,129 @@ def kafka_errors(settings: Settings | None = None, action: str = "talk to Kafka"
         raise BrokerError(f"could not {action}: {_first_line(exc)}") from exc
 
 
+def _reason(exc: KafkaError) -> str:
+    """The broker's words without aiokafka's "[Error 58] SaslAuthenticationFailed: " prefix."""
+    return re.sub(r"^\[Error \d+\] \w+: ", "", _first_line(exc))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 
 
-async def diagnose_connect_failure(settings: Settings, error: BrokerUnavailable) -> BrokerError:
-    """Tell a refused login from a broker that is down.
+@dataclass(frozen=True)
+class Listener:
+    """What a broker port speaks, as :func:`probe_listener` found it."""
 
-    aiokafka clients report both as "Unable to bootstrap" with no cause attached, so with SASL or
-    TLS settings we open one raw connection to the first bootstrap server: it raises the real
-    authentication or handshake error when that is what happened.
+    protocol: SecurityProtocol
+    mechanisms: tuple[str, ...] = ()
+    """The SASL mechanisms it enables (SASL listeners only)."""
+
+
+async def probe_listener(host: str, port: int) -> Listener | None:
+    """Find a Kafka listener's security protocol without logging in; None if no Kafka answers.
+
+    A TLS handshake that completes (the certificate is not checked: this only asks whether the
+    port speaks TLS) means SSL or SASL_SSL; then a SaslHandshake request, which every listener
+    answers before any login, tells SASL (it lists the enabled mechanisms) from no SASL (it
+    answers ILLEGAL_SASL_STATE).
     """
-    if settings.security_protocol == "PLAINTEXT":
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.open_connection(host, port, ssl=unverified)
+    except ssl.SSLError:
+        tls = False
+    except (ConnectionError, OSError):
+        tls = False
+        if not await _accepts(host, port):
+            return None
+    else:
+        tls = True
+        writer.close()
+    kwargs: dict[str, Any] = {"security_protocol": "SSL", "ssl_context": unverified} if tls else {}
+    try:
+        conn = await create_conn(host, port, **kwargs)
+    except (KafkaError, OSError):
+        return None
+    try:
+        answer = await conn.send(SaslHandShakeRequest("PLAIN"))
+    except (KafkaError, OSError):
+        return None
+    finally:
+        conn.close()
+    mechanisms = tuple(answer.enabled_mechanisms)
+    if tls:
+        return Listener("SASL_SSL", mechanisms) if mechanisms else Listener("SSL")
+    return Listener("SASL_PLAINTEXT", mechanisms) if mechanisms else Listener("PLAINTEXT")
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+def listener_mismatch(settings: Settings, listener: Listener, where: str) -> str | None:
+    """Why these settings cannot log in to ``listener`` (None if they could)."""
+    configured = settings.security_protocol
+    if listener.protocol != configured:
+        offers = f" (SASL {', '.join(listener.mechanisms)})" if listener.mechanisms else ""
+        needs = []
+        if listener.protocol.startswith("SASL") and not configured.startswith("SASL"):
+            needs += ["MESH_SASL_MECHANISM", "MESH_SASL_USERNAME", "MESH_SASL_PASSWORD"]
+        if listener.protocol.endswith("SSL") and not configured.endswith("SSL"):
+            needs.append("MESH_SSL_CAFILE (the CA that signed its certificate)")
+        also = f" and set {', '.join(needs)}" if needs else ""
+        return (
+            f"{where} is the {listener.protocol} listener{offers}, but MESH_SECURITY_PROTOCOL "
+            f"is {configured}; set MESH_SECURITY_PROTOCOL={listener.protocol}{also}"
+        )
+    mechanism = settings.sasl_mechanism or "PLAIN"
+    if listener.mechanisms and mechanism not in listener.mechanisms:
+        return (
+            f"{where} does not offer SASL mechanism {mechanism} (it offers "
+            f"{', '.join(listener.mechanisms)}); set MESH_SASL_MECHANISM to one of them"
+        )
+    return None
+
+
+async def diagnose_connect_failure(settings: Settings, error: BrokerUnavailable) -> BrokerError:
+    """Tell a refused login, a wrong mechanism or protocol, an untrusted certificate from a
+    broker that is down (``error`` when that is all there is to say)."""
+    host, _, port_text = settings.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
         return error
-    host, _, port = settings.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    where = f"{host}:{port}"
+    try:
+        async with asyncio.timeout(PROBE_SECONDS):
+            listener = await probe_listener(host, port)
+    except TimeoutError:
+        return error
+    if listener is None:
+        return error
+    mismatch = listener_mismatch(settings, listener, where)
+    if mismatch is not None:
+        return AuthError(f"could not connect to Kafka: {mismatch}")
     kwargs = client_kwargs(settings)
     kwargs.pop("bootstrap_servers")
     try:
-        with kafka_errors(settings, "connect to Kafka"):
-            conn = await create_conn(host.strip("[]"), int(port), **kwargs)
+        with kafka_errors(
+            settings.model_copy(update={"bootstrap_servers": where}), "connect to Kafka"
+        ):
+            async with asyncio.timeout(PROBE_SECONDS):
+                conn = await create_conn(host, port, **kwargs)
             conn.close()
     except (AuthError, BrokerError) as exc:
         if not isinstance(exc, BrokerUnavailable):
             return exc
-    except ValueError:
-        pass
     return error
 
 
@@ -199,11 +324,14 @@ async def open_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
 
 __all__ = [
     "BrokerError",
+    "Listener",
     "client_kwargs",
     "consumer_kwargs",
     "diagnose_connect_failure",
     "kafka_errors",
+    "listener_mismatch",
     "open_admin",
+    "probe_listener",
     "producer_kwargs",
     "started",
 ]

@@ -86,7 +86,7 @@ def faststream_broker(settings: Settings) -> KafkaBroker:
     elif use_ssl:
         security = BaseSecurity(ssl_context=ssl_context, use_ssl=True)
     return KafkaBroker(
-        settings.bootstrap_servers,
+        [server.strip() for server in settings.bootstrap_servers.split(",")],
         client_id=settings.client_id,
         request_timeout_ms=settings.request_timeout_ms,
         security=security,

@@ -230,6 +230,10 @@ class Follower:
         self._tps: list[TopicPartition] = []
         self._names: dict[str, str] = {settings.topic(c): c for c in self.channels}
         self._started = asyncio.Event()
+        self._polled: dict[TopicPartition, int] = {}
+        self._readable_since: dict[TopicPartition, int] = {}
+        self.gap_ms = max(3 * settings.fetch_max_wait_ms, 2_000)
+        """A partition not fetched for longer than this was unreachable meanwhile."""
 
     async def run(self) -> None:
         """Assign every partition of the channels from the beginning and fold what comes."""
@@ -253,10 +257,35 @@ class Follower:
                     channel = self._names[tp.topic]
                     for record in records:
                         self.fold(channel, record)
+                self._observe(consumer)
                 self.moved.set()
         finally:
             self._consumer = None
             await stop_clients(consumer)
+
+    def _observe(self, consumer: AIOKafkaConsumer) -> None:
+        """Note, per partition, since when it has been read without a gap, and until when."""
+        for tp in self._tps:
+            polled = consumer.last_poll_timestamp(tp)
+            if polled is None:
+                continue
+            last = self._polled.get(tp)
+            if last is None or polled - last > self.gap_ms:
+                self._readable_since[tp] = polled
+            self._polled[tp] = polled
+
+    def partitions(self, channel: str) -> int:
+        """How many partitions of ``channel`` are followed (0 before they are known)."""
+        topic = self.settings.topic(channel)
+        return sum(1 for tp in self._tps if tp.topic == topic)
+
+    def readable(self, tp: TopicPartition) -> tuple[int | None, int | None]:
+        """(since, until) in epoch milliseconds: ``tp`` has been fetched without a gap longer
+        than ``gap_ms`` since ``since``, last at ``until`` (None: not fetched yet).
+
+        A partition whose leader is gone is not fetched; what was not written to it meanwhile
+        says nothing about its writers."""
+        return self._readable_since.get(tp), self._polled.get(tp)
 
     async def catch_up(self, task: asyncio.Task[None] | None = None) -> None:
         """Wait until everything committed on the channels now has been folded; ``task`` is

@@ -5,6 +5,7 @@ Layers, each importing only those above it::
     _configs   Kafka 4.x topic config keys and their value rules      (pure)
     _spec      the declaration models and ``Problem``                  (pure)
     _load      YAML files → ``TopicDeclarations``, with file and line  (files)
+    _overlay   an environment's overlay of those files (``--dir``)     (files)
     _validate  offline rules; ``load_topics`` = load + validate        (files)
     _cluster   the observed cluster as plain data                      (pure)
     _plan      ``diff_topics``: declarations + cluster → ``TopicPlan``  (pure)
@@ -14,6 +15,7 @@ Layers, each importing only those above it::
 Typical use::
 
     declarations = load_topics(Path("topics"), prefix=settings.topic_prefix)
+    # on a 3-broker cluster: load_topics(Path("topics/overlays/cluster"), prefix=...)
     plan = await plan_topics(settings, declarations.topics)
     result = await apply_topics(settings, declarations.topics, allow_delete=False)
 """
@@ -33,7 +35,8 @@ from mesh.topics._cluster import (
     ObservedTopic,
 )
 from mesh.topics._configs import TOPIC_CONFIGS, config_problem
-from mesh.topics._load import DEFAULT_DIR, load_declarations
+from mesh.topics._load import DEFAULT_DIR
+from mesh.topics._overlay import OVERLAY_FILE, load_declarations
 from mesh.topics._plan import (
     Change,
     ChangeKind,
@@ -48,6 +51,7 @@ from mesh.topics._validate import load_topics, summarize, validate_declarations
 
 __all__ = [
     "DEFAULT_DIR",
+    "OVERLAY_FILE",
     "TOPIC_CONFIGS",
     "Api",
     "ApplyResult",

@@ -21,6 +21,7 @@ from mesh.topics._spec import (
     Problem,
     RawDefaults,
     RawFile,
+    RawOverlayDefaults,
     RawTopic,
     TopicDeclarations,
     TopicSpec,
@@ -43,58 +44,78 @@ def resolve_directory(directory: Path | None) -> Path:
     raise TopicSpecError(f"no topic declarations: {path} is not a directory")
 
 
-def load_declarations(
-    directory: Path | None = None, *, replication_factor: int | None = None
+def load_directory(
+    path: Path,
+    *,
+    replication_factor: int | None = None,
+    overlay: RawOverlayDefaults | None = None,
 ) -> TopicDeclarations:
-    """Read every ``*.yaml``/``*.yml`` file of ``directory`` (default ``./topics``).
+    """Read every ``*.yaml``/``*.yml`` file of the directory ``path``.
 
-    ``replication_factor`` replaces the default replication factor (not a topic's own value).
-    Problems are collected in the result; only a missing directory or no files raise.
+    ``replication_factor`` replaces the default replication factor (not a topic's own value);
+    ``overlay`` (an overlay's ``defaults``) replaces the files' defaults. Problems are collected
+    in the result; only a directory without files raises.
     """
-    path = resolve_directory(directory)
     files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
     if not files:
         raise TopicSpecError(f"no topic declarations: {path} holds no *.yaml files")
     topics: list[TopicSpec] = []
     problems: list[Problem] = []
     for file in files:
-        found, wrong = _load_file(file, replication_factor)
+        found, wrong = _load_file(file, replication_factor, overlay)
         topics.extend(found)
         problems.extend(wrong)
     return TopicDeclarations(path, tuple(str(f) for f in files), tuple(topics), tuple(problems))
 
 
-def _load_file(file: Path, replication_factor: int | None) -> tuple[list[TopicSpec], list[Problem]]:
+def read_document(file: Path) -> tuple[Any, yaml.Node | None, list[Problem]]:
+    """A YAML file's data and node tree (for lines), or the problems that stop reading it."""
     where = str(file)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [Problem(where, f"cannot read the file: {exc}")]
+        return None, None, [Problem(where, f"cannot read the file: {exc}")]
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        return [], [_yaml_problem(where, exc)]
+        return None, None, [_yaml_problem(where, exc)]
     finally:
         loader.dispose()
-    if data is None:
-        return [], []
+    return data, node, []
+
+
+def _load_file(
+    file: Path, replication_factor: int | None, overlay: RawOverlayDefaults | None
+) -> tuple[list[TopicSpec], list[Problem]]:
+    where = str(file)
+    data, node, unreadable = read_document(file)
+    if unreadable or data is None:
+        return [], unreadable
     if not isinstance(data, dict):
         return [], [Problem(where, "expected a mapping with a 'topics' list", line=1)]
-    problems = [Problem(where, msg, line=at) for msg, at in _duplicate_keys(node, topics=False)]
+    problems = [Problem(where, msg, line=at) for msg, at in duplicate_keys(node, topics=False)]
     if data.get("topics", ...) is None:  # "topics:" with nothing under it
         data["topics"] = []
     try:
         raw = RawFile.model_validate(data)
     except ValidationError as exc:
-        wrong = [_pydantic_problem(where, e, node, None, RawFile) for e in exc.errors()]
+        wrong = [pydantic_problem(where, e, node, None, RawFile) for e in exc.errors()]
         return [], problems + wrong
+    defaults = raw.defaults
+    if overlay is not None:  # the environment's defaults replace the file's
+        rf = overlay.replication_factor
+        defaults = RawDefaults(
+            partitions=defaults.partitions,
+            replication_factor=rf if rf is not None else defaults.replication_factor,
+            config={**defaults.config, **overlay.config},
+        )
     topics: list[TopicSpec] = []
-    items = _child(node, "topics")
+    items = child_node(node, "topics")
     for index, item in enumerate(raw.topics):
         item_node = items.value[index] if isinstance(items, yaml.SequenceNode) else None
-        spec, wrong = _topic(where, item, item_node, raw.defaults, replication_factor)
+        spec, wrong = _topic(where, item, item_node, defaults, replication_factor)
         problems.extend(wrong)
         if spec is not None:
             topics.append(spec)
@@ -113,25 +134,20 @@ def _topic(
         return None, [Problem(where, "each item of 'topics' must be a mapping", line=line)]
     name = item.get("name") if isinstance(item.get("name"), str) else None
     problems = [
-        Problem(where, msg, topic=name, line=at) for msg, at in _duplicate_keys(node, topics=True)
+        Problem(where, msg, topic=name, line=at) for msg, at in duplicate_keys(node, topics=True)
     ]
     try:
         raw = RawTopic.model_validate(item)
     except ValidationError as exc:
-        wrong = [_pydantic_problem(where, e, node, name, RawTopic) for e in exc.errors()]
+        wrong = [pydantic_problem(where, e, node, name, RawTopic) for e in exc.errors()]
         return None, problems + wrong
     config: dict[str, str] = {}
     for key, value in {**defaults.config, **raw.config}.items():
         text = config_text(value)
         if text is None:
-            at = _line(node, ["config", key]) if key in raw.config else line
+            at = line_of(node, ["config", key]) if key in raw.config else line
             problems.append(
-                Problem(
-                    where,
-                    f"config {key} must be a string, number, boolean or list (got {value!r})",
-                    topic=raw.name,
-                    line=at,
-                )
+                Problem(where, config_type_problem(key, value), topic=raw.name, line=at)
             )
         else:
             config[str(key)] = text
@@ -155,6 +171,10 @@ def _topic(
     return spec, problems
 
 
+def config_type_problem(key: str, value: Any) -> str:
+    return f"config {key} must be a string, number, boolean or list (got {value!r})"
+
+
 def _yaml_problem(where: str, exc: yaml.YAMLError) -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -164,7 +184,7 @@ def _yaml_problem(where: str, exc: yaml.YAMLError) -> Problem:
     return Problem(where, f"malformed YAML: {detail}", line=line)
 
 
-def _pydantic_problem(
+def pydantic_problem(
     where: str,
     error: ErrorDetails,
     node: yaml.Node | None,
@@ -174,7 +194,10 @@ def _pydantic_problem(
     loc = [part for part in error["loc"] if isinstance(part, str | int)]
     field = ".".join(str(part) for part in loc)
     if error["type"] == "extra_forbidden":
-        known = RawDefaults if model is RawFile and loc[:1] == ["defaults"] else model
+        known = model
+        nested = model.model_fields[loc[0]].annotation if loc[0] in model.model_fields else None
+        if len(loc) > 1 and isinstance(nested, type) and issubclass(nested, BaseModel):
+            known = nested  # an unknown key inside `defaults:` is compared with its fields
         hint = difflib.get_close_matches(str(loc[-1]), known.model_fields, n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         message = f"unknown field {loc[-1]!r}{suggestion}"
@@ -182,7 +205,7 @@ def _pydantic_problem(
         message = f"{field} is required"
     else:
         message = f"{field}: {error['msg'].lower()} (got {error['input']!r})"
-    return Problem(where, message, topic=topic, line=_line(node, loc))
+    return Problem(where, message, topic=topic, line=line_of(node, loc))
 
 
 def _entry(node: yaml.Node | None, key: str | int) -> tuple[yaml.Node, yaml.Node] | None:
@@ -196,12 +219,12 @@ def _entry(node: yaml.Node | None, key: str | int) -> tuple[yaml.Node, yaml.Node
     return None
 
 
-def _child(node: yaml.Node | None, key: str | int) -> yaml.Node | None:
+def child_node(node: yaml.Node | None, key: str | int) -> yaml.Node | None:
     found = _entry(node, key)
     return found[1] if found is not None else None
 
 
-def _line(node: yaml.Node | None, path: Sequence[str | int]) -> int | None:
+def line_of(node: yaml.Node | None, path: Sequence[str | int]) -> int | None:
     """Line (1-based) of the deepest key along ``path`` that exists: where a reader looks."""
     if node is None:
         return None
@@ -214,7 +237,7 @@ def _line(node: yaml.Node | None, path: Sequence[str | int]) -> int | None:
     return int(at.start_mark.line) + 1
 
 
-def _duplicate_keys(node: yaml.Node | None, *, topics: bool) -> Iterator[tuple[str, int]]:
+def duplicate_keys(node: yaml.Node | None, *, topics: bool) -> Iterator[tuple[str, int]]:
     """Keys written twice in one mapping (YAML keeps the last one silently).
 
     With ``topics=False`` the ``topics`` list is left to the per-topic pass, which knows names.
@@ -230,4 +253,4 @@ def _duplicate_keys(node: yaml.Node | None, *, topics: bool) -> Iterator[tuple[s
             seen.add(key_node.value)
         if not topics and isinstance(key_node, yaml.ScalarNode) and key_node.value == "topics":
             continue
-        yield from _duplicate_keys(value_node, topics=True)
+        yield from duplicate_keys(value_node, topics=True)

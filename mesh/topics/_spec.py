@@ -15,8 +15,22 @@ One file under ``topics/`` looks like this (names are logical; the prefix is add
           retention.ms: 7776000000
 
 The replication factor is usually left out: it then comes from ``--replication-factor`` /
-``MESH_TOPIC_REPLICATION_FACTOR`` (so one set of files serves a laptop and a 3-broker
-cluster), else the file's ``defaults``, else 1. A topic that pins its own value keeps it.
+``MESH_TOPIC_REPLICATION_FACTOR``, else the file's ``defaults``, else 1. A topic that pins its
+own value keeps it.
+
+An environment (a 3-broker cluster, production) changes the same declarations with an overlay:
+a directory holding only ``overlay.yaml``, which names its ``base`` directory, gives
+``defaults`` that replace the base files' defaults (``replication_factor``, ``config``) and
+patches named topics (``topics:`` items with ``name`` and ``partitions``,
+``replication_factor`` or ``config``)::
+
+    base: ../..                  # relative to the overlay's directory
+    defaults:
+      replication_factor: 3
+      config: {min.insync.replicas: 2}
+    topics:
+      - name: dlq
+        config: {retention.ms: 7776000000}
 """
 
 from __future__ import annotations
@@ -56,6 +70,31 @@ class RawFile(_Strict):
     """A whole file; ``topics`` items are parsed one by one so one bad topic hides no other."""
 
     defaults: RawDefaults = RawDefaults()
+    topics: list[Any] = []
+
+
+class RawOverlayDefaults(_Strict):
+    """An overlay's ``defaults:``: they replace the base files' defaults for every topic."""
+
+    replication_factor: int | None = None
+    config: dict[str, Any] = {}
+
+
+class RawPatch(_Strict):
+    """One item of an overlay's ``topics:``: a change to the base topic of that name."""
+
+    name: str
+    partitions: int | None = None
+    replication_factor: int | None = None
+    config: dict[str, Any] = {}
+
+
+class RawOverlay(_Strict):
+    """A whole ``overlay.yaml``; ``topics`` items are parsed one by one, like a file's."""
+
+    base: str
+    description: str = ""
+    defaults: RawOverlayDefaults = RawOverlayDefaults()
     topics: list[Any] = []
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mesh.errors import TopicSpecError
 from mesh.topics._configs import config_problem
-from mesh.topics._load import load_declarations
+from mesh.topics._overlay import load_declarations
 from mesh.topics._spec import Problem, TopicDeclarations, TopicSpec
 
 MAX_PARTITIONS = 1000

@@ -17,6 +17,7 @@ from mesh.workflows import WorkflowState
 from tests.e2e import (
     append_command,
     check_diamond,
+    layered_plan,
     pid_alive,
     plan_file,
     run_log_counts,
@@ -31,29 +32,13 @@ async def test_diamond_completes_on_real_kafka(kafka_settings: Settings) -> None
     await check_diamond(kafka_settings, exact_offsets=True)
 
 
-def _layered_plan(run_log: Path, width: int, depth: int) -> dict[str, Any]:
-    """width x depth tasks; each depends on the same column of the layer above."""
-    tasks = []
-    for layer in range(depth):
-        for col in range(width):
-            task: dict[str, Any] = {
-                "id": f"t{layer:02d}-{col:02d}",
-                "capabilities": ["shell"],
-                "command": append_command(run_log),
-            }
-            if layer:
-                task["depends_on"] = [f"t{layer - 1:02d}-{col:02d}"]
-            tasks.append(task)
-    return {"workflow_type": "dag", "tasks": tasks}
-
-
 async def test_kill_9_of_the_manager_mid_run_loses_and_repeats_nothing(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     """kill -9 of the Workflow Manager in the middle of a 200-task workflow, then a new one: the
     workflow completes, every task ran exactly once, and replay equals the snapshot."""
     run_log = tmp_path / "runs.log"
-    path = plan_file(tmp_path, _layered_plan(run_log, width=10, depth=20))
+    path = plan_file(tmp_path, layered_plan(run_log, width=10, depth=20))
     async with running_mesh(kafka_settings, shell_agents=3, python_agents=0) as mesh:
         submitted = await submit(kafka_settings, path)
         await wait_for(

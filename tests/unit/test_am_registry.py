@@ -114,6 +114,25 @@ def test_health_follows_heartbeats_and_silent_agents_with_work_are_presumed_dead
     assert registry.presumed_dead(at(4.5)) == []
 
 
+def test_silence_while_its_heartbeats_cannot_be_read_is_not_the_agents() -> None:
+    """A broker that leads the heartbeats' partition dies: the agent's beats stop reaching the
+    Agent Manager, which must not take it for dead (its attempts would run twice). Silence
+    counts only up to the last read of the partition, and from when it became readable again."""
+    registry = Registry(HealthPolicy(degraded_after=1, unhealthy_after=2, offline_after=5))
+    registry.fold_registry((0, 0), "a", registered("a"))
+    registry.on_heartbeat(beat("a", 1))
+    registry.on_result(assigned("a", "t1", 1.5))
+    readable: dict[str, tuple[datetime | None, datetime | None]] = {"a": (at(0), at(1.2))}
+    registry.heard = lambda agent_id: readable[agent_id]
+    assert registry.presumed_dead(at(9)) == []  # not read since 1.2 s: nothing to judge by
+    readable["a"] = (at(9), at(9.5))  # readable again from 9 s, with no beat of a's yet
+    assert registry.presumed_dead(at(9.5)) == []
+    [state] = registry.agents(at(9.5))
+    assert state.health == "healthy"
+    readable["a"] = (at(9), at(12.5))  # read for 3.5 s: still silent, now it is a's silence
+    assert registry.presumed_dead(at(12.5)) == ["a"]
+
+
 def test_an_agent_that_says_it_is_unhealthy_keeps_its_work() -> None:
     registry = Registry()
     registry.fold_registry((0, 0), "a", registered("a"))

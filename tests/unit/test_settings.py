@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -55,3 +57,35 @@ def test_bad_setting_from_environment_is_one_cli_line() -> None:
         run_mesh("broker", "status", env={"MESH_SECURITY_PROTOCOL": "CARRIER_PIGEON"})
     )
     assert "security_protocol" in line
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({"sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "svc"}, "MESH_SASL_PASSWORD"),
+        ({"sasl_password": "hunter2"}, "MESH_SASL_USERNAME"),
+    ],
+)
+def test_a_sasl_protocol_without_credentials_is_refused_naming_the_variable(
+    given: dict[str, Any], missing: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"{missing} is not set") as raised:
+        Settings(security_protocol="SASL_SSL", **given)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_a_missing_sasl_password_is_one_cli_line_not_a_traceback() -> None:
+    """Today's 60-line aiokafka traceback, as one line naming the variable to set."""
+    line = assert_one_line_error(
+        run_mesh(
+            "topics",
+            "plan",
+            env={
+                "MESH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "MESH_SASL_MECHANISM": "SCRAM-SHA-256",
+                "MESH_SASL_USERNAME": "svc",
+            },
+        )
+    )
+    assert "MESH_SASL_PASSWORD is not set" in line
+    assert "SCRAM-SHA-256" in line

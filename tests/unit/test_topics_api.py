@@ -8,7 +8,7 @@ from pathlib import Path
 import mesh.topics
 
 PACKAGE = Path(mesh.topics.__file__).parent
-PURE = ("_configs", "_spec", "_load", "_validate", "_cluster", "_plan")
+PURE = ("_configs", "_spec", "_load", "_overlay", "_validate", "_cluster", "_plan")
 KAFKA_SIDE = ("aiokafka", "mesh.kafka", "mesh.topics._admin", "mesh.topics._apply", "mesh.cli")
 
 
@@ -16,6 +16,7 @@ def test_exported_names_are_pinned() -> None:
     """Adding or removing a public name is a decision, not an accident."""
     assert mesh.topics.__all__ == [
         "DEFAULT_DIR",
+        "OVERLAY_FILE",
         "TOPIC_CONFIGS",
         "Api",
         "ApplyResult",

@@ -5,12 +5,20 @@ group, so a replica rebuilds the whole view alone and every replica agrees on it
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+
+from aiokafka import TopicPartition
 
 from mesh.agentmanager._registry import Registry
 from mesh.agentmanager._view import AgentView
 from mesh.events import Mapper
+from mesh.kafka.partitions import partition_for
 from mesh.kafka.reader import Follower
 from mesh.settings import Settings
+
+
+def _instant(millis: int | None) -> datetime | None:
+    return datetime.fromtimestamp(millis / 1000, UTC) if millis is not None else None
 
 
 class View(AgentView):
@@ -22,6 +30,20 @@ class View(AgentView):
         super().__init__(mapper, registry, gate=gate)
         self.follower = Follower(settings, self.channels, self.fold, what="read the agent registry")
         self._task: asyncio.Task[None] | None = None
+        self._settings = settings
+        self._beat_partitions: int | None = None
+        registry.heard = self.heard
+
+    def heard(self, agent_id: str) -> tuple[datetime | None, datetime | None]:
+        """When the agent's heartbeats' partition has been readable without a gap since, and
+        when it was last read (see :meth:`Follower.readable`)."""
+        count = self.follower.partitions("agents.heartbeats")
+        if not count:
+            return None, None
+        topic = self._settings.topic("agents.heartbeats")
+        tp = TopicPartition(topic, partition_for(agent_id, count))
+        since, until = self.follower.readable(tp)
+        return _instant(since), _instant(until)
 
     @property
     def moved(self) -> asyncio.Event:
