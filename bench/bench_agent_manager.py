@@ -1,9 +1,9 @@
 """Agent Manager figures: placement decisions per second with 10, 100 and 1,000 registered agents,
 and how soon a dead agent is noticed (the reassignment threshold) at given heartbeat settings.
 
-The decision path is the one ``AgentManager._place`` runs for each waiting attempt: the agents'
-health at the round's instant (once per round), ``match_capabilities`` over all of them, then the
-strategy. Placement updates the chosen agent's outstanding count as the component does. No
+The decision path is the one the Agent Manager runs for each waiting attempt: the agents'
+health at the round's instant (once per round) indexed by a ``Placer``, then the strategy's
+choice among the capable ones. Placement updates the chosen agent's load as the component does. No
 Kafka: the figure is the ceiling the component's placement can reach, separate from produce
 cost (measured by the Kafka benchmarks).
 
@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import random
 import time
 from datetime import UTC, datetime
 
 from bench._common import report
-from mesh.agentmanager import HealthPolicy, Registry, Requirements, choose, match_capabilities
+from mesh.agentmanager import HealthPolicy, Placer, Registry, Requirements
 from mesh.agentmanager._matching import Strategy
 from mesh.events import (
     AgentHeartbeat,
@@ -77,18 +76,14 @@ def decisions_per_second(agents: int, strategy: Strategy, seconds: float = 1.0) 
     made = 0
     began = time.perf_counter()
     while time.perf_counter() - began < seconds:
-        # One round: the view once, then up to 500 placements (the component's batch size).
-        states = {a.agent_id: a for a in registry.agents(now)}
+        # One round as the component runs it: the view once, then up to 500 placements (the
+        # component's batch size) by its Placer.
+        placer = Placer(registry.agents(now))
         for i in range(500):
-            chosen = choose(
-                match_capabilities(needs[i % len(needs)], states.values()), strategy, rng
-            )
+            chosen = placer.place(needs[i % len(needs)], strategy, rng)
             made += 1
             if chosen is not None:
-                agent = chosen.agent
-                states[agent.agent_id] = dataclasses.replace(
-                    agent, outstanding=agent.outstanding + 1
-                )
+                placer.took(chosen.agent.agent_id)
     return made / (time.perf_counter() - began)
 
 

@@ -15,6 +15,8 @@ Two strategies pick from that list:
 
 from __future__ import annotations
 
+import bisect
+import functools
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +73,11 @@ class AgentState:
     labels: dict[str, str] = field(default_factory=dict)
     host: str | None = None
     version: str = ""
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        """The names of its capabilities (kept: placement asks for them per decision)."""
+        return frozenset(c.name for c in self.capabilities)
 
     @property
     def load(self) -> float:
@@ -167,6 +174,93 @@ def why_not(
     return "no_healthy_agent", f"no agent with [{names}] can take work now ({why})", ids
 
 
+class Placer:
+    """One round's placement over the agents at a moment: the same choice as
+    ``choose(match_capabilities(...))``, indexed so that a decision does not scan every agent.
+
+    The agents that may take work now are kept per capability name, ordered by rank (load
+    after one more attempt, then outstanding, then id). A requirement of one capability by name
+    — what nearly every task asks — takes the head of its list (``least_loaded``) or the better
+    of two drawn from it (``power_of_two``), skipping agents whose host lacks the resources; any
+    other requirement (levels, tags, several capabilities, preferences) is matched by scanning,
+    as before. ``took`` records a placement, so the next decision sees the agent's new load.
+    """
+
+    def __init__(self, agents: Iterable[AgentState]) -> None:
+        self.states: dict[str, AgentState] = {a.agent_id: a for a in agents}
+        self._by_name: dict[str, list[tuple[float, int, str]]] = {}
+        for agent in self.states.values():
+            if agent.unavailable() is None:
+                for name in agent.names:
+                    self._by_name.setdefault(name, []).append(_rank(agent))
+        for ranked in self._by_name.values():
+            ranked.sort()
+        self._breaking = [a.agent_id for a in self.states.values() if a.breaker != "closed"]
+
+    def place(
+        self, requirements: Requirements, strategy: Strategy, rng: random.Random | None = None
+    ) -> Candidate | None:
+        """The candidate chosen for an attempt with ``requirements``, or None."""
+        simple = _simple(requirements)
+        if simple is None:
+            return choose(match_capabilities(requirements, self.states.values()), strategy, rng)
+        ranked = self._by_name.get(simple, [])
+        needs = requirements.resources
+        if strategy == "least_loaded" or len(ranked) < 2:
+            for _, _, agent_id in ranked:
+                agent = self.states[agent_id]
+                if fits(needs, agent.resources_free):
+                    return Candidate(agent, 0)
+            return None
+        draw = rng or random
+        if needs != Resources():  # a host may lack them: draw among those that have them
+            fitting = [a for _, _, a in ranked if fits(needs, self.states[a].resources_free)]
+            if len(fitting) < 2:
+                return Candidate(self.states[fitting[0]], 0) if fitting else None
+            first, second = draw.sample(fitting, 2)
+        else:
+            i, j = draw.sample(range(len(ranked)), 2)
+            first, second = ranked[i][2], ranked[j][2]
+        best = min((self.states[first], self.states[second]), key=lambda a: _rank(a))
+        return Candidate(best, 0)
+
+    def breaking(self) -> list[AgentState]:
+        """The agents whose breaker is not closed (few, usually none)."""
+        return [self.states[agent_id] for agent_id in self._breaking]
+
+    def took(self, agent_id: str) -> AgentState:
+        """Count one more attempt on ``agent_id``; its new state."""
+        before = self.states[agent_id]
+        after = AgentState.__new__(AgentState)  # a copy with one more attempt (no replace():
+        after.__dict__.update(before.__dict__)  # it re-runs __init__ per placement)
+        object.__setattr__(after, "outstanding", before.outstanding + 1)
+        self.states[agent_id] = after
+        if before.unavailable() is None:
+            old, new = _rank(before), _rank(after)
+            available = after.unavailable() is None
+            for name in before.names:
+                ranked = self._by_name[name]
+                ranked.pop(bisect.bisect_left(ranked, old))
+                if available:
+                    bisect.insort(ranked, new)
+        return after
+
+
+def _rank(agent: AgentState) -> tuple[float, int, str]:
+    """The ranking of :class:`Candidate` without preferences: load after one more attempt."""
+    return ((agent.outstanding + 1) / agent.max_concurrency, agent.outstanding, agent.agent_id)
+
+
+def _simple(requirements: Requirements) -> str | None:
+    """The one capability name a requirement asks for by name alone, or None."""
+    if requirements.preferred or len(requirements.required) != 1:
+        return None
+    (only,) = requirements.required
+    if only.min_level is not None or only.tags:
+        return None
+    return only.name
+
+
 def _preferred(preferred: Sequence[CapabilityRequirement], caps: Sequence[Capability]) -> int:
     return sum(1 for req in preferred if any(req.met_by(cap) for cap in caps))
 
@@ -176,6 +270,7 @@ __all__ = [
     "STRATEGIES",
     "AgentState",
     "Candidate",
+    "Placer",
     "Requirements",
     "Strategy",
     "choose",

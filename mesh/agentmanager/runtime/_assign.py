@@ -8,10 +8,11 @@ Per round and partition (:meth:`Assigner.decide`), inside the partition's transa
   dead-lettered);
 - with the resource gate on, an attempt is placed only once its allocation exists; a denied
   one is failed instead (see :mod:`mesh.agentmanager._gate`);
-- placement by :func:`match_capabilities` and a strategy, skipping agents that are unhealthy,
-  offline, draining or behind an open breaker; the assignment goes to ``tasks.assigned`` keyed
-  by the agent id (only that agent acts on it) and, the same event, to ``tasks.results`` keyed
-  by the workflow id (so the Workflow Manager records it in order with the attempt's results);
+- placement by the :class:`~mesh.agentmanager.Placer` (capability matching and a strategy),
+  skipping agents that are unhealthy, offline, draining or behind an open breaker; the
+  assignment goes to ``tasks.assigned`` keyed by the agent id (only that agent acts on it)
+  and, the same event, to ``tasks.results`` keyed by the workflow id (so the Workflow Manager
+  records it in order with the attempt's results);
 - ``TaskWaiting`` on ``tasks.results`` when an attempt cannot be placed, or was placed
   elsewhere because its best agent's breaker is open — once per attempt and reason;
 - ``TaskReassigned`` for every open attempt, in this partition's workflows, of an agent silent
@@ -43,10 +44,9 @@ from mesh.agentmanager._gate import (
 )
 from mesh.agentmanager._matching import (
     AgentState,
+    Placer,
     Requirements,
     Strategy,
-    choose,
-    match_capabilities,
     why_not,
 )
 from mesh.agentmanager._registry import AttemptKey
@@ -154,10 +154,10 @@ class Assigner:
         work = Assignment(self, owned)
         for record in records:
             work.take(record)
-        states = {a.agent_id: a for a in self.view.registry.agents(now)}
+        placer = Placer(self.view.registry.agents(now))
         for pending in work.pending:
-            work.place(pending, states)
-        work.reassign(states, partitions, now)
+            work.place(pending, placer)
+        work.reassign(placer.states, partitions, now)
         work.watermark = min((p.offset for p in work.waiting), default=work.next_offset)
         if not records and not work.records and work.watermark in (None, owned.committed):
             return None  # nothing read, nothing to say: the partition stays as it is
@@ -205,7 +205,7 @@ class Assignment:
         self.pending.append(pending)
         self._keys.add(pending.key)
 
-    def place(self, pending: Pending, states: dict[str, AgentState]) -> None:
+    def place(self, pending: Pending, placer: Placer) -> None:
         """Place one waiting attempt, or keep it waiting (saying why once)."""
         allocation_id = None
         if self.assigner.view.gate is not None:
@@ -216,7 +216,7 @@ class Assignment:
                 self.waiting.append(pending)
                 return
             allocation_id = gated
-        assigned = self._choose(pending, states)
+        assigned = self._choose(pending, placer)
         if assigned is None:
             self.waiting.append(pending)
             return
@@ -231,18 +231,16 @@ class Assignment:
         self.records.append(Outgoing.of("tasks.results", encoded, workflow_id=assigned.workflow_id))
         self.placed.append((pending, assigned))
 
-    def _choose(self, pending: Pending, states: dict[str, AgentState]) -> TaskAssigned | None:
+    def _choose(self, pending: Pending, placer: Placer) -> TaskAssigned | None:
         assigner = self.assigner
         ready = pending.ready
         requirements = Requirements.of(ready.task)
         if assigner.view.gate is not None:  # the allocator granted them: do not count them twice
             requirements = dataclasses.replace(requirements, resources=Resources())
         assigner.decisions += 1
-        chosen = choose(
-            match_capabilities(requirements, states.values()), assigner.strategy, assigner.rng
-        )
+        chosen = placer.place(requirements, assigner.strategy, assigner.rng)
         if chosen is None:
-            kind, reason, ids = why_not(requirements, states.values())
+            kind, reason, ids = why_not(requirements, placer.states.values())
             self._note(pending, kind, reason, ids, placed=False)
             if not pending.announced:
                 pending.announced = True
@@ -257,15 +255,13 @@ class Assignment:
         agent = chosen.agent
         avoided = sorted(
             a.agent_id
-            for a in states.values()
-            if a.breaker != "closed"
-            and a.unavailable() is not None
-            and covers(requirements.required, a.capabilities)
+            for a in placer.breaking()
+            if a.unavailable() is not None and covers(requirements.required, a.capabilities)
         )
         if avoided:
             why = f"circuit breaker open on {', '.join(avoided)}; placed on {agent.agent_id}"
             self._note(pending, "breaker_open", why, tuple(avoided), placed=True)
-        states[agent.agent_id] = dataclasses.replace(agent, outstanding=agent.outstanding + 1)
+        placer.took(agent.agent_id)
         return TaskAssigned(
             **meta(assigner.me, causation=ready),
             workflow_id=ready.workflow_id,
