@@ -247,7 +247,7 @@ class CommandRunner:
 
     def argv_for(self, assigned: TaskAssigned) -> list[str] | Failure:
         """The rendered argv for this attempt, or why there is none."""
-        task = assigned.task
+        task = assigned.spec
         if task.command is not None and not self.config.allow_task_command:
             return Failure(
                 "command_not_allowed",
@@ -284,7 +284,7 @@ class CommandRunner:
             return Failure("timeout", "the attempt's deadline passed before it started", True)
         # The agent's own program failing to start is the agent's failure (its breaker counts
         # it); a task's own command failing to start is the task's.
-        own = assigned.task.command is None
+        own = assigned.spec.command is None
         env = child_environment(
             {
                 **self.config.env,

@@ -106,7 +106,7 @@ class HttpRunner:
 
     def body(self, assigned: TaskAssigned, limit: float | None) -> dict[str, Any]:
         """The JSON the endpoint receives for ``assigned``."""
-        task = assigned.task
+        task = assigned.spec
         return {
             "workflow_id": assigned.workflow_id,
             "task_id": assigned.task_id,

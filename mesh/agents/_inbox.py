@@ -106,6 +106,8 @@ class Inbox:
                 raise EventError(f"{event.type} does not belong on tasks.assigned")
             if event.agent_id != self.agent_id:
                 raise EventError(f"keyed to this agent but addressed to {event.agent_id!r}")
+            if isinstance(event, TaskAssigned) and event.task is None:
+                raise EventError("an assignment without its task (only the history leaves it out)")
         except EventError as exc:
             key, value, headers = dead_letter(
                 record,

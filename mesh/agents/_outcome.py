@@ -61,7 +61,7 @@ def time_limit(assigned: TaskAssigned, agent_limit: float | None, now: datetime)
 
     ``None`` means no limit; zero or less means the deadline has already passed.
     """
-    limits = [agent_limit, assigned.task.timeout_seconds]
+    limits = [agent_limit, assigned.spec.timeout_seconds]
     if assigned.deadline is not None:
         limits.append((assigned.deadline - now).total_seconds())
     present = [limit for limit in limits if limit is not None]

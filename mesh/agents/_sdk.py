@@ -56,7 +56,7 @@ class TaskContext:
     @property
     def task(self) -> TaskSpec:
         """The whole task spec (name, capabilities, resources …)."""
-        return self._assigned.task
+        return self._assigned.spec
 
     @property
     def task_id(self) -> str:
@@ -76,12 +76,12 @@ class TaskContext:
 
     @property
     def prompt(self) -> str | None:
-        return self._assigned.task.prompt
+        return self._assigned.spec.prompt
 
     @property
     def inputs(self) -> Mapping[str, Any]:
         """The task's inputs (upstream outputs too, as the Workflow Manager passes them)."""
-        return self._assigned.task.inputs
+        return self._assigned.spec.inputs
 
     async def progress(
         self, percent: float | None = None, message: str = "", **details: Any
@@ -179,9 +179,9 @@ class PythonRunner:
         return next((f for f in self.functions if f.handles(task.capabilities)), None)
 
     async def run(self, assigned: TaskAssigned, progress: ProgressFn) -> Outcome:
-        function = self.function_for(assigned.task)
+        function = self.function_for(assigned.spec)
         if function is None:
-            names = ", ".join(req.name for req in assigned.task.capabilities)
+            names = ", ".join(req.name for req in assigned.spec.capabilities)
             return Failure(
                 "no_handler", f"no agent function covers the capabilities [{names}]", False
             )

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from mesh.errors import InvalidEvent
 from mesh.events._envelope import TaskEvent
 from mesh.events._plans import TaskSpec
 from mesh.events._types import Id, JsonObject, Name, Seq, ShortText, Text, UtcDatetime
@@ -55,13 +56,27 @@ class TaskAssigned(_AddressedToAgent):
     type: Literal["task.assigned"] = "task.assigned"
     schema_version: Literal[1] = 1
 
-    task: TaskSpec = Field(description="What to run.")
+    task: TaskSpec | None = Field(
+        default=None,
+        description="What to run. Always set on `tasks.assigned`; left out when the Workflow "
+        "Manager records the assignment in the history, where the plan already holds it.",
+    )
     allocation_id: Id | None = Field(
         default=None, description="Resource allocation the attempt runs under; released after."
     )
     deadline: UtcDatetime | None = Field(
         default=None, description="When the agent must give up (start + the task's timeout)."
     )
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task to run; an assignment read from ``tasks.assigned`` always carries it."""
+        if self.task is None:
+            raise InvalidEvent(
+                f"the assignment of {self.workflow_id}/{self.task_id} attempt {self.attempt} "
+                "has no task (only the history leaves it out)"
+            )
+        return self.task
 
 
 class CancelTask(_AddressedToAgent):

@@ -243,7 +243,12 @@ def _result(
     ):
         return None  # stale attempt, duplicate, or a report after the task or workflow ended
     decision = Decision(state, ctx, command)
-    decision.record(command)
+    if isinstance(command, TaskAssigned) and command.task is not None:
+        # The plan holds the task: the history need not repeat it per attempt (it made every
+        # assignment the largest event, and replay decode it).
+        decision.record(command.model_copy(update={"task": None}))
+    else:
+        decision.record(command)
     capped = state.plan.max_parallelism is not None
     if isinstance(command, TaskCompleted):
         schedule(decision, retries=capped)
