@@ -16,6 +16,7 @@ brace-escaped there (``{`` → ``{{``): a description holding ``{x}`` cannot smu
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -49,7 +50,7 @@ OPERATORS = (
 def lookup(namespace: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path (list items by index), or the module's missing marker."""
     current: Any = namespace
-    for segment in path.strip().split("."):
+    for segment in _segments(path):
         if isinstance(current, Mapping) and segment in current:
             current = current[segment]
         elif isinstance(current, Sequence) and not isinstance(current, str) and segment.isdigit():
@@ -62,8 +63,13 @@ def lookup(namespace: Mapping[str, Any], path: str) -> Any:
     return current
 
 
+@functools.lru_cache(maxsize=4_096)
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(path.strip().split("."))
+
+
 def _resolve(expr: str, namespace: Mapping[str, Any], where: str) -> Any:
-    path, sep, default = expr.partition("|")
+    path, sep, default = _parts(expr)
     value = lookup(namespace, path)
     if value is _MISSING or value is None:
         if sep:
@@ -75,12 +81,40 @@ def _resolve(expr: str, namespace: Mapping[str, Any], where: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4_096)
+def _parts(expr: str) -> tuple[str, str, str]:
+    return expr.partition("|")
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if type(value) is int:  # the common case (indices, counts): no need for the JSON encoder
         return str(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+Piece = str | tuple[str]
+"""Literal text, or ``(expression,)`` to resolve."""
+
+
+@functools.lru_cache(maxsize=4_096)
+def _compiled(template: str) -> tuple[Piece, ...] | tuple[str]:
+    """A template string cut into literal text and expressions, once per distinct template
+    (the same title or prompt is rendered for every task a step repeats): a 1-tuple holding
+    the whole string when it has nothing to substitute, ``("", (expr,))`` when it is exactly one
+    expression (which substitutes the value itself, not its text)."""
+    whole = _WHOLE.match(template)
+    if whole is not None:
+        return ("", (whole.group(1),))
+    pieces: list[Piece] = []
+    at = 0
+    for match in _ANY.finditer(template):
+        pieces.append(template[at : match.start()])
+        pieces.append("${" if match.group(0) == "$${" else (match.group(1),))
+        at = match.end()
+    pieces.append(template[at:])
+    return tuple(p for p in pieces if p != "")
 
 
 def substitute(
@@ -90,20 +124,20 @@ def substitute(
     if isinstance(value, str):
         if "$" not in value:
             return value
-        whole = _WHOLE.match(value)
-        if whole is not None:
-            result = _resolve(whole.group(1), namespace, where)
+        pieces = _compiled(value)
+        if len(pieces) == 2 and pieces[0] == "" and isinstance(pieces[1], tuple):
+            result = _resolve(pieces[1][0], namespace, where)
             if escape_braces and isinstance(result, str):
                 return _escape(result)
             return result
-
-        def one(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            text = _text(_resolve(match.group(1), namespace, where))
-            return _escape(text) if escape_braces else text
-
-        return _ANY.sub(one, value)
+        out: list[str] = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                out.append(piece)
+            else:
+                text = _text(_resolve(piece[0], namespace, where))
+                out.append(_escape(text) if escape_braces else text)
+        return "".join(out)
     if isinstance(value, Mapping):
         return {
             str(k): substitute(v, namespace, where, escape_braces=escape_braces)
