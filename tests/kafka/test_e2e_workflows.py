@@ -14,9 +14,10 @@ from mesh.events import WorkflowEvent
 from mesh.replay import replay_workflow
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState
+from tests.contract.brokers import OnKafka
+from tests.contract.task_path import TaskPathContract
 from tests.e2e import (
     append_command,
-    check_diamond,
     pid_alive,
     plan_file,
     run_log_counts,
@@ -27,8 +28,8 @@ from tests.e2e import (
 )
 
 
-async def test_diamond_completes_on_real_kafka(kafka_settings: Settings) -> None:
-    await check_diamond(kafka_settings, exact_offsets=True)
+class TestTaskPathOnKafka(OnKafka, TaskPathContract):
+    """The example diamond end to end on Apache Kafka (transactions, exact offsets)."""
 
 
 def _layered_plan(run_log: Path, width: int, depth: int) -> dict[str, Any]:
