@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from mesh.agentmanager.runtime import AgentManager
 from mesh.events import (
     CancelTask,
     CapabilityRequirement,
@@ -152,6 +153,21 @@ def agent_process(settings: Settings, agent_id: str, args: Sequence[str], tmp_pa
     """Start ``mesh agent run --id agent_id ARGS``; always stopped (killed if need be)."""
     with mesh_process(settings, agent_id, ["agent", "run", "--id", agent_id, *args], tmp_path) as p:
         yield p
+
+
+@contextlib.asynccontextmanager
+async def running_manager(settings: Settings, **options: Any) -> AsyncIterator[AgentManager]:
+    """The Agent Manager's assignment, in-process (transactional where the broker has
+    transactions; no local agent lifecycle), stopped when the block ends."""
+    manager = AgentManager(settings, **options)
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        yield manager
+    finally:
+        stop.set()
+        async with asyncio.timeout(WAIT):
+            await task
 
 
 @dataclass

@@ -19,6 +19,7 @@ from mesh.events import (
     PoolNode,
     Priority,
     Producer,
+    ResourceAllocated,
     ResourceRequested,
     Resources,
     UnitCosts,
@@ -246,6 +247,19 @@ async def records_of(settings: Settings, topic: str) -> list[Any]:
     finally:
         await stop_clients(reader)
     return found
+
+
+async def granted(settings: Settings) -> list[str]:
+    """The allocation id of every grant the ``resources`` topic holds, sorted: one per grant
+    event, since a retried request makes the allocator publish the same event again (so that
+    compaction keeps it) and a second grant would be a different event."""
+    grants: dict[object, str] = {}
+    mapper = Mapper()
+    for record in await records_of(settings, "resources"):
+        event = mapper.decode(record.value, record.headers) if record.value is not None else None
+        if isinstance(event, ResourceAllocated):
+            grants[event.event_id] = event.allocation_id
+    return sorted(grants.values())
 
 
 async def wait_for_records(

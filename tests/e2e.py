@@ -1,11 +1,10 @@
-"""End-to-end cases: the whole task path with real processes (Workflow Manager, dispatcher,
-command agents) on a real broker. The same case runs on every broker tier that supports it."""
+"""End-to-end helpers: the whole task path with real processes (planner, Workflow Manager, Agent
+Manager, command agents) on a real broker, a plan submitted, its history followed to the end."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,10 +20,8 @@ from mesh.events import WorkflowEvent
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
 from mesh.kafka.partitions import topic_partitions
-from mesh.replay import replay_workflow
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
-from tests.helpers import run_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,48 +134,6 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-async def check_diamond(
-    settings: Settings, *, exact_offsets: bool = False, topics_dir: Path = ROOT / "topics"
-) -> None:
-    """The diamond completes, D gets B's and C's outputs, the history is in order, replay equals
-    the live snapshot — through the real `mesh submit --wait --json` command."""
-    async with running_mesh(settings, topics_dir=topics_dir, shell_agents=2, python_agents=0):
-        run = await asyncio.to_thread(
-            run_mesh,
-            "submit",
-            str(ROOT / "examples" / "diamond.yaml"),
-            "--wait",
-            "--json",
-            env=settings.to_env(),
-            timeout=240,
-        )
-        assert run.code == 0, run.stderr
-        result = json.loads(run.stdout)
-        assert result["status"] == "completed"
-        assert result["tasks"]["D"]["output"]["json"] == {"joined": "HELLO olleh"}
-        workflow_id = result["workflow_id"]
-        replay = await replay_workflow(settings, workflow_id)
-    assert replay.equal is True, replay.differences
-    assert replay.state.status == "completed"
-    seq = [(e.type, getattr(e, "task_id", None)) for e in replay.events]
-    assert seq[0] == ("workflow.started", None)
-    assert seq[-1] == ("workflow.completed", None)
-    assert [e.sequence for e in replay.events] == list(range(1, len(replay.events) + 1))
-
-    def at(kind: str, task: str) -> int:
-        return seq.index((kind, task))
-
-    assert at("task.completed", "A") < at("task.scheduled", "B")
-    assert at("task.completed", "A") < at("task.scheduled", "C")
-    assert at("task.completed", "B") < at("task.scheduled", "D")
-    assert at("task.completed", "C") < at("task.scheduled", "D")
-    for task in "ABCD":
-        assert at("task.scheduled", task) < at("task.assigned", task) < at("task.started", task)
-        assert at("task.started", task) < at("task.completed", task)
-    if exact_offsets:  # Tansu's ListOffsets is not exact; real Kafka's is
-        assert await dead_letter_count(settings) == 0
 
 
 async def dead_letter_count(settings: Settings) -> int:

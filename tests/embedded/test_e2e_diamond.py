@@ -1,10 +1,11 @@
-"""The diamond on the embedded broker: at-least-once path, same outcome as on real Kafka."""
+"""The task path's contract (tests/contract/task_path.py) on the embedded broker: the at-least-once
+path, with the same outcome as on real Kafka."""
 
 from __future__ import annotations
 
-from mesh.settings import Settings
-from tests.e2e import check_diamond
+from tests.contract.brokers import OnEmbedded
+from tests.contract.task_path import TaskPathContract
 
 
-async def test_diamond_completes_on_the_embedded_broker(embedded_settings: Settings) -> None:
-    await check_diamond(embedded_settings)
+class TestTaskPathOnEmbedded(OnEmbedded, TaskPathContract):
+    """The example diamond end to end on the embedded broker."""

@@ -4,7 +4,6 @@ waits; malformed registrations to the DLQ exactly once across replicas."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -12,14 +11,13 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from mesh.agentmanager import HealthPolicy
-from mesh.agentmanager.runtime import AgentManager
 from mesh.events import (
     AgentRegistered,
     Capability,
@@ -36,7 +34,6 @@ from mesh.events import (
 from mesh.settings import Settings
 from tests._agents_support import (
     TEST,
-    WAIT,
     agent_process,
     create_topics,
     eventually,
@@ -44,6 +41,7 @@ from tests._agents_support import (
     producer,
     publish,
     reader,
+    running_manager,
     spec,
     task_ready,
 )
@@ -56,20 +54,6 @@ PY = sys.executable
 async def settings(kafka_settings: Settings) -> Settings:
     await create_topics(kafka_settings)
     return kafka_settings
-
-
-@contextlib.asynccontextmanager
-async def manager(settings: Settings, **options: object) -> AsyncIterator[AgentManager]:
-    """A running Agent Manager replica (transactional on real Kafka), stopped on exit."""
-    instance = AgentManager(settings, **options)  # type: ignore[arg-type]
-    stop = asyncio.Event()
-    task = asyncio.create_task(instance.run(stop))
-    try:
-        yield instance
-    finally:
-        stop.set()
-        async with asyncio.timeout(WAIT):
-            await task
 
 
 def of_type(events: list[Event], kind: type[Event]) -> list[object]:
@@ -107,7 +91,7 @@ async def test_three_agents_300_mixed_tasks_capable_and_balanced(
         async with (
             producer(settings) as out,
             reader(settings, "tasks.results") as results,
-            manager(settings) as am,
+            running_manager(settings) as am,
         ):
             for i, (task_id, need) in enumerate(tasks.items()):
                 task = spec(task_id, need, command=["true"])
@@ -151,7 +135,7 @@ async def test_a_killed_agents_attempts_are_reassigned_and_complete_once(
         async with (
             producer(settings) as out,
             reader(settings, "tasks.results") as results,
-            manager(settings, policy=policy) as am,
+            running_manager(settings, policy=policy) as am,
         ):
             for i, task_id in enumerate(task_ids):
                 task = spec(task_id, "w", command=[PY, "-c", script])
@@ -214,7 +198,7 @@ async def test_a_task_nobody_can_run_waits_with_a_reason_then_runs(settings: Set
     async with (
         producer(settings) as out,
         reader(settings, "tasks.results") as results,
-        manager(settings),
+        running_manager(settings),
     ):
         await publish(out, settings, "tasks.ready", task_ready(spec("rare", "rare"), "wf-r"))
         events = await results.until(
@@ -236,7 +220,7 @@ async def test_malformed_registrations_go_to_the_dlq_once_across_two_replicas(
     settings: Settings,
 ) -> None:
     await fake_agent(settings, "known", "command", "x")
-    async with manager(settings), manager(settings), producer(settings) as out:
+    async with running_manager(settings), running_manager(settings), producer(settings) as out:
         await fake_agent(settings, "known", "http", "x")  # an existing id, another kind
         bad = AgentRegistered(
             **meta(TEST, correlation_id="empty"),

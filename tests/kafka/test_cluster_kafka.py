@@ -25,8 +25,8 @@ from mesh.kafka.partitions import partition_for
 from mesh.replay import replay_workflow
 from mesh.settings import Settings
 from tests._fixtures.kafka import CLUSTER_TOPICS, partition_leader
+from tests.contract.task_path import check_diamond
 from tests.e2e import (
-    check_diamond,
     layered_plan,
     plan_file,
     run_log_counts,

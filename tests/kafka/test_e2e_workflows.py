@@ -14,9 +14,10 @@ from mesh.events import WorkflowEvent
 from mesh.replay import replay_workflow
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState
+from tests.contract.brokers import OnKafka
+from tests.contract.task_path import TaskPathContract
 from tests.e2e import (
     append_command,
-    check_diamond,
     layered_plan,
     pid_alive,
     plan_file,
@@ -28,8 +29,8 @@ from tests.e2e import (
 )
 
 
-async def test_diamond_completes_on_real_kafka(kafka_settings: Settings) -> None:
-    await check_diamond(kafka_settings, exact_offsets=True)
+class TestTaskPathOnKafka(OnKafka, TaskPathContract):
+    """The example diamond end to end on Apache Kafka (transactions, exact offsets)."""
 
 
 async def test_kill_9_of_the_manager_mid_run_loses_and_repeats_nothing(

@@ -22,8 +22,8 @@ from mesh.kafka.partitions import partition_for
 from mesh.planner import workflow_id_for
 from mesh.settings import Settings
 from mesh.topics import load_topics
+from tests.contract.planner import prepare, read_until
 from tests.e2e import running_mesh, wait_final
-from tests.embedded.test_planner_component import prepare, read_until
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -13,7 +13,7 @@ import pytest
 
 from mesh.topics import apply_topics, load_topics, plan_topics
 from tests._fixtures.kafka import secured_settings
-from tests.e2e import check_diamond
+from tests.contract.task_path import check_diamond
 from tests.helpers import assert_one_line_error, run_mesh
 from tooling.kafka.kafka_broker import ApacheKafka, BrokerState, describe
 
@@ -141,13 +141,15 @@ def test_a_component_says_the_same_one_line(
 async def test_diamond_over_scram_sha_512(real_kafka: ApacheKafka, topic_prefix: str) -> None:
     """Every component and agent logs in with SCRAM-SHA-512 (SASL_PLAINTEXT) and the diamond
     completes, replay equal to live."""
-    await check_diamond(secured_settings(real_kafka, "SASL_PLAINTEXT", topic_prefix))
+    await check_diamond(
+        secured_settings(real_kafka, "SASL_PLAINTEXT", topic_prefix), exact_offsets=True
+    )
 
 
 async def test_diamond_over_sasl_ssl(real_kafka: ApacheKafka, topic_prefix: str) -> None:
     """Every component and agent talks TLS (trusting the per-run CA) and logs in with
     SCRAM-SHA-512: the diamond completes, replay equal to live."""
-    await check_diamond(secured_settings(real_kafka, "SASL_SSL", topic_prefix))
+    await check_diamond(secured_settings(real_kafka, "SASL_SSL", topic_prefix), exact_offsets=True)
 
 
 # --------------------------------------------------------------------------------------------

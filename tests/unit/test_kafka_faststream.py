@@ -3,7 +3,7 @@ refuses is dead-lettered once and never reaches the handler, a handler decides w
 dead letter, and a broker fault is redelivered rather than dead-lettered.
 
 The same behaviour on real brokers, poison record by poison record, is in
-``tests/embedded/test_poison_records.py``.
+``tests/contract/poison.py`` (run on both brokers).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ async def test_the_handler_gets_the_decoded_event_and_its_record(app: App) -> No
         (b"x" * 1_000_001, b"k", "record is 1000001 bytes, over the limit"),
         (json.dumps({"type": "request.submitted", "schema_version": 9}).encode(), b"k", "v9"),
         # (A record with no key is refused too; TestKafkaBroker gives it b"", so that case is
-        # in tests/embedded/test_poison_records.py.)
+        # in tests/contract/poison.py.)
     ],
 )
 async def test_a_record_the_mapper_refuses_is_dead_lettered_once_and_the_next_is_handled(
