@@ -73,7 +73,8 @@ class OnEmbedded:
         return embedded_settings
 
     @pytest.fixture(scope="class")
-    def bootstrap_servers(self, embedded_broker: EmbeddedBroker) -> str:
+    @classmethod
+    def bootstrap_servers(cls, embedded_broker: EmbeddedBroker) -> str:
         """For fixtures that outlive one test (and pick their own prefix)."""
         return embedded_broker.bootstrap_servers
 
@@ -89,6 +90,7 @@ class OnKafka:
         return kafka_settings
 
     @pytest.fixture(scope="class")
-    def bootstrap_servers(self, real_kafka: ApacheKafka) -> str:
+    @classmethod
+    def bootstrap_servers(cls, real_kafka: ApacheKafka) -> str:
         """For fixtures that outlive one test (and pick their own prefix)."""
         return real_kafka.bootstrap_servers

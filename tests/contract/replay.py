@@ -103,8 +103,9 @@ class ReplayContract(Contract):
     """``mesh replay``, ``status``, ``list`` and ``watch`` on workflows a real mesh ran."""
 
     @pytest.fixture(scope="class")
+    @classmethod
     async def w(
-        self, bootstrap_servers: str, tmp_path_factory: pytest.TempPathFactory
+        cls, bootstrap_servers: str, tmp_path_factory: pytest.TempPathFactory
     ) -> AsyncIterator[World]:
         """One mesh and its completed diamond for every case of the class."""
         async with world(bootstrap_servers, tmp_path_factory.mktemp("replay")) as running:
