@@ -2,7 +2,6 @@
 
 Layers, each importing only those above it::
 
-    _times     parse --since/--until instants                          (pure)
     _diff      every field path where two states differ                (pure)
     _timeline  history → steps (event, time, task, state change); cut  (pure)
     _stepper   next / previous / jump over a history                   (pure)
@@ -34,7 +33,7 @@ from mesh.replay._timeline import (
     timeline,
     timeline_of,
 )
-from mesh.replay._times import from_millis, parse_time, to_millis
+from mesh.times import from_millis, parse_time, to_millis
 from mesh.workflows import Recorded
 
 __all__ = [

@@ -10,11 +10,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from mesh.events import WorkflowStarted
-from mesh.inspect import format_time
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
 from mesh.kafka.partitions import partition_for
 from mesh.settings import Settings
+from mesh.times import format_time
 from mesh.workflows.runtime import WorkflowManager
 from tests._inspect_support import (
     create_topics,
