@@ -12,11 +12,15 @@ Layers, each importing only those above it::
 """
 
 from mesh.kafka.history import (
+    Current,
     History,
     Live,
+    Rejection,
+    current_workflows,
     latest_snapshots,
     live_state,
     read_history,
+    rejections,
     snapshot_state,
 )
 from mesh.replay._compare import ReplayResult, replay_workflow
@@ -38,14 +42,17 @@ from mesh.workflows import Recorded
 
 __all__ = [
     "STEP_HELP",
+    "Current",
     "Difference",
     "History",
     "Live",
     "Recorded",
+    "Rejection",
     "ReplayResult",
     "ShadowResult",
     "Step",
     "Stepper",
+    "current_workflows",
     "cut",
     "describe_change",
     "diff",
@@ -57,6 +64,7 @@ __all__ = [
     "load_history",
     "parse_time",
     "read_history",
+    "rejections",
     "replay_workflow",
     "replayed_state",
     "shadow_replay",
