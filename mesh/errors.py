@@ -22,6 +22,7 @@ flag (so retries and circuit breakers count only what they should)::
     │   └── InvalidRequest     the request's own fields are wrong
     ├── DecisionError          an input the workflow aggregate cannot apply (dead-lettered)
     ├── UnknownWorkflow        workflow.events holds no history for the workflow id
+    ├── WorkflowExists         a new plan names the id of a workflow that already started
     ├── NoAnswer               no component answered a client's call in time (retriable)
     ├── CallFailed             a component answered a client's call with an error
     │   └── RequestRejected    the Task Planner rejected a submitted request
@@ -203,6 +204,20 @@ class UnknownWorkflow(MeshError):
     """``workflow.events`` holds no history for this workflow id."""
 
 
+class WorkflowExists(MeshError):
+    """A plan to start names the id of a workflow that has already started (the Workflow
+    Manager would ignore it as a repeat), so it is refused before it is published."""
+
+    def __init__(self, workflow_id: str, status: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id} already exists ({status}); a new plan needs a new id "
+            f"(leave out --workflow-id for a fresh one), or see it with 'mesh status "
+            f"{workflow_id}'",
+            workflow_id=workflow_id,
+            status=status,
+        )
+
+
 # -- the client ------------------------------------------------------------------------------
 
 
@@ -224,16 +239,22 @@ class RequestRejected(CallFailed):
     """The Task Planner answered a submitted request with ``PlanRejected``.
 
     ``kind`` is the reason's first word (a ``RejectionKind``); ``problems`` lists every problem.
-    Not retriable: the same request is planned the same way.
+    Not retriable: the same request is planned the same way. ``published`` False: the client
+    found the same fault before publishing (the planner's own request analysis), so nothing was
+    sent.
     """
 
-    def __init__(self, request_id: str, reason: str, problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self, request_id: str, reason: str, problems: Sequence[str] = (), *, published: bool = True
+    ) -> None:
+        outcome = "rejected" if published else "not submitted"
         super().__init__(
-            f"request {request_id} rejected: {reason}", kind=reason.partition(":")[0].strip()
+            f"request {request_id} {outcome}: {reason}", kind=reason.partition(":")[0].strip()
         )
         self.request_id = request_id
         self.reason = reason
         self.problems = tuple(problems)
+        self.published = published
 
 
 # -- agents ----------------------------------------------------------------------------------

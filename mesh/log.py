@@ -76,6 +76,12 @@ def bind_event_context(
     structlog.contextvars.bind_contextvars(**{k: v for k, v in values.items() if v is not None})
 
 
+def clear_event_context() -> None:
+    """Forget the ids of the message handled before: called before each record, so a line about
+    a record that carries none (garbage, dead-lettered) never wears its predecessor's ids."""
+    structlog.contextvars.unbind_contextvars("workflow_id", "correlation_id")
+
+
 def get_logger(name: str | None = None) -> Any:
     """A structlog logger; ``name`` becomes the ``logger`` field."""
     return structlog.get_logger(name) if name else structlog.get_logger()

@@ -1,6 +1,6 @@
 """Local brokers that mesh starts itself: the embedded Tansu broker."""
 
-from mesh.broker._probe import wait_until_ready
+from mesh.broker._probe import first_free_port, wait_until_ready
 from mesh.broker.embedded import (
     FETCH_MAX_WAIT_MS,
     EmbeddedBroker,
@@ -13,5 +13,6 @@ __all__ = [
     "EmbeddedBroker",
     "EmbeddedBrokerState",
     "find_tansu_binary",
+    "first_free_port",
     "wait_until_ready",
 ]

@@ -72,6 +72,15 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def first_free_port(host: str, start: int, span: int = 100) -> int:
+    """``start`` if it is free, else the next free port above it; OSError if none of the
+    ``span`` ports from ``start`` on is."""
+    for port in range(start, start + span):
+        if port_is_free(host, port):
+            return port
+    raise OSError(f"no free port on {host} in {start}-{start + span - 1}")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the kernel says is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

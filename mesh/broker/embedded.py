@@ -9,6 +9,10 @@ Two ways to run it:
 - ``with EmbeddedBroker() as broker:`` — owned by the caller (tests, ``mesh dev``), stopped on exit;
 - :meth:`EmbeddedBroker.start_background` — detached from the caller, with pid and port recorded
   in a state file so that ``mesh broker status`` and ``mesh broker stop`` find it later.
+
+``mesh dev`` records its broker in the same file (with its own pid as the owner), so every
+command finds the running mesh without ``MESH_BOOTSTRAP_SERVERS`` (:func:`recorded_broker`),
+``mesh broker status`` sees it, and a second ``mesh dev`` says where the first one runs.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ FETCH_MAX_WAIT_MS = 10
 """``fetch_max_wait_ms`` for clients of the embedded broker: it holds a fetch for the whole wait
 even when records arrive meanwhile (Apache Kafka answers at once), so aiokafka's 500 ms made
 every hop of the task path cost about a quarter of a second."""
+DEV_PORT = 9092
+"""Where ``mesh dev`` puts its broker when it is free (Kafka's own default): the next free
+port above it otherwise."""
 
 
 def find_tansu_binary() -> str:
@@ -66,10 +73,28 @@ class EmbeddedBrokerState:
     port: int
     log_file: str
     started_at: float
+    owner: str = "mesh broker start"
+    """Which command started it."""
+    owner_pid: int | None = None
+    """The ``mesh dev`` process the broker belongs to (it stops the broker when it ends)."""
+    console: str | None = None
+    """The console of that ``mesh dev``."""
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def owned(self) -> bool:
+        """True while the ``mesh dev`` that started the broker still runs."""
+        return self.owner_pid is not None and _alive(self.owner_pid)
+
+    def describe(self) -> str:
+        """``127.0.0.1:9092 (pid 41, started by mesh dev, pid 40)`` for messages."""
+        owner = self.owner
+        if self.owner_pid is not None:
+            owner += f", pid {self.owner_pid}" + ("" if self.owned else ", no longer running")
+        return f"{self.bootstrap_servers} (pid {self.pid}, started by {owner})"
 
 
 class EmbeddedBroker:
@@ -171,11 +196,11 @@ class EmbeddedBroker:
     @classmethod
     def start_background(cls, state_dir: Path, port: int | None = None) -> EmbeddedBrokerState:
         """Start a detached broker and record it in ``state_dir``; one at a time."""
-        existing = cls.read_state(state_dir)
-        if existing is not None and _alive(existing.pid):
+        existing = recorded_broker(state_dir)
+        if existing is not None:
+            how = "stop mesh dev" if existing.owned else "stop it with 'mesh broker stop'"
             raise EmbeddedBrokerError(
-                f"an embedded broker is already running on port {existing.port} "
-                f"(pid {existing.pid}); stop it with 'mesh broker stop'"
+                f"an embedded broker is already running on {existing.describe()}; {how}"
             )
         broker = cls(port, log_file=state_dir / "embedded-broker.log")
         broker.start(detach=True)
@@ -186,8 +211,7 @@ class EmbeddedBroker:
             log_file=str(broker.log_file),
             started_at=time.time(),
         )
-        state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / STATE_FILE).write_text(json.dumps(asdict(state)))
+        record_broker(state_dir, state)
         # Forget the child without stopping it: it belongs to the state file now.
         broker._process = None
         if broker._log is not None:
@@ -220,6 +244,11 @@ class EmbeddedBroker:
             raise EmbeddedBrokerError(
                 "no embedded broker is recorded; start one with 'mesh broker start'"
             )
+        if state.owned:
+            raise EmbeddedBrokerError(
+                f"the embedded broker on {state.describe()} belongs to mesh dev; stop mesh dev "
+                "instead (Ctrl-C in its terminal)"
+            )
         if _alive(state.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(state.pid, signal.SIGTERM)
@@ -231,6 +260,29 @@ class EmbeddedBroker:
                     os.kill(state.pid, signal.SIGKILL)
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         return state
+
+
+def record_broker(state_dir: Path, state: EmbeddedBrokerState) -> None:
+    """Record ``state`` as the running embedded broker (what ``recorded_broker`` finds)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / STATE_FILE
+    staged = path.with_suffix(".tmp")
+    staged.write_text(json.dumps(asdict(state)))
+    staged.replace(path)  # readers see the old record or the new one, never half of it
+
+
+def forget_broker(state_dir: Path, pid: int) -> None:
+    """Remove the record if it is still the one of the broker with ``pid``."""
+    state = EmbeddedBroker.read_state(state_dir)
+    if state is not None and state.pid == pid:
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def recorded_broker(state_dir: Path) -> EmbeddedBrokerState | None:
+    """The recorded embedded broker if its process runs (``mesh broker start`` or ``mesh
+    dev``): where commands go when no broker address is given."""
+    state = EmbeddedBroker.read_state(state_dir)
+    return state if state is not None and _alive(state.pid) else None
 
 
 def _alive(pid: int) -> bool:

@@ -1,14 +1,19 @@
 """The root ``mesh`` command: global connection flags and the error boundary.
 
 Flags override ``MESH_*`` environment variables; the resulting ``Settings`` travel in the Click
-context to every subcommand. :func:`main` is the one place where errors become a single readable
-line and an exit code, so no subcommand prints a traceback for a known situation.
+context to every subcommand. With no broker address given (no ``--bootstrap-servers``, no
+``MESH_BOOTSTRAP_SERVERS``), commands go to the embedded broker that ``mesh dev`` or ``mesh
+broker start`` recorded and that still runs, so a second terminal needs no export.
+:func:`main` is the one place where errors become a single readable line and an exit code, so
+no subcommand prints a traceback for a known situation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +21,9 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from mesh.broker.embedded import recorded_broker
 from mesh.errors import MeshError
+from mesh.events import validation_message
 from mesh.log import configure_logging
 from mesh.settings import Settings
 
@@ -87,11 +94,48 @@ def root(
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise MeshError(f"invalid setting {field}: {first['msg']}") from exc
+        raise MeshError(f"invalid setting {validation_message(exc)}") from exc
     configure_logging("cli", level=log_level.upper())
+    ctx.meta[BOOTSTRAP_GIVEN] = bootstrap_servers is not None
+    if (
+        bootstrap_servers is None
+        and "MESH_BOOTSTRAP_SERVERS" not in os.environ
+        and ctx.invoked_subcommand != "dev"  # it starts a mesh; it does not look for one
+    ):
+        running = recorded_broker(settings.state_dir)
+        if running is not None:
+            settings = settings.model_copy(update={"bootstrap_servers": running.bootstrap_servers})
     ctx.obj = settings
+
+
+BOOTSTRAP_GIVEN = "mesh.bootstrap_given"
+"""Context key: True when ``--bootstrap-servers`` was given on the root command."""
+
+
+def bootstrap_given(ctx: typer.Context) -> bool:
+    """True when the root command got ``--bootstrap-servers`` (``mesh -b HOST:PORT dev``)."""
+    return bool(ctx.find_root().meta.get(BOOTSTRAP_GIVEN))
+
+
+def mesh_command() -> str:
+    """How to run ``mesh`` again, as this process was run, so a hint works as printed: ``mesh``
+    when PATH finds this very script, else its path (``.venv/bin/mesh``), else ``python -m
+    mesh`` with this interpreter."""
+    script = Path(sys.argv[0])
+    if script.name == "mesh":
+        found = shutil.which("mesh")
+        if found is not None and Path(found).absolute() == script.absolute():
+            return "mesh"
+        return _from_here(script)
+    return f"{_from_here(Path(sys.executable))} -m mesh"
+
+
+def _from_here(path: Path) -> str:
+    try:
+        relative = path.absolute().relative_to(Path.cwd())
+    except ValueError:
+        return shlex.quote(str(path.absolute()))
+    return shlex.quote(str(relative) if relative.parent != Path() else f"./{relative}")
 
 
 def settings_of(ctx: typer.Context) -> Settings:

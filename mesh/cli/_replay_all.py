@@ -11,8 +11,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mesh.cli._output import err_console, print_json, print_table, say
-from mesh.replay import ShadowResult, from_millis, shadow_replay
+from mesh.replay import ShadowResult, shadow_replay
 from mesh.settings import Settings
+from mesh.times import format_time
 
 
 def replay_all(
@@ -61,7 +62,7 @@ def replay_all(
 
 
 def _when(millis: int | None) -> str | None:
-    return None if millis is None else from_millis(millis).isoformat()
+    return None if millis is None else format_time(millis)
 
 
 def as_dict(result: ShadowResult) -> dict[str, Any]:

@@ -3,10 +3,14 @@ tasks table and one JSON shape, so the views agree with each other."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mesh.workflows import TaskState, WorkflowState
 
@@ -58,7 +62,8 @@ def duration_text(seconds: float | None) -> str:
 
 
 def task_dict(task: TaskState, now: datetime) -> dict[str, Any]:
-    """One task as plain data (``--json``)."""
+    """One task as plain data: the one shape of ``status``, ``watch``, ``replay`` and
+    ``submit --wait`` with ``--json``."""
     return {
         "task_id": task.task_id,
         "status": task.status,
@@ -76,6 +81,7 @@ def task_dict(task: TaskState, now: datetime) -> dict[str, Any]:
         "run_seconds": seconds_between(task.started_at, task.ended_at, now),
         "error_kind": task.error_kind,
         "error": task.error_message,
+        "output": task.output,
     }
 
 
@@ -96,16 +102,25 @@ def state_dict(state: WorkflowState, now: datetime | None = None) -> dict[str, A
 
 
 def tasks_table(
-    state: WorkflowState, *, title: str | None = None, now: datetime | None = None
-) -> Table:
-    """The tasks as a table: state, attempt, agent, why waiting, durations, error."""
+    state: WorkflowState,
+    *,
+    title: str | None = None,
+    now: datetime | None = None,
+    progress: Mapping[str, str] | None = None,
+) -> Group:
+    """The tasks as a table (state, attempt, agent, why waiting, durations), then each task's
+    last error on a line of its own under it: a table column would be cut to nothing on an
+    80-column terminal, and the error is what the reader came for."""
     at = now or datetime.now(UTC)
     tasks = in_plan_order(state)
     show_waiting = any(waiting_reason(t) for t in tasks)
     table = Table(title=title, header_style="bold")
-    columns = ["task", "status", "attempt", "agent"]
+    table.add_column("task", no_wrap=True)
+    columns = ["status", "attempt", "agent"]
     columns += ["waiting"] if show_waiting else []
-    columns += ["queued", "ran", "last error"]
+    columns += ["queued", "ran"]
+    notes = {k: v for k, v in (progress or {}).items() if v}
+    columns += ["progress"] if notes else []
     for column in columns:
         table.add_column(column)
     for task in tasks:
@@ -124,17 +139,27 @@ def tasks_table(
         row += [
             duration_text(queued),
             duration_text(seconds_between(task.started_at, task.ended_at, at)),
-            _short(task.error_message),
         ]
+        row += [escape(notes.get(task.task_id, ""))] if notes else []
         table.add_row(*row)
-    return table
+    errors = [
+        Text.assemble(
+            (f"{task.task_id} ", "bold"),
+            (f"(attempt {task.attempt}{', ' + task.error_kind if task.error_kind else ''}): ", ""),
+            (_one_line(task.error_message), "red" if task.status in _FAILED else ""),
+        )
+        for task in tasks
+        if task.error_message
+    ]
+    return Group(table, *errors)
 
 
-def _short(text: str | None, width: int = 60) -> str:
-    if not text:
-        return ""
+_FAILED = frozenset({"failed", "timed_out"})
+
+
+def _one_line(text: str, limit: int = 2_000) -> str:
     line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def headline(state: WorkflowState, now: datetime | None = None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from dataclasses import asdict
@@ -10,7 +9,12 @@ from typing import Annotated
 
 import typer
 
-from mesh.broker.embedded import STATE_FILE, EmbeddedBroker, EmbeddedBrokerState
+from mesh.broker.embedded import (
+    EmbeddedBroker,
+    EmbeddedBrokerState,
+    forget_broker,
+    record_broker,
+)
 from mesh.cli._app import settings_of
 from mesh.cli._output import print_json, say
 from mesh.errors import EmbeddedBrokerError
@@ -62,7 +66,7 @@ def _run_foreground(state_dir: object, port: int | None, as_json: bool) -> None:
     existing, running = EmbeddedBroker.status(state_dir)
     if existing is not None and running:
         raise EmbeddedBrokerError(
-            f"an embedded broker is already running on port {existing.port}; "
+            f"an embedded broker is already running on {existing.describe()}; "
             "stop it with 'mesh broker stop'"
         )
     broker = EmbeddedBroker(port)
@@ -73,8 +77,7 @@ def _run_foreground(state_dir: object, port: int | None, as_json: bool) -> None:
         state = EmbeddedBrokerState(
             pid=broker.pid, port=broker.port, log_file="", started_at=time.time()
         )
-        state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / STATE_FILE).write_text(json.dumps(asdict(state)))
+        record_broker(state_dir, state)
         try:  # an interrupt right after the ready line (still flushing it) is a stop too
             if as_json:
                 print_json(_describe(state, True))
@@ -85,7 +88,7 @@ def _run_foreground(state_dir: object, port: int | None, as_json: bool) -> None:
         except KeyboardInterrupt:
             code = 0
         finally:
-            (state_dir / STATE_FILE).unlink(missing_ok=True)
+            forget_broker(state_dir, state.pid)
     if code not in (0, -signal.SIGTERM):
         raise EmbeddedBrokerError(f"the embedded broker exited with status {code}")
 
@@ -103,7 +106,9 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         say("no embedded broker is recorded", "yellow")
     else:
         word = "running" if running else "not answering"
-        say(f"embedded broker {word} on {state.bootstrap_servers} (pid {state.pid})")
+        say(f"embedded broker {word} on {state.describe()}")
+        if running and state.console:
+            say(f"  console {state.console}")
     if not running:
         raise typer.Exit(1)
 

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from mesh.cli._app import settings_of
+from mesh.cli._app import bootstrap_given, mesh_command, settings_of
+from mesh.cli._output import dumps
 from mesh.dev import DevMesh, DevOptions
 from mesh.errors import MeshError
 from mesh.settings import Settings
@@ -26,11 +27,19 @@ _QUIET_KEYS = {"event", "level", "timestamp", "component", "instance", "logger"}
 
 def dev(
     ctx: typer.Context,
-    bootstrap: Annotated[
+    bootstrap_servers: Annotated[
         str | None,
-        typer.Option(help="Use this Kafka cluster instead of starting the embedded broker."),
+        typer.Option(
+            "--bootstrap-servers",
+            "-b",
+            help="Run on this Kafka cluster instead of starting the embedded broker (the root "
+            "option 'mesh --bootstrap-servers X dev' does the same).",
+        ),
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port of the embedded broker.")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port of the embedded broker [default: 9092, or the next free one]"),
+    ] = None,
     shell_agents: Annotated[int, typer.Option(help="Demo command agents (capability shell).")] = 2,
     python_agents: Annotated[int, typer.Option(help="Demo Python agents.")] = 1,
     topics_dir: Annotated[Path, typer.Option(help="Topic declarations.")] = Path("topics"),
@@ -55,10 +64,16 @@ def dev(
 ) -> None:
     """Start broker, topics, components and demo agents; print 'mesh ready'; Ctrl-C stops all.
 
+    The embedded broker listens on 127.0.0.1:9092 (or the next free port) and is recorded, so
+    every mesh command in any terminal finds it with no MESH_BOOTSTRAP_SERVERS.
+
     Example: mesh dev   (then, in another terminal: mesh submit examples/diamond.yaml --wait)
     """
+    settings = settings_of(ctx)
+    if bootstrap_servers is None and bootstrap_given(ctx):
+        bootstrap_servers = settings.bootstrap_servers
     options = DevOptions(
-        bootstrap=bootstrap,
+        bootstrap=bootstrap_servers,
         port=port,
         shell_agents=shell_agents,
         python_agents=python_agents,
@@ -66,7 +81,7 @@ def dev(
         resources=resources,
         ui_port=ui_port or None,
     )
-    asyncio.run(_run(settings_of(ctx), options, as_json))
+    asyncio.run(_run(settings, options, as_json))
 
 
 async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
@@ -77,17 +92,34 @@ async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     async with DevMesh(settings, options, on_log=_render_json if as_json else _render) as mesh:
+        bootstrap = mesh.settings.bootstrap_servers
+        agents = options.shell_agents + options.python_agents
         if as_json:
             ready = {
                 "status": "ready",
-                "bootstrap_servers": mesh.settings.bootstrap_servers,
+                "bootstrap_servers": bootstrap,
+                "embedded": mesh.broker is not None,
+                "agents": agents,
                 "console": mesh.console_url,
+                "notes": mesh.notes,
             }
             _out.out(json.dumps(ready), highlight=False)  # one line: scripts wait for it
         else:
-            bootstrap = mesh.settings.bootstrap_servers
-            _out.print(f"mesh ready  (bootstrap {bootstrap})", style="bold green", highlight=False)
-            _out.print(f"  export MESH_BOOTSTRAP_SERVERS={bootstrap}", highlight=False)
+            where = "embedded broker" if mesh.broker is not None else "bootstrap"
+            _out.print(
+                f"mesh ready  ({where} {bootstrap}; {agents} agents registered)",
+                style="bold green",
+                highlight=False,
+            )
+            for note in mesh.notes:
+                _out.print(f"  {note}", style="yellow", highlight=False)
+            if mesh.broker is not None:  # recorded: other terminals find it by themselves
+                _out.print(
+                    f"  in another terminal: {mesh_command()} submit examples/diamond.yaml --wait",
+                    highlight=False,
+                )
+            else:
+                _out.print(f"  export MESH_BOOTSTRAP_SERVERS={bootstrap}", highlight=False)
             if mesh.console_url:
                 _out.print(f"  console {mesh.console_url}", highlight=False)
         dead = await mesh.wait(stop)
@@ -110,13 +142,15 @@ class _Console(Console):
         os.close(devnull)
 
 
-_out = _Console()
-_err = _Console(stderr=True)
+# soft_wrap: a line is never cut at the console's width (80 on a pipe), so `mesh dev > log`
+# keeps every log line and the printed command whole, and a terminal wraps them itself.
+_out = _Console(soft_wrap=True)
+_err = _Console(stderr=True, soft_wrap=True)
 
 
 def _render_json(child: Child, entry: dict[str, Any] | str) -> None:
     line = {"process": child.name, **(entry if isinstance(entry, dict) else {"event": entry})}
-    _err.out(json.dumps(line, default=str), highlight=False)
+    _err.out(dumps(line), highlight=False)
 
 
 def _render(child: Child, entry: dict[str, Any] | str) -> None:

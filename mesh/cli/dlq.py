@@ -20,6 +20,7 @@ from mesh.cli._app import settings_of
 from mesh.cli._output import err_console, print_json, print_table, say
 from mesh.events import Mapper
 from mesh.inspect import (
+    EVENT_TYPES,
     LETTER_FIELDS,
     Filter,
     Letter,
@@ -59,7 +60,9 @@ _PROGRESS_FROM = 20
 
 
 def _filter(where: str | None) -> Filter | None:
-    return parse_filter(where, known=LETTER_FIELDS) if where is not None else None
+    return (
+        parse_filter(where, known=LETTER_FIELDS, values=EVENT_TYPES) if where is not None else None
+    )
 
 
 def _reason(item: Letter) -> str:

@@ -10,7 +10,8 @@ import typer
 
 from mesh.cli._app import settings_of
 from mesh.cli._output import print_json, print_table, say
-from mesh.inspect import apply_reset, format_time, group_infos, parse_time, plan_reset
+from mesh.inspect import apply_reset, group_infos, plan_reset
+from mesh.times import format_time, parse_time, to_millis
 
 app = typer.Typer(
     help="Consumer groups of the mesh's components: lag, and reset to a point in time.\n\n"
@@ -73,8 +74,8 @@ def reset(
         str,
         typer.Option(
             "--to-time",
-            help="Reprocess from the first record at or after T (ISO 8601, no offset = UTC; "
-            "-1h; epoch ms). Needs offsets by timestamp: Apache Kafka.",
+            help="Reprocess from the first record at or after T (ISO 8601, no offset = UTC; 15m, "
+            "2h, 1d ago; epoch ms). Needs offsets by timestamp: Apache Kafka.",
         ),
     ],
     dry_run: Annotated[
@@ -84,16 +85,16 @@ def reset(
 ) -> None:
     """Move a stopped component's group back (or forward) to a point in time.
 
-    Every replica must be stopped: a group with active members is refused. Prints the offsets
-    planned per partition.
+    Every replica must be stopped: a group with active members is refused (--dry-run still
+    shows the plan, and who is in the group). Prints the offsets planned per partition.
 
     Example: mesh groups reset workflows --to-time 2026-12-05T02:00:00Z --dry-run
     """
     settings = settings_of(ctx)
-    at_ms = parse_time(to_time)
-    plan = asyncio.run(plan_reset(settings, component, at_ms))
+    at_ms = to_millis(parse_time(to_time))
+    plan = asyncio.run(plan_reset(settings, component, at_ms, dry_run=dry_run))
     if not dry_run:
-        asyncio.run(apply_reset(settings, plan))
+        asyncio.run(apply_reset(settings, plan))  # refuses while the group has members
     if as_json:
         print_json(
             {
@@ -102,6 +103,7 @@ def reset(
                 "to_time": format_time(plan.at_ms),
                 "dry_run": dry_run,
                 "applied": not dry_run,
+                "members": list(plan.members),
                 "partitions": [step.as_json() for step in plan.steps],
             }
         )
@@ -116,5 +118,12 @@ def reset(
     )
     if dry_run:
         say("dry run: nothing changed")
+        if plan.members:
+            say(
+                f"the group has {len(plan.members)} active member(s) "
+                f"({', '.join(plan.members[:5])}): stop every {plan.component} replica before "
+                "resetting for real",
+                "yellow",
+            )
     else:
         say(f"reset {plan.group}: {len(plan.steps)} partition(s) committed", "green")

@@ -15,10 +15,17 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from mesh.cli._app import settings_of
+from mesh.cli._app import mesh_command, settings_of
 from mesh.cli._output import console, print_json, print_table, say
-from mesh.errors import MeshError, PlanningError
-from mesh.planner import Planner, PlanReport, load_request_file, workflow_id_for
+from mesh.errors import ConfigError, MeshError, PlanningError
+from mesh.planner import (
+    Planner,
+    PlanReport,
+    is_request_document,
+    read_document,
+    request_from_document,
+    workflow_id_for,
+)
 from mesh.planner import format_seconds as seconds
 
 
@@ -44,7 +51,14 @@ def plan(
         extra = (*settings.planner_templates, *templates)
         settings = settings.model_copy(update={"planner_templates": extra})
     text = sys.stdin.read() if file == "-" else None
-    request = load_request_file("stdin.yaml" if file == "-" else Path(file), text=text)
+    source = "stdin.yaml" if file == "-" else file
+    document = read_document(source, text=text)
+    if isinstance(document, dict) and not is_request_document(document) and "tasks" in document:
+        raise ConfigError(
+            f"{source} is a plan file (it lists its tasks), not a request to plan; run it with "
+            f"'{mesh_command()} submit {source}'"
+        )
+    request = request_from_document(document, source)
     planner = Planner.from_settings(settings)
     try:
         report = planner.report(request)

@@ -19,7 +19,6 @@ differs (each difference is listed), or an error (one line on stderr).
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +26,7 @@ from typing import Annotated, Any
 import typer
 
 from mesh.cli._app import settings_of
-from mesh.cli._output import console, err_console, print_json, print_table, say
+from mesh.cli._output import console, dumps, err_console, print_json, print_table, say
 from mesh.cli._replay_all import replay_all
 from mesh.cli._workflow_view import headline, in_plan_order, state_dict, tasks_table
 from mesh.errors import ConfigError, DecisionError, MeshError, UnknownWorkflow
@@ -48,6 +47,7 @@ from mesh.replay import (
     timeline_of,
     to_millis,
 )
+from mesh.times import format_time
 from mesh.workflows import WorkflowState, fold
 
 
@@ -426,11 +426,11 @@ def _show_step(stepper: Stepper, step: Step, *, as_json: bool) -> None:
         sys.stdout.write(_compact(line) + "\n")
         sys.stdout.flush()
         return
-    when = step.time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    when = format_time(step.time)
     say(f"event {stepper.position}/{stepper.total}: {step.type} {step.task_id or ''} at {when}")
     say(f"  {step.change}")
     console.print(tasks_table(state, title=headline(state, step.time), now=step.time))
 
 
 def _compact(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), default=str)
+    return dumps(data)

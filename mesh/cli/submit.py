@@ -4,30 +4,24 @@ workflow and, optionally, follow it live."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Group
-from rich.live import Live
-from rich.markup import escape
-from rich.progress_bar import ProgressBar
-from rich.table import Table
 
 from mesh.cli._app import settings_of
 from mesh.cli._client import with_client
+from mesh.cli._follow import follow, stopped_following
 from mesh.cli._output import console, print_json, say
-from mesh.cli._workflow_view import STYLES
+from mesh.cli._workflow_view import STYLES, state_dict
 from mesh.client import Client, PlanRequest, WorkflowRun, load_plan_file
 from mesh.errors import ConfigError, RequestRejected
 from mesh.events import TaskRequest
 from mesh.planner import is_request_document, read_document, request_from_document, workflow_id_for
-from mesh.workflows import WorkflowState, evolve
+from mesh.workflows import WorkflowState
 
 PLAN_WAIT_SECONDS = 120.0
 """With --wait: how long a request waits for the planner's answer."""
@@ -166,9 +160,17 @@ def submit(
         else:
             say(f"submitted workflow {run.workflow_id}")
         return
-    state = asyncio.run(_follow(run, as_json=as_json, idle_timeout=idle_timeout))
+    try:
+        state = asyncio.run(_follow(run, as_json=as_json, idle_timeout=idle_timeout))
+    except KeyboardInterrupt:
+        stopped_following(run.workflow_id)
+        raise typer.Exit(130) from None
     if as_json:
-        print_json(_summary(run.workflow_id, state))
+        print_json(
+            state_dict(state)
+            if state is not None
+            else {"workflow_id": run.workflow_id, "status": "unknown", "tasks": []}
+        )
     elif state is not None:
         say(f"workflow {state.workflow_id} {state.status}", STYLES.get(state.status))
     if state is None or state.status != "completed":
@@ -210,77 +212,24 @@ async def _start(
                 "status": "rejected",
                 "reason": exc.reason,
                 "problems": list(exc.problems),
+                "published": exc.published,
             }
         )
         raise typer.Exit(1) from None
-    if wait and not as_json and run.plan is not None:
+    if run.repeated and not as_json:
+        say(
+            f"request {work.request_id} was submitted before: its workflow {run.workflow_id} "
+            "has started already (a request runs once)" + ("; following it" if wait else ""),
+            "yellow",
+        )
+    elif wait and not as_json and run.plan is not None:
         say(f"planned {len(run.plan.tasks)} tasks for request {work.request_id}")
     return run
 
 
 async def _follow(run: WorkflowRun, *, as_json: bool, idle_timeout: float) -> WorkflowState | None:
-    state: WorkflowState | None = None
-    started = time.monotonic()
-    live = (
-        Live(console=console, refresh_per_second=8) if console.is_terminal and not as_json else None
-    )
-    if not as_json and live is None:
+    if not as_json and not console.is_terminal:
         say(f"submitted workflow {run.workflow_id}; following its history")
-    with live if live is not None else contextlib.nullcontext():
-        async with contextlib.aclosing(run.events(idle_timeout=idle_timeout)) as events:
-            async for event in events:
-                state = evolve(state, event)
-                if live is not None:
-                    live.update(_table(state, time.monotonic() - started))
-                elif not as_json:
-                    task = getattr(event, "task_id", "")
-                    say(f"{event.occurred_at:%H:%M:%S} {event.type:<22} {task}")
-    return state
-
-
-def _table(state: WorkflowState, elapsed: float) -> Group:
-    """The live view: a progress bar with elapsed time over the task table."""
-    done = sum(1 for t in state.tasks.values() if t.is_final)
-    total = len(state.tasks)
-    progress = Table.grid(padding=(0, 1))
-    progress.add_row(
-        ProgressBar(total=max(total, 1), completed=done, width=40),
-        f"{done}/{total} tasks",
-        f"{elapsed:.1f} s",
+    return await follow(
+        run.settings, run.workflow_id, run.cursor, None, quiet=as_json, idle_timeout=idle_timeout
     )
-    table = Table(title=f"{state.workflow_id} — {state.status}", header_style="bold")
-    for column in ("task", "status", "attempt", "agent", "note"):
-        table.add_column(column)
-    for task in state.tasks.values():
-        style = STYLES.get(task.status)
-        note = task.error_message or task.waiting_reason or ""
-        table.add_row(
-            task.task_id,
-            f"[{style}]{task.status}[/]" if style else task.status,
-            str(task.attempt),
-            task.agent_id or "",
-            escape(str(note))[:80],
-        )
-    return Group(progress, table)
-
-
-def _summary(workflow_id: str, state: WorkflowState | None) -> dict[str, Any]:
-    if state is None:
-        return {"workflow_id": workflow_id, "status": "unknown", "tasks": {}}
-    return {
-        "workflow_id": workflow_id,
-        "status": state.status,
-        "reason": state.reason,
-        "sequence": state.sequence,
-        "tasks": {
-            task.task_id: {
-                "status": task.status,
-                "attempt": task.attempt,
-                "agent_id": task.agent_id,
-                "output": task.output,
-                "error": task.error_message,
-                "waiting": task.waiting_reason,
-            }
-            for task in state.tasks.values()
-        },
-    }

@@ -18,23 +18,23 @@ import typer
 from rich.text import Text
 
 from mesh.cli._app import settings_of
-from mesh.cli._output import console
+from mesh.cli._output import compact, console, dumps
 from mesh.errors import ConfigError
 from mesh.events import Event
 from mesh.inspect import (
+    EVENT_TYPES,
     FILTER_NAMES,
     Seen,
     Start,
     TailOptions,
     escape,
-    format_time,
     parse_filter,
-    parse_time,
 )
 from mesh.inspect import (
     tail as tail_records,
 )
 from mesh.settings import Settings
+from mesh.times import format_time, parse_time, to_millis
 
 _ENVELOPE = frozenset(
     {
@@ -74,8 +74,8 @@ def tail(
         str | None,
         typer.Option(
             "--from-time",
-            help="Start at the first record at or after T (ISO 8601, no offset = UTC; -10m; "
-            "epoch ms). Needs offsets by timestamp: Apache Kafka, not the embedded broker.",
+            help="Start at the first record at or after T (ISO 8601, no offset = UTC; 15m, 2h, "
+            "1d ago; epoch ms). Needs offsets by timestamp: Apache Kafka, not the embedded broker.",
         ),
     ] = None,
     workflow: Annotated[
@@ -118,9 +118,11 @@ def tail(
         topic=topic,
         start=start,
         offset=from_offset,
-        at_ms=parse_time(from_time) if from_time is not None else None,
+        at_ms=to_millis(parse_time(from_time)) if from_time is not None else None,
         workflow=workflow,
-        where=parse_filter(where, known=FILTER_NAMES) if where is not None else None,
+        where=parse_filter(where, known=FILTER_NAMES, values=EVENT_TYPES)
+        if where is not None
+        else None,
         until_end=until_end,
         max_records=max_records,
     )
@@ -139,7 +141,7 @@ async def _run(settings: Settings, options: TailOptions, *, as_json: bool) -> No
     async with contextlib.aclosing(tail_records(settings, options)) as records:
         async for seen in records:
             if as_json:
-                sys.stdout.write(json.dumps(seen.as_json(), default=str) + "\n")
+                sys.stdout.write(dumps(seen.as_json()) + "\n")
             elif console.is_terminal:
                 console.print(render(seen), no_wrap=True, overflow="ellipsis", soft_wrap=False)
             else:
@@ -196,9 +198,10 @@ def _fields(event: Event, key: str | None) -> list[tuple[str, str]]:
     for name, value in data.items():
         if name in _ENVELOPE or value == key or value in ("", [], {}):
             continue
-        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        text = value if isinstance(value, str) else compact(value)
         text = " ".join(text.split())
         if len(text) > _VALUE_CHARS:
             text = text[: _VALUE_CHARS - 1] + "…"
-        shown.append((name, json.dumps(text) if " " in text or not text else text))
+        quoted = json.dumps(text, ensure_ascii=False)  # … stays …, not \u2026
+        shown.append((name, quoted if " " in text or not text else text))
     return shown

@@ -3,34 +3,40 @@
 ``status`` and ``watch`` build the workflow as a rebuilding manager would: its latest snapshot
 on ``workflow.state`` plus the history events after it (the "tail"), never the whole history.
 ``watch`` then follows the history live with the same client helper as ``mesh submit --wait``
-(``follow_history``) until the workflow ends. ``list`` reads the compacted ``workflow.state``
-topic: one latest snapshot per workflow, so a running workflow's task counts are as of its
-last snapshot (the status is exact: snapshots are written when a workflow starts and ends).
+(``follow_history``) until the workflow ends. ``list`` does the same for every workflow at once
+(``current_workflows``: the compacted ``workflow.state`` topic plus the history after each
+snapshot), so a pause or a finished task shows there as in ``status``. A request the Task
+Planner rejected never gets a workflow: both show it from its ``PlanRejected`` on ``plans``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.live import Live
 
 from mesh.cli._app import settings_of
+from mesh.cli._follow import follow, stopped_following
 from mesh.cli._output import console, print_json, print_table, say
-from mesh.cli._workflow_view import STYLES, headline, state_dict, tasks_table
-from mesh.client import HistoryCursor, follow_history
-from mesh.errors import DecisionError
-from mesh.events import WorkflowSnapshot
-from mesh.replay import latest_snapshots, live_state, snapshot_state
+from mesh.cli._workflow_view import (
+    STYLES,
+    duration_text,
+    headline,
+    seconds_between,
+    state_dict,
+    tasks_table,
+)
+from mesh.client import HistoryCursor
+from mesh.errors import UnknownWorkflow
+from mesh.replay import Current, Rejection, current_workflows, live_state, rejections
 from mesh.settings import Settings
-from mesh.workflows import WorkflowState, evolve
+from mesh.times import format_time
+from mesh.workflows import WorkflowState
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-StatusFilter = Literal["running", "paused", "completed", "failed", "cancelled"]
+StatusFilter = Literal["running", "paused", "completed", "failed", "cancelled", "rejected"]
 
 
 def status(
@@ -39,11 +45,20 @@ def status(
     as_json: Json = False,
 ) -> None:
     """Show a workflow's state and its tasks (status, attempt, agent, why waiting, durations),
-    from the live snapshot plus the history after it.
+    from the live snapshot plus the history after it; a request the planner rejected shows
+    with its reason.
 
     Example: mesh status wf-0194f3c2
     """
-    live = asyncio.run(live_state(settings_of(ctx), workflow_id))
+    settings = settings_of(ctx)
+    try:
+        live = asyncio.run(live_state(settings, workflow_id))
+    except UnknownWorkflow:
+        refused = _rejection(settings, workflow_id)
+        if refused is None:
+            raise
+        _show_rejection(refused, as_json)
+        return
     now = datetime.now(UTC)
     snapshot_sequence = live.snapshot.history_sequence if live.snapshot is not None else 0
     if as_json:
@@ -64,6 +79,42 @@ def status(
     say(f"as of sequence {live.state.sequence} ({basis})", "dim")
 
 
+def _rejection(settings: Settings, workflow_id: str) -> Rejection | None:
+    """The planner's rejection of the request behind ``workflow_id`` (a workflow with no
+    history), if it rejected it."""
+    return asyncio.run(rejections(settings, workflow_id)).get(workflow_id)
+
+
+def _show_rejection(refused: Rejection, as_json: bool) -> None:
+    if as_json:
+        print_json(_rejected_row(refused))
+        return
+    say(
+        f"workflow {refused.workflow_id} never started: the Task Planner rejected request "
+        f"{refused.request_id} at {format_time(refused.at, 'seconds')}",
+        "red",
+    )
+    say(f"  reason: {refused.reason}")
+    for problem in refused.problems:
+        say(f"  - {problem}")
+
+
+def _rejected_row(refused: Rejection) -> dict[str, Any]:
+    return {
+        "workflow_id": refused.workflow_id,
+        "status": "rejected",
+        "reason": refused.reason,
+        "problems": list(refused.problems),
+        "request_id": refused.request_id,
+        "tasks": None,
+        "tasks_final": None,
+        "started_at": None,
+        "ended_at": None,
+        "updated_at": refused.at,
+        "sequence": 0,
+    }
+
+
 def watch(
     ctx: typer.Context,
     workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
@@ -73,11 +124,23 @@ def watch(
     ] = None,
     as_json: Json = False,
 ) -> None:
-    """Follow a workflow live until it ends; exit 0 only if it completed.
+    """Follow a workflow live until it ends (its clock ticks, tasks show their progress);
+    exit 0 only if it completed. Ctrl-C stops following; the workflow goes on.
 
     Example: mesh watch wf-0194f3c2
     """
-    state = asyncio.run(_watch(settings_of(ctx), workflow_id, as_json, idle_timeout))
+    settings = settings_of(ctx)
+    try:
+        state = asyncio.run(_watch(settings, workflow_id, as_json, idle_timeout))
+    except KeyboardInterrupt:
+        stopped_following(workflow_id)
+        raise typer.Exit(130) from None
+    except UnknownWorkflow:
+        refused = _rejection(settings, workflow_id)
+        if refused is None:
+            raise
+        _show_rejection(refused, as_json)
+        raise typer.Exit(1) from None
     if as_json:
         print_json(state_dict(state))
     else:
@@ -95,27 +158,14 @@ async def _watch(
         if not as_json:
             console.print(tasks_table(state, title=headline(state)))
         return state
-    cursor = HistoryCursor(settings.topic("workflow.events"), live.partition, live.end_offset)
-    view = Live(console=console, refresh_per_second=8) if console.is_terminal else None
-    if view is not None and not as_json:
-        view.update(tasks_table(state, title=headline(state)))
-    elif not as_json:
+    if not as_json and not console.is_terminal:
         say(f"watching workflow {workflow_id} ({state.status}, sequence {state.sequence})")
-    began = time.monotonic()
-    with view if view is not None and not as_json else contextlib.nullcontext():
-        async for event in follow_history(settings, workflow_id, cursor, idle_timeout=idle_timeout):
-            state = evolve(state, event)
-            if as_json:
-                continue
-            if view is not None:
-                elapsed = time.monotonic() - began
-                view.update(
-                    tasks_table(state, title=f"{headline(state)} — watched {elapsed:.0f} s")
-                )
-            else:
-                task = getattr(event, "task_id", "")
-                say(f"{event.occurred_at:%H:%M:%S} {event.type:<22} {task}")
-    return state
+    cursor = HistoryCursor(settings.topic("workflow.events"), live.partition, live.end_offset)
+    final = await follow(
+        settings, workflow_id, cursor, state, quiet=as_json, idle_timeout=idle_timeout
+    )
+    assert final is not None  # it started from a state
+    return final
 
 
 def list_workflows(
@@ -128,54 +178,70 @@ def list_workflows(
     ] = 100,
     as_json: Json = False,
 ) -> None:
-    """List workflows from the compacted workflow.state topic, newest first.
+    """List workflows as they stand now (latest snapshot plus the history after it) and
+    requests the planner rejected, newest first.
 
-    Example: mesh list --status running
+    Example: mesh list --status paused
     """
-    snapshots = asyncio.run(latest_snapshots(settings_of(ctx)))
-    rows = [_row(s) for s in snapshots.values()]
+    settings = settings_of(ctx)
+    workflows, refused = asyncio.run(_everything(settings))
+    rows = [_row(w) for w in workflows.values()]
+    rows += [_rejected_row(r) for key, r in refused.items() if key not in workflows]
     if status_filter is not None:
         rows = [r for r in rows if r["status"] == status_filter]
-    rows.sort(key=lambda r: r["started_at"] or r["updated_at"], reverse=True)
+    rows.sort(key=lambda r: r["started_at"] or r["updated_at"] or _EARLIEST, reverse=True)
     shown = rows if limit == 0 else rows[:limit]
     if as_json:
         print_json({"count": len(rows), "workflows": shown})
         return
+    now = datetime.now(UTC)
     print_table(
         None,
-        ["workflow", "status", "tasks final", "started (UTC)", "ended (UTC)", "sequence"],
+        ["workflow", "status", "tasks", "started (UTC)", "took", "seq"],
         [
             (
                 r["workflow_id"],
                 r["status"],
                 "" if r["tasks"] is None else f"{r['tasks_final']}/{r['tasks']}",
-                _short_time(r["started_at"]),
-                _short_time(r["ended_at"]),
+                _short_time(r["started_at"] or r["updated_at"]),
+                duration_text(seconds_between(r["started_at"], r["ended_at"], now)),
                 r["sequence"],
             )
             for r in shown
         ],
     )
+    for row in shown:  # a reason would squeeze the table to nothing at 80 columns
+        if row["status"] in ("rejected", "failed", "cancelled") and row["reason"]:
+            say(f"{row['workflow_id']} {row['status']}: {row['reason']}")
     more = f" (showing {len(shown)}; --limit 0 for all)" if len(shown) < len(rows) else ""
     say(f"{len(rows)} workflow(s){more}", "dim")
 
 
-def _row(snapshot: WorkflowSnapshot) -> dict[str, Any]:
-    try:
-        state = snapshot_state(snapshot)
-    except DecisionError:
-        state = None  # unreadable state: the snapshot's own fields still say where it stands
+async def _everything(settings: Settings) -> tuple[dict[str, Current], dict[str, Rejection]]:
+    return await current_workflows(settings), await rejections(settings)
+
+
+def _row(current: Current) -> dict[str, Any]:
+    state, snapshot = current.state, current.snapshot
     return {
-        "workflow_id": snapshot.workflow_id,
-        "status": snapshot.status,
+        "workflow_id": current.workflow_id,
+        "status": current.status,
+        "reason": state.reason if state is not None else None,
         "tasks": None if state is None else len(state.tasks),
         "tasks_final": None if state is None else sum(t.is_final for t in state.tasks.values()),
         "started_at": None if state is None else state.started_at,
         "ended_at": None if state is None else state.ended_at,
-        "updated_at": snapshot.occurred_at,
-        "sequence": snapshot.history_sequence,
+        "updated_at": snapshot.occurred_at if snapshot is not None else None,
+        "sequence": state.sequence
+        if state is not None
+        else snapshot.history_sequence
+        if snapshot is not None
+        else 0,
     }
 
 
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
 def _short_time(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else format_time(value, "seconds")

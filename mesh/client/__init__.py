@@ -9,7 +9,9 @@ from mesh.client._history import (
     HistoryCursor,
     WorkflowRun,
     follow_history,
+    follow_key,
     history_cursor,
+    key_cursor,
     new_workflow_id,
 )
 from mesh.client._oneshot import send_command, submit_plan
@@ -29,7 +31,9 @@ __all__ = [
     "WorkflowRun",
     "agent_states",
     "follow_history",
+    "follow_key",
     "history_cursor",
+    "key_cursor",
     "load_plan_file",
     "new_workflow_id",
     "send_command",

@@ -20,7 +20,14 @@ from typing import Any, Literal
 
 from pydantic import JsonValue
 
-from mesh.errors import CallFailed, MeshError, NoAnswer, RequestRejected
+from mesh.errors import (
+    CallFailed,
+    InvalidRequest,
+    MeshError,
+    NoAnswer,
+    RequestRejected,
+    WorkflowExists,
+)
 from mesh.events import (
     CancelWorkflow,
     Capability,
@@ -37,7 +44,8 @@ from mesh.events import (
     WorkflowEvent,
     meta,
 )
-from mesh.planner import request_from_document, workflow_id_for
+from mesh.kafka.history import recorded_status
+from mesh.planner import analyse, request_from_document, workflow_id_for
 
 from ._connection import Connection, call_id
 from ._history import (
@@ -90,18 +98,29 @@ class Client(Connection):
 
         A mapping is read as a request file is (``type``, ``description``, ``id`` …). The request
         id is the request's own, else a fresh one; the workflow id is derived from it
-        (:func:`mesh.planner.workflow_id_for`), so a request published twice runs once. With
+        (:func:`mesh.planner.workflow_id_for`), so a request published twice runs once. Its
+        constraints are checked as the planner will check them, and a request that fails that
+        is a ``RequestRejected`` before anything is published. With
         ``planned`` (the default), wait up to ``within`` seconds (the client's timeout) for the
         planner's answer: ``RequestRejected`` if it refused, ``NoAnswer`` if none came; the
         run's ``plan`` is the plan that runs.
         """
         if not isinstance(request, TaskRequest):
             request = request_from_document(request, "request", self._me)
+        try:  # what the planner would reject at once is refused before anything is published
+            analyse(request)
+        except InvalidRequest as exc:
+            raise RequestRejected(
+                request.request_id, exc.reason, exc.problems, published=False
+            ) from None
         workflow_id = workflow_id_for(request.request_id)
         plans = await key_cursor(self.settings, "plans", workflow_id, from_end=True)
-        history = await history_cursor(self.settings, workflow_id, from_end=True)
+        # The same request again is the same workflow: if it started before, follow that one
+        # from its start (the Workflow Manager ignores the repeated plan).
+        again = await recorded_status(self.settings, workflow_id) is not None
+        history = await history_cursor(self.settings, workflow_id, from_end=not again)
         await self.publish(request, "requests")
-        run = WorkflowRun(self.settings, workflow_id, history, request.request_id)
+        run = WorkflowRun(self.settings, workflow_id, history, request.request_id, repeated=again)
         if planned:
             answer = await self._plan_for(workflow_id, plans, within)
             if isinstance(answer, PlanRejected):
@@ -134,8 +153,14 @@ class Client(Connection):
         """Publish ``plan`` for the Workflow Manager to run (no planner); a handle on it.
 
         A plan whose id is the placeholder ``plan`` (a plan file without a workflow id) is named
-        after the workflow.
+        after the workflow. A ``workflow_id`` that an existing workflow has is refused
+        (``WorkflowExists``) before anything is published: the Workflow Manager would take the
+        plan for a repeat and ignore it.
         """
+        if workflow_id is not None:
+            status = await recorded_status(self.settings, workflow_id)
+            if status is not None:
+                raise WorkflowExists(workflow_id, status)
         workflow_id = workflow_id or new_workflow_id()
         request_id = request_id or f"req-{workflow_id}"
         if plan.plan_id == PLACEHOLDER_PLAN_ID:

@@ -163,6 +163,9 @@ class WorkflowRun:
     request_id: str | None = None
     plan: ExecutionPlan | None = field(default=None, repr=False)
     """The plan that runs, when the client knows it (it published it, or waited for it)."""
+    repeated: bool = False
+    """The request had been submitted before and its workflow had started: this run follows
+    that workflow from its start."""
 
     async def events(
         self, *, idle_timeout: float | None = None

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from mesh.errors import ConfigError
-from mesh.events import ExecutionPlan
+from mesh.events import ExecutionPlan, validation_message
 
 PLACEHOLDER_PLAN_ID = "plan"
 """The id of a plan whose file names no workflow; it takes the workflow's id when it starts."""
@@ -55,9 +55,8 @@ def load_plan_file(path: Path | str, *, text: str | None = None) -> PlanRequest:
     try:
         plan = ExecutionPlan.model_validate(_normalise(plan_data, workflow_id))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        path_text = _field_path(first["loc"])
-        raise ConfigError(f"{source}: {path_text}: {first['msg']}") from exc
+        what = validation_message(exc, ExecutionPlan, aliases={"id": "task_id"})
+        raise ConfigError(f"{source}: {what}") from exc
     return PlanRequest(
         plan=plan,
         workflow_id=workflow_id,
@@ -96,13 +95,6 @@ def _normalise_task(task: Any) -> Any:
     if isinstance(task.get("depends_on"), list):
         task["depends_on"] = [str(dep) for dep in task["depends_on"]]
     return task
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "plan"
 
 
 def _opt_str(value: Any) -> str | None:

@@ -15,14 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mesh.broker.embedded import FETCH_MAX_WAIT_MS, EmbeddedBroker
-from mesh.errors import MeshError
+from mesh.broker import first_free_port
+from mesh.broker.embedded import (
+    DEV_PORT,
+    FETCH_MAX_WAIT_MS,
+    HOST,
+    EmbeddedBroker,
+    EmbeddedBrokerState,
+    forget_broker,
+    record_broker,
+    recorded_broker,
+)
+from mesh.errors import EmbeddedBrokerError, MeshError
 from mesh.settings import Settings
 from mesh.supervisor import Child, Supervisor
 from mesh.topics import apply_topics, load_topics
@@ -46,6 +58,7 @@ class DevOptions:
 
     bootstrap: str | None = None
     port: int | None = None
+    """Port of the embedded broker; None: 9092, or the next free port above it."""
     shell_agents: int = 2
     python_agents: int = 1
     workflow_replicas: int = 1
@@ -80,6 +93,8 @@ class DevMesh:
         self.settings = settings
         self.broker: EmbeddedBroker | None = None
         self.supervisor = Supervisor(on_log=on_log, is_ready=_is_ready)
+        self.notes: list[str] = []
+        """What the user should know about how the mesh started (a port other than asked)."""
 
     async def __aenter__(self) -> DevMesh:
         try:
@@ -96,11 +111,7 @@ class DevMesh:
         """Broker, topics, components, agents; returns once all of them consume."""
         update: dict[str, object] = {"resource_gate": self.options.resources}
         if self.options.bootstrap is None:
-            # In a session of its own, so the terminal's Ctrl-C does not reach it: the broker
-            # must outlive every client that still publishes on its way out; stop() ends it last.
-            broker = EmbeddedBroker(self.options.port)
-            self.broker = await asyncio.to_thread(broker.start, detach=True)
-            update["bootstrap_servers"] = self.broker.bootstrap_servers
+            update["bootstrap_servers"] = await self._start_broker()
             if "fetch_max_wait_ms" not in self.settings.model_fields_set:
                 update["fetch_max_wait_ms"] = FETCH_MAX_WAIT_MS
         else:
@@ -171,6 +182,46 @@ class DevMesh:
             details = "; ".join(_last_words(self.supervisor.children[name]) for name in missing)
             raise MeshError(f"not ready within {self.options.ready_within:.0f} s: {details}")
 
+    async def _start_broker(self) -> str:
+        """The embedded broker on 9092 (or the next free port), recorded where every command
+        finds it; refused while another recorded one runs."""
+        state_dir = self.settings.state_dir
+        running = recorded_broker(state_dir)
+        if running is not None:
+            console = f", console {running.console}" if running.owned and running.console else ""
+            use = (
+                "use it (commands find it by themselves), or stop it with Ctrl-C in its terminal"
+                if running.owned
+                else f"run the mesh on it with 'mesh dev --bootstrap-servers "
+                f"{running.bootstrap_servers}', or stop it with 'mesh broker stop'"
+            )
+            raise EmbeddedBrokerError(
+                f"a mesh is already running here: embedded broker on {running.describe()}"
+                f"{console}; {use}"
+            )
+        port = self.options.port
+        if port is None:
+            port = first_free_port(HOST, DEV_PORT)
+            if port != DEV_PORT:
+                self.notes.append(f"port {DEV_PORT} is in use: the embedded broker is on {port}")
+        # In a session of its own, so the terminal's Ctrl-C does not reach it: the broker
+        # must outlive every client that still publishes on its way out; stop() ends it last.
+        self.broker = await asyncio.to_thread(EmbeddedBroker(port).start, detach=True)
+        assert self.broker.pid is not None
+        record_broker(
+            state_dir,
+            EmbeddedBrokerState(
+                pid=self.broker.pid,
+                port=self.broker.port,
+                log_file="",
+                started_at=time.time(),
+                owner="mesh dev",
+                owner_pid=os.getpid(),
+                console=self.console_url,
+            ),
+        )
+        return self.broker.bootstrap_servers
+
     @property
     def console_url(self) -> str | None:
         """Where the console answers (None without one)."""
@@ -216,8 +267,11 @@ class DevMesh:
         await asyncio.gather(*(self.supervisor.stop(n) for n in agents))
         await self.supervisor.stop_all()
         if self.broker is not None:
+            pid = self.broker.pid
             await asyncio.to_thread(self.broker.stop)
             self.broker = None
+            if pid is not None:
+                forget_broker(self.settings.state_dir, pid)
 
 
 def _replica_name(i: int, replicas: int) -> str:

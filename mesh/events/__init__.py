@@ -40,6 +40,7 @@ from mesh.events._commands import (
 )
 from mesh.events._dlq import DeadLetter
 from mesh.events._envelope import Event, Frozen, Meta, Producer, TaskEvent, WorkflowEvent, meta
+from mesh.events._explain import validation_message
 from mesh.events._ids import uuid7, uuid7_time
 from mesh.events._mapper import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -220,4 +221,5 @@ __all__ = [
     "meta",
     "uuid7",
     "uuid7_time",
+    "validation_message",
 ]

@@ -3,7 +3,6 @@
 Layers, each importing only those above it::
 
     _expr     filter expressions (``type == "task.failed" and attempt > 1``)   (pure)
-    _time     times typed on a command line → epoch milliseconds             (pure)
     _records  a consumed record as decoded event or escaped bytes            (pure)
     _read     topics, start/end offsets, offsets by time, reading            (Kafka)
     _tail     ``mesh tail``                                                  (Kafka)
@@ -39,12 +38,12 @@ from mesh.inspect._groups import (
     group_infos,
     plan_reset,
 )
-from mesh.inspect._records import FILTER_NAMES, Seen, escape, see
+from mesh.inspect._records import EVENT_TYPES, FILTER_NAMES, Seen, escape, see
 from mesh.inspect._redrive import RedriveResult, redrive
 from mesh.inspect._tail import Start, TailOptions, keyed_by_workflow, tail
-from mesh.inspect._time import format_time, parse_time
 
 __all__ = [
+    "EVENT_TYPES",
     "FILTER_NAMES",
     "HEADER_REDRIVEN_FROM",
     "LETTER_FIELDS",
@@ -66,13 +65,11 @@ __all__ = [
     "describe_original",
     "escape",
     "find",
-    "format_time",
     "group_infos",
     "keyed_by_workflow",
     "original_of",
     "parse_filter",
     "parse_position",
-    "parse_time",
     "plan_reset",
     "read_letters",
     "redrive",

@@ -82,9 +82,14 @@ class Filter:
         }
 
 
-def parse_filter(text: str, *, known: Collection[str] | None = None) -> Filter:
+def parse_filter(
+    text: str, *, known: Collection[str] | None = None, values: Collection[str] = ()
+) -> Filter:
     """Parse and check ``text``; with ``known``, a top-level name outside it is an error (a typo
-    would otherwise silently match nothing). Raises ``ExpressionError`` with a readable reason."""
+    would otherwise silently match nothing). ``values`` are texts people compare with but may
+    forget to quote (event types: ``type == task.failed`` reads a field ``task.failed``): such
+    a name is an error that suggests the quotes. Raises ``ExpressionError`` with a readable
+    reason."""
     shown = _shown(text)
     if not text.strip():
         raise ExpressionError("empty filter expression")
@@ -105,14 +110,35 @@ def parse_filter(text: str, *, known: Collection[str] | None = None) -> Filter:
         raise ExpressionError(f"filter {shown} is too complex ({len(nodes)} nodes)")
     _check(tree.body, shown)
     result = Filter(text, tree.body)
+    for path in _paths(tree.body):
+        if path in values:
+            quoted = " ".join(text.replace(path, f'"{path}"').split())
+            raise ExpressionError(
+                f"bad filter {shown}: {path} is not a field name; to compare with the text "
+                f"{path!r}, quote it: {quoted!r}"
+            )
     if known is not None:
         unknown = sorted(result.names - set(known))
         if unknown:
             raise ExpressionError(
-                f"bad filter {shown}: unknown field {unknown[0]!r} "
-                f"(fields include: {', '.join(sorted(known)[:40])})"
+                f"bad filter {shown}: unknown field {unknown[0]!r}; a text to compare with goes "
+                f'in quotes ("{unknown[0]}") (fields include: {", ".join(sorted(known)[:40])})'
             )
     return result
+
+
+def _paths(node: ast.expr) -> list[str]:
+    """Every field path the expression reads, dotted (``task.failed``), outermost first."""
+    found: list[str] = []
+    for item in ast.walk(node):
+        parts: list[str] = []
+        current: ast.AST = item
+        while isinstance(current, ast.Attribute):
+            parts.append(current.attr)
+            current = current.value
+        if isinstance(current, ast.Name) and isinstance(item, ast.Attribute | ast.Name):
+            found.append(".".join([current.id, *reversed(parts)]))
+    return found
 
 
 def _shown(text: str) -> str:

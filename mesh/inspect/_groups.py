@@ -7,7 +7,7 @@ answer "every partition of the group"), and a partition with no commit is not th
 
 A reset commits new offsets for a group with no members, as Kafka's own
 ``kafka-consumer-groups --reset-offsets`` does; a group with members would overwrite them at its
-next commit, so that is refused.
+next commit, so that is refused. Planning (the dry run) works either way and says who is in.
 """
 
 from __future__ import annotations
@@ -185,13 +185,19 @@ class ResetPlan:
     component: str
     at_ms: int
     steps: tuple[ResetStep, ...]
+    members: tuple[str, ...] = ()
+    """Active members when it was planned: applying it waits until there are none."""
 
 
-async def plan_reset(settings: Settings, component: str, at_ms: int) -> ResetPlan:
+async def plan_reset(
+    settings: Settings, component: str, at_ms: int, *, dry_run: bool = False
+) -> ResetPlan:
     """Where each committed partition of the component's group would restart to reprocess from
-    ``at_ms``. Refuses a group with members (``MeshError``)."""
+    ``at_ms``. A group with members is refused (``MeshError``), unless this is a ``dry_run``:
+    the plan then lists them."""
     info = (await group_infos(settings, component))[0]
-    _refuse_active(info)
+    if not dry_run:
+        _refuse_active(info)
     if not info.partitions:
         raise ConfigError(f"consumer group {info.group} has committed no offsets: nothing to reset")
     tps = [TopicPartition(p.topic, p.partition) for p in info.partitions]
@@ -201,7 +207,7 @@ async def plan_reset(settings: Settings, component: str, at_ms: int) -> ResetPla
         ResetStep(p.topic, p.partition, p.committed, targets[TopicPartition(p.topic, p.partition)])
         for p in info.partitions
     )
-    return ResetPlan(info.group, info.component, at_ms, steps)
+    return ResetPlan(info.group, info.component, at_ms, steps, info.members)
 
 
 def _refuse_active(info: GroupInfo) -> None:

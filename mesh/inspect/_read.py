@@ -21,11 +21,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import BrokerError, ConfigError, UnsupportedByBroker
-from mesh.inspect._time import format_time
 from mesh.kafka import ConsumedRecord
 from mesh.kafka.connection import client_kwargs, kafka_errors, started
 from mesh.kafka.partitions import cluster_metadata
 from mesh.settings import Settings
+from mesh.times import format_time
 
 MAX_FETCH_BYTES = 4 * 1024 * 1024
 """Per-partition fetch size: above the largest record a mesh topic allows (the DLQ's 2 MiB)."""

@@ -14,8 +14,8 @@ from typing import Any
 
 from mesh.errors import MeshError
 from mesh.events import REGISTRY, Event, Mapper
-from mesh.inspect._time import format_time
 from mesh.kafka import ConsumedRecord
+from mesh.times import format_time
 
 RAW_KEEP_BYTES = 4_096
 """How much of a value that is not an event is kept (and shown, escaped) per record."""
@@ -31,6 +31,9 @@ EVENT_FIELDS: frozenset[str] = frozenset(name for cls in REGISTRY for name in cl
 """Every field of every mesh event type (what a filter may name)."""
 
 FILTER_NAMES: frozenset[str] = EVENT_FIELDS | frozenset(RECORD_FIELDS) | {"decode_error"}
+
+EVENT_TYPES: frozenset[str] = frozenset(str(cls.model_fields["type"].default) for cls in REGISTRY)
+"""Every event type (``task.failed`` …): values a filter compares with, quoted."""
 
 
 @dataclass(frozen=True)
@@ -136,4 +139,4 @@ def escape(data: bytes, limit: int, *, total: int | None = None) -> str:
     return escaped
 
 
-__all__ = ["EVENT_FIELDS", "FILTER_NAMES", "RECORD_FIELDS", "Seen", "escape", "see"]
+__all__ = ["EVENT_FIELDS", "EVENT_TYPES", "FILTER_NAMES", "RECORD_FIELDS", "Seen", "escape", "see"]

@@ -50,7 +50,7 @@ from mesh.events import HEADER_CORRELATION_ID, Encoded, Event, Mapper, Producer
 from mesh.kafka.connection import client_kwargs, kafka_errors, open_admin
 from mesh.kafka.dlq import dead_letter
 from mesh.kafka.records import ConsumedRecord
-from mesh.log import get_logger
+from mesh.log import clear_event_context, get_logger
 from mesh.settings import Settings
 
 EventHandler = Callable[[Event, ConsumedRecord], Awaitable[None]]
@@ -280,6 +280,7 @@ class EventRouter(KafkaRouter):
     async def _deliver(
         self, flow: _Flow, record: ConsumedRecord, outcome: Event | Undecodable
     ) -> None:
+        clear_event_context()
         where = (record.topic, record.partition, record.offset)
         if where in flow.lettered:  # redelivered with its batch: dead-lettered already
             return

@@ -1,5 +1,6 @@
 """A workflow's history and snapshots as Kafka holds them: the one reader of ``workflow.events``
-and ``workflow.state``.
+and ``workflow.state`` (and of the planner's answers on ``plans``, for requests that never
+became a workflow).
 
 The Workflow Manager's rebuild and ``get_workflow_status``, replay (``mesh replay``, the shadow
 replay), ``mesh status``/``list``/``watch`` and the console all read through here. Reads are
@@ -19,18 +20,27 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import ConfigError, DecisionError, EventError, UnknownWorkflow
-from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
+from mesh.events import (
+    HEADER_TYPE,
+    Mapper,
+    PlanCreated,
+    PlanRejected,
+    WorkflowEvent,
+    WorkflowSnapshot,
+    WorkflowStarted,
+)
 from mesh.kafka.connection import started
 from mesh.kafka.partitions import cluster_metadata, partition_for
 from mesh.kafka.reader import bounds, latest_of_key, read_bounded, read_range, reader
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
-from mesh.workflows import Recorded, WorkflowState, fold
+from mesh.workflows import Recorded, WorkflowState, evolve, fold
 
 MAX_HISTORY = 2_000_000
 """Most events of one workflow held in memory for a replay."""
@@ -295,11 +305,177 @@ async def live_state(settings: Settings, workflow_id: str) -> Live:
     return Live(state, snapshot, fresh, number, end)
 
 
+async def recorded_status(settings: Settings, workflow_id: str) -> str | None:
+    """What ``workflow.state`` records of ``workflow_id``: the status of its latest snapshot
+    (``running`` for a start marker), ``deleted`` if a tombstone removed it after its grace
+    period, None if it never started. One partition of the compacted topic is read, not the
+    history: every started workflow has a marker or snapshot there."""
+    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    key = workflow_id.encode()
+    status: str | None = None
+    async with opened(settings) as consumer:
+        count = await partition_count(consumer, settings, "workflow.state")
+        tp = TopicPartition(settings.topic("workflow.state"), partition_for(workflow_id, count))
+        async for batch in read_range(consumer, settings, tp):
+            for record in batch:
+                if record.key != key:
+                    continue
+                if record.value is None:
+                    status = "deleted"
+                    continue
+                try:
+                    snapshot = mapper.decode(record.value, record.headers)
+                except EventError:
+                    status = status or "unknown"  # unreadable, but it exists
+                    continue
+                if isinstance(snapshot, WorkflowSnapshot):
+                    status = snapshot.status
+    return status
+
+
+@dataclass
+class Current:
+    """A workflow of :func:`current_workflows`: its latest snapshot with the history after it
+    folded on, as a rebuilding manager would have it."""
+
+    workflow_id: str
+    partition: int
+    snapshot: WorkflowSnapshot | None
+    state: WorkflowState | None
+    """None only when the snapshot's state is unreadable and no history could be folded."""
+
+    @property
+    def status(self) -> str:
+        if self.state is not None:
+            return "running" if self.state.status == "pending" else self.state.status
+        return self.snapshot.status if self.snapshot is not None else "unknown"
+
+
+async def current_workflows(settings: Settings) -> dict[str, Current]:
+    """Every workflow now: its latest snapshot (what compaction keeps) plus the history after
+    it, so a pause, a retry or a task's progress since the last snapshot shows.
+
+    Per partition the history is read once, from the earliest position an unfinished workflow
+    needs: a finished workflow's snapshot is exact until it moves again (a retry), and the
+    manager snapshots it then, so only the events after the oldest such position matter.
+    """
+    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    found: dict[str, Current] = {}
+    async with opened(settings) as consumer:
+        count = await partition_count(consumer, settings, "workflow.state")
+        states = [TopicPartition(settings.topic("workflow.state"), n) for n in range(count)]
+        snapshots = (await read_snapshots(consumer, settings, mapper, states)).latest
+        starts: dict[int, int] = {}
+        for workflow_id, snapshot in snapshots.items():
+            number = partition_for(workflow_id, count)
+            try:
+                state = snapshot_state(snapshot)
+            except DecisionError:
+                state = None  # unreadable state: the snapshot's own fields still say a lot
+            found[workflow_id] = Current(workflow_id, number, snapshot, state)
+            if state is not None and state.is_final:
+                continue
+            offset = snapshot.history_offset
+            # After the snapshot's last event, or from where a start marker says it begins.
+            start = (offset + 1 if state is not None else offset) if offset is not None else 0
+            starts[number] = min(starts.get(number, start), start)
+        events = settings.topic("workflow.events")
+        tps = [TopicPartition(events, n) for n in sorted(starts)]
+        limits = await bounds(consumer, settings, tps)
+        for tp in tps:
+            batches = read_bounded(consumer, settings, tp, limits[tp], start=starts[tp.partition])
+            async with contextlib.aclosing(batches):
+                async for batch in batches:
+                    for record in batch:
+                        _fold_into(found, mapper, tp, record)
+    return found
+
+
+def _fold_into(
+    found: dict[str, Current], mapper: Mapper, tp: TopicPartition, record: ConsumedRecord
+) -> None:
+    """Fold one history record onto its workflow in ``found`` (if it moves it on)."""
+    if record.key is None:
+        return
+    try:
+        decoded = _decode(mapper, tp, record)
+    except EventError as exc:  # the Workflow Manager dead-letters what it cannot read
+        log.warning("history record unreadable", offset=record.offset, error=str(exc))
+        return
+    if decoded is None:
+        return
+    event, sequence = decoded
+    current = found.get(event.workflow_id)
+    if current is None:
+        if not isinstance(event, WorkflowStarted):
+            return  # deleted (a tombstone after its grace period), or not begun here
+        current = found[event.workflow_id] = Current(event.workflow_id, tp.partition, None, None)
+    if current.state is None and not isinstance(event, WorkflowStarted):
+        return  # nothing to fold onto: the snapshot's fields stand
+    if current.state is not None and sequence <= current.state.sequence:
+        return  # in the snapshot already, or a duplicate written without transactions
+    try:
+        current.state = evolve(current.state, event)
+    except DecisionError as exc:
+        log.warning("history does not fold", workflow_id=event.workflow_id, error=str(exc))
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The Task Planner's refusal of a request: its workflow never started."""
+
+    workflow_id: str
+    request_id: str
+    reason: str
+    problems: tuple[str, ...]
+    at: datetime
+
+
+async def rejections(settings: Settings, workflow_id: str | None = None) -> dict[str, Rejection]:
+    """Requests whose latest answer on ``plans`` is a ``PlanRejected``, by workflow id (only
+    ``workflow_id``'s partition when given). Records are chosen by their type header before
+    anything is decoded, so the plans themselves cost nothing to skip."""
+    mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    wanted = {"plan.created", "plan.rejected"}
+    latest: dict[str, PlanCreated | PlanRejected] = {}
+    async with opened(settings) as consumer:
+        count = await partition_count(consumer, settings, "plans")
+        numbers = range(count) if workflow_id is None else [partition_for(workflow_id, count)]
+        tps = [TopicPartition(settings.topic("plans"), n) for n in numbers]
+        limits = await bounds(consumer, settings, tps)
+        for tp in tps:
+            async for batch in read_range(consumer, settings, tp, 0, limits[tp]):
+                for record in batch:
+                    if record.key is None or (
+                        workflow_id is not None and record.key != workflow_id.encode()
+                    ):
+                        continue
+                    kind = dict(record.headers or ()).get(HEADER_TYPE, b"").decode(errors="replace")
+                    if kind not in wanted:
+                        continue
+                    try:
+                        answer = mapper.decode(record.value, record.headers)
+                    except EventError:
+                        continue  # the Workflow Manager dead-letters it
+                    if isinstance(answer, PlanCreated | PlanRejected):
+                        latest[answer.workflow_id] = answer
+    return {
+        key: Rejection(
+            key, answer.request_id, answer.reason, tuple(answer.problems), answer.occurred_at
+        )
+        for key, answer in latest.items()
+        if isinstance(answer, PlanRejected)
+    }
+
+
 __all__ = [
     "MAX_HISTORY",
+    "Current",
     "History",
     "Live",
+    "Rejection",
     "Snapshots",
+    "current_workflows",
     "latest_snapshots",
     "live_state",
     "opened",
@@ -307,5 +483,7 @@ __all__ = [
     "read_history",
     "read_snapshot",
     "read_snapshots",
+    "recorded_status",
+    "rejections",
     "snapshot_state",
 ]

@@ -12,7 +12,12 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    TransactionalIdAuthorizationFailed,
+)
 from aiokafka.protocol.admin import ApiVersionRequest
 
 from mesh.errors import BrokerError
@@ -26,6 +31,10 @@ TRANSACTION_APIS = frozenset({22, 24, 25, 26, 28})
 
 PROBE_SECONDS = 30.0
 
+NO_TRANSACTIONS = "no transactions on this broker: running at-least-once (duplicates recognised)"
+"""What a component says at start on a broker without transactions (the embedded one): a
+fact about the path it takes, not a failure."""
+
 log = get_logger("mesh.workflows.runtime")
 
 
@@ -38,7 +47,7 @@ async def supports_transactions(settings: Settings, probe_id: str) -> bool:
     offered = {int(key) for key, _low, _high in response.api_versions}
     missing = TRANSACTION_APIS - offered
     if missing:
-        log.info("broker lists no transaction APIs", missing=sorted(missing))
+        log.info(NO_TRANSACTIONS, missing_apis=sorted(missing))
         return False
     probe = AIOKafkaProducer(**client_kwargs(settings), transactional_id=probe_id)
     try:
@@ -51,8 +60,16 @@ async def supports_transactions(settings: Settings, probe_id: str) -> bool:
         raise BrokerError(
             f"the transaction coordinator did not answer within {PROBE_SECONDS:.0f} s"
         ) from exc
-    except KafkaError as exc:
-        log.info("broker refuses transactions", error=type(exc).__name__)
+    except TransactionalIdAuthorizationFailed:
+        log.warning(
+            "transactions refused: this principal may not use transactional ids; running "
+            "at-least-once (grant it to run exactly-once)",
+            transactional_id=probe_id,
+        )
+        return False
+    except KafkaError:
+        # The embedded broker's answer: nothing failed, the mesh takes its other path.
+        log.info(NO_TRANSACTIONS)
         return False
     finally:
         await stop_clients(probe)

@@ -42,7 +42,6 @@ from mesh.planner._request import (
     Limits,
     RequestSpec,
     analyse,
-    parse_duration,
     workflow_id_for,
 )
 from mesh.planner._requestfile import (
@@ -54,6 +53,7 @@ from mesh.planner._requestfile import (
 from mesh.planner._resources import ResourceEstimate
 from mesh.planner._schedule import Schedule
 from mesh.planner._templates import TemplateLibrary
+from mesh.times import parse_duration
 
 __all__ = [
     "KINDS",

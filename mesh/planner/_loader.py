@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mesh.errors import PlanTemplateError
 from mesh.events import CapabilityRequirement, Resources, RetryPolicy
 from mesh.planner._expr import parse_conditions
-from mesh.planner._request import parse_duration
 from mesh.planner._templates import (
     DEFAULT_DURATION_SECONDS,
     Compound,
@@ -29,6 +28,7 @@ from mesh.planner._templates import (
     TaskDef,
     TemplateLibrary,
 )
+from mesh.times import parse_duration
 
 
 class _Loose(BaseModel):

@@ -10,15 +10,15 @@ looks like a misspelling of a known one, which is an error: a silently ignored
 from __future__ import annotations
 
 import difflib
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mesh.errors import InvalidRequest
+from mesh.errors import ConfigError, InvalidRequest
 from mesh.events import FailurePolicy, TaskRequest
+from mesh.times import parse_duration, parse_time
 
 RESOURCE_LIMITS = {
     "max_cpu": "cpu",
@@ -37,8 +37,6 @@ KNOWN_CONSTRAINTS = frozenset(
 )
 
 _WORKFLOW_NAMESPACE = uuid.UUID("5d6c1f0e-8f0a-4c55-9a53-3c1b7e0c4a11")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def workflow_id_for(request_id: str) -> str:
@@ -50,41 +48,16 @@ def workflow_id_for(request_id: str) -> str:
     return f"wf-{uuid.uuid5(_WORKFLOW_NAMESPACE, request_id).hex}"
 
 
-def parse_duration(value: object) -> float:
-    """Seconds in ``90``, ``90.5``, ``"45s"``, ``"30m"``, ``"2h"``, ``"1d"`` (ValueError else)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 30m or 3600, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if match is None:
-            raise ValueError(f"expected a duration such as 30m, 2h or 3600, got {value!r}")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
-    return seconds
-
-
 def parse_instant(value: object, now: datetime) -> datetime:
-    """An aware UTC instant from a datetime, an ISO 8601 text, or a duration from ``now``."""
+    """An aware UTC instant from a datetime or any form :func:`mesh.times.parse_time` reads; a
+    bare duration counts from ``now`` (a deadline lies ahead). ValueError if unreadable."""
     if isinstance(value, datetime):
-        moment = value
-    else:
-        text = str(value).strip()
-        try:
-            return now + timedelta(seconds=parse_duration(text))
-        except ValueError:
-            pass
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(
-                f"expected an ISO 8601 time with offset or a duration such as 2h, got {value!r}"
-            ) from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{value!r} has no UTC offset; add Z or +hh:mm")
-    return moment.astimezone(UTC)
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    try:
+        return parse_time(str(value), now=now, ahead=True)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import yaml
 from pydantic import ValidationError
 
 from mesh.errors import ConfigError
-from mesh.events import Producer, TaskRequest, meta, uuid7
+from mesh.events import Producer, TaskRequest, meta, uuid7, validation_message
 from mesh.planner._request import parse_instant
 
 _KEYS = {
@@ -126,10 +126,8 @@ def request_from_document(
     try:
         return TaskRequest(**meta(me, correlation_id=request_id), **fields)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in first["loc"])
-        loc = loc.replace(".[", "[").replace("task_type", "type").replace("request_id", "id")
-        raise ConfigError(f"{source}: {loc or 'request'}: {first['msg']}") from None
+        renames = {"task_type": "type", "request_id": "id"}
+        raise ConfigError(f"{source}: {validation_message(exc, renames=renames)}") from None
 
 
 def _list(value: Any) -> list[Any]:

@@ -2,7 +2,6 @@
 
 Layers, each importing only those above it::
 
-    _times     parse --since/--until instants                          (pure)
     _diff      every field path where two states differ                (pure)
     _timeline  history → steps (event, time, task, state change); cut  (pure)
     _stepper   next / previous / jump over a history                   (pure)
@@ -13,11 +12,15 @@ Layers, each importing only those above it::
 """
 
 from mesh.kafka.history import (
+    Current,
     History,
     Live,
+    Rejection,
+    current_workflows,
     latest_snapshots,
     live_state,
     read_history,
+    rejections,
     snapshot_state,
 )
 from mesh.replay._compare import ReplayResult, replay_workflow
@@ -34,19 +37,22 @@ from mesh.replay._timeline import (
     timeline,
     timeline_of,
 )
-from mesh.replay._times import from_millis, parse_time, to_millis
+from mesh.times import from_millis, parse_time, to_millis
 from mesh.workflows import Recorded
 
 __all__ = [
     "STEP_HELP",
+    "Current",
     "Difference",
     "History",
     "Live",
     "Recorded",
+    "Rejection",
     "ReplayResult",
     "ShadowResult",
     "Step",
     "Stepper",
+    "current_workflows",
     "cut",
     "describe_change",
     "diff",
@@ -58,6 +64,7 @@ __all__ = [
     "load_history",
     "parse_time",
     "read_history",
+    "rejections",
     "replay_workflow",
     "replayed_state",
     "shadow_replay",

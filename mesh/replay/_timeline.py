@@ -13,7 +13,7 @@ from typing import Any
 
 from mesh.errors import DecisionError
 from mesh.events import WorkflowEvent, WorkflowStarted
-from mesh.replay._times import to_millis
+from mesh.times import to_millis
 from mesh.workflows import Folding, Recorded, TaskState, WorkflowState, fold
 
 

@@ -20,12 +20,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from mesh.events import Event, Mapper, Producer, TaskCompleted, TaskFailed, TaskStarted, meta
-from mesh.inspect import format_time
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs
 from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for
 from mesh.settings import Settings
+from mesh.times import format_time
 from mesh.topics import apply_topics, load_topics
 from tests.contract.brokers import Contract
 from tests.e2e import ROOT

@@ -40,7 +40,8 @@ async def check_diamond(
         assert run.code == 0, run.stderr
         result = json.loads(run.stdout)
         assert result["status"] == "completed"
-        assert result["tasks"]["D"]["output"]["json"] == {"joined": "HELLO olleh"}
+        outputs = {task["task_id"]: task["output"] for task in result["tasks"]}
+        assert outputs["D"]["json"] == {"joined": "HELLO olleh"}
         workflow_id = result["workflow_id"]
         replay = await replay_workflow(settings, workflow_id)
     assert replay.equal is True, replay.differences

@@ -149,7 +149,8 @@ async def test_quota_denial_and_queueing_are_visible_and_nothing_leaks(
         )
         status = json.loads(run.stdout)
         assert status["status"] == "failed", run.stdout + run.stderr
-        big, fits = status["tasks"]["big"], status["tasks"]["fits"]
+        tasks = {task["task_id"]: task for task in status["tasks"]}  # status --json's shape
+        big, fits = tasks["big"], tasks["fits"]
         assert (big["status"], big["attempt"], big["agent_id"]) == ("failed", 1, None)
         assert big["error"].startswith("resources denied (quota): "), big
         assert "big" in status["reason"]

@@ -9,8 +9,9 @@ import pytest
 
 from mesh.errors import ConfigError
 from mesh.events import Mapper
-from mesh.inspect import escape, format_time, keyed_by_workflow, parse_position, parse_time, see
+from mesh.inspect import escape, keyed_by_workflow, parse_position, see
 from mesh.settings import Settings
+from mesh.times import format_time, from_millis, parse_time, to_millis
 from tests.helpers import assert_one_line_error, run_mesh
 
 NOBODY = {"MESH_BOOTSTRAP_SERVERS": "127.0.0.1:1", "MESH_REQUEST_TIMEOUT_MS": "2000"}
@@ -83,10 +84,13 @@ def test_mistakes_are_one_line_before_any_connection(args: tuple[str, ...], expe
         ("-1.5h", NOW - 5_400_000),
         ("2d ago", NOW - 172_800_000),
         ("-500ms", NOW - 500),
+        ("10m", NOW - 600_000),  # the same forms as replay --since: a bare duration is ago
+        ("1d", NOW - 86_400_000),
+        ("now", NOW),
     ],
 )
 def test_times(text: str, expected: int) -> None:
-    assert parse_time(text, now_ms=NOW) == expected
+    assert to_millis(parse_time(text, now=from_millis(NOW))) == expected
 
 
 def test_bad_time_and_format() -> None:

@@ -26,7 +26,7 @@ DOMAIN = (
     "mesh.events",
     "mesh.settings",
     *(f"mesh.{component}" for component in COMPONENTS),
-    "mesh.replay._times",
+    "mesh.times",
     "mesh.replay._diff",
     "mesh.replay._timeline",
     "mesh.replay._stepper",

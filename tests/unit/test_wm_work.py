@@ -358,8 +358,8 @@ def test_a_result_for_an_unknown_workflow_is_dead_lettered(
 
 
 def test_commands_are_answered_on_replies() -> None:
-    """A command is recorded and answered ok; one that cannot apply is dead-lettered and
-    answered with the error, under the command's correlation id."""
+    """A command is recorded and answered ok; one that cannot apply is answered with the
+    refusal under the command's correlation id, and is no dead letter (it was processed)."""
     h = Harness()
     h.feed("plans", plan_created(spec("a")))
     h.feed("commands", PauseWorkflow(**meta(CLIENT, correlation_id="call-1"), workflow_id=WID))
@@ -375,6 +375,7 @@ def test_commands_are_answered_on_replies() -> None:
     assert (failed.correlation_id, failed.ok) == ("call-2", False)
     assert failed.error is not None
     assert failed.error.kind == "DecisionError"
+    assert dead(h) == []
 
 
 # -- timers ------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ it, folds the resulting history events with ``fold`` and asks ``dispatches`` wha
 collects what to produce (history, dispatches, replies, dead letters, tombstones) and the new
 states, but changes nothing until :meth:`Work.apply`, so a transaction that aborts leaves the
 partition exactly as it was. An input that cannot be handled goes to the dead-letter topic
-instead, and nothing it might have produced is kept.
+instead, and nothing it might have produced is kept; a command the decider refuses (no such
+workflow or task) is answered with the refusal, which is what its sender waits for.
 """
 
 from __future__ import annotations
@@ -18,8 +19,20 @@ from datetime import datetime, timedelta
 import structlog
 from pydantic import JsonValue
 
-from mesh.errors import MeshError, MisplacedInput
-from mesh.events import Event, Mapper, Producer, Reply, ReplyError, WorkflowEvent, meta
+from mesh.errors import DecisionError, MeshError, MisplacedInput
+from mesh.events import (
+    CancelWorkflow,
+    Event,
+    Mapper,
+    PauseWorkflow,
+    Producer,
+    Reply,
+    ReplyError,
+    ResumeWorkflow,
+    RetryTask,
+    WorkflowEvent,
+    meta,
+)
 from mesh.kafka.dlq import dead_letter
 from mesh.kafka.partitions import partition_for
 from mesh.kafka.produce import Outgoing
@@ -41,6 +54,9 @@ from mesh.workflows.runtime._snapshots import (
     marker_of,
     snapshot_of,
 )
+
+_AWAITED = (PauseWorkflow, ResumeWorkflow, CancelWorkflow, RetryTask)
+"""Commands whose sender waits for the reply (``mesh pause`` …); a signal is only published."""
 
 _STALLED_TICK = timedelta(seconds=1)
 _FAILED_TICK = timedelta(seconds=30)
@@ -116,6 +132,12 @@ class Work:
         except Exception as exc:
             if not isinstance(exc, MeshError):
                 log.exception("input failed unexpectedly", event_type=event.type)
+            if isinstance(event, _AWAITED) and isinstance(exc, DecisionError):
+                # A refusal (no such workflow or task) is the answer its sender waits for: the
+                # record was processed, so it is no dead letter.
+                log.info("command refused", command=event.type, reason=str(exc))
+                self._reply(event, error=exc)
+                return
             self._dead(record, exc)
             if isinstance(event, COMMANDS):
                 self._reply(event, error=exc)
