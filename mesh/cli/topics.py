@@ -3,7 +3,10 @@
 
 Exit codes: 0 fine; 1 an error (one line on stderr); 2 from ``check`` when the cluster differs
 from the declarations (as ``terraform plan -detailed-exitcode`` does, so a script can tell
-drift from failure).
+drift from failure). ``apply`` (and ``apply --dry-run``): 0 every difference was applied (or
+would be), 1 a change failed or apply could not run, 2 a difference was refused or left as is
+(blocked, unsupported) and none failed. ``apply --json`` prints one JSON document whatever
+happens, with each change's outcome.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from rich.text import Text
 
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json
-from mesh.errors import TopicSpecError
+from mesh.errors import MeshError, TopicSpecError
 from mesh.settings import Settings
 from mesh.topics import (
     DEFAULT_DIR,
@@ -34,6 +37,7 @@ from mesh.topics import (
     load_declarations,
     load_topics,
     plan_topics,
+    plural,
     summarize,
     validate_declarations,
 )
@@ -87,11 +91,13 @@ _STYLE = {
     ChangeStatus.BLOCKED: "yellow",
     ChangeStatus.REFUSED: "red",
     ChangeStatus.UNSUPPORTED: "yellow",
+    ChangeStatus.FAILED: "red",
 }
 _LABEL = {
     ChangeStatus.REFUSED: "refused: ",
     ChangeStatus.UNSUPPORTED: "unsupported by this broker: ",
     ChangeStatus.BLOCKED: "",
+    ChangeStatus.FAILED: "failed: ",
 }
 
 
@@ -149,7 +155,8 @@ def validate(
         )
     elif not problems:
         _emit(
-            f"{len(declarations.topics)} topics in {len(declarations.files)} files under "
+            f"{plural(len(declarations.topics), 'topic')} in "
+            f"{plural(len(declarations.files), 'file')} under "
             f"{declarations.directory} are valid for prefix {prefix!r}",
             "green",
         )
@@ -161,8 +168,8 @@ def validate(
     if as_json or len(problems) == 1:
         raise TopicSpecError(summarize(problems))
     raise TopicSpecError(
-        f"{len(problems)} problems in the topic declarations under {declarations.directory} "
-        "(listed above)"
+        f"{plural(len(problems), 'problem')} in the topic declarations under "
+        f"{declarations.directory} (listed above)"
     )
 
 
@@ -199,7 +206,7 @@ def _tally(result: TopicPlan) -> str:
         word = "to apply" if change.status is ChangeStatus.PLANNED else str(change.status)
         counts[word] = counts.get(word, 0) + 1
     parts = ", ".join(f"{n} {word}" for word, n in counts.items())
-    return f"{len(result.changes)} differences: {parts}"
+    return f"{plural(len(result.changes), 'difference')}: {parts}"
 
 
 class _ApplyDisplay:
@@ -230,7 +237,7 @@ class _ApplyDisplay:
         if self._progress is not None and self._task is not None:
             # Before the line: printing redraws the bar from its last refresh.
             self._progress.update(self._task, advance=1, refresh=True)
-        _emit(f"  {_SYMBOL[change.kind]} {change.summary()}", _STYLE[change.status])
+        _emit(_change_line(change), _STYLE[change.status])
 
     def close(self) -> None:
         if self._progress is not None:
@@ -253,10 +260,12 @@ def apply(
     Example: mesh topics apply --dry-run
     """
     settings = settings_of(ctx)
+    if as_json:
+        _apply_json(ctx, directory, replication_factor, dry_run, allow_delete)
+        return
     declarations = _declared(ctx, directory, replication_factor)
-    display = _ApplyDisplay(quiet=as_json or dry_run)
-    if not as_json:
-        _emit(f"{'dry run for' if dry_run else 'applying to'} {_where(settings)}:")
+    display = _ApplyDisplay(quiet=dry_run)
+    _emit(f"{'dry run for' if dry_run else 'applying to'} {_where(settings)}:")
     try:
         result = asyncio.run(
             apply_topics(
@@ -270,19 +279,53 @@ def apply(
         )
     finally:
         display.close()
-    if as_json:
-        print_json(result.as_dict())
-        return
     if dry_run:
         _show_changes(result.plan, result.plan.changes)
     else:
         _show_changes(result.plan, result.skipped)
     verb = "would apply" if dry_run else "applied"
+    failed = f"; {len(result.failed)} failed" if result.failed else ""
     skipped = f"; {len(result.skipped)} left as they are" if result.skipped else ""
-    if not result.changes and not result.skipped:
+    if not result.changes and not result.skipped and not result.failed:
         _emit("  no changes: the topics already match the declarations", "green")
     else:
-        _emit(f"{verb} {len(result.changes)} changes{skipped}")
+        _emit(f"{verb} {plural(len(result.changes), 'change')}{failed}{skipped}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _apply_json(
+    ctx: typer.Context,
+    directory: Path | None,
+    replication_factor: int | None,
+    dry_run: bool,
+    allow_delete: bool,
+) -> None:
+    """``apply --json``: one document on stdout whatever happens; an error that stops apply
+    before any change is the document's ``error`` (and the line on stderr)."""
+    settings = settings_of(ctx)
+    try:
+        declarations = _declared(ctx, directory, replication_factor)
+        result = asyncio.run(
+            apply_topics(settings, declarations.topics, dry_run=dry_run, allow_delete=allow_delete)
+        )
+    except MeshError as exc:
+        print_json(
+            {
+                "prefix": settings.topic_prefix,
+                "dry_run": dry_run,
+                "exit_code": 1,
+                "error": str(exc),
+                "changes": [],
+                "failed": [],
+                "skipped": [],
+                "notes": [],
+            }
+        )
+        raise
+    print_json(result.as_dict())
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command()

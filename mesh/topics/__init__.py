@@ -11,6 +11,7 @@ Layers, each importing only those above it::
     _plan      ``diff_topics``: declarations + cluster → ``TopicPlan``  (pure)
     _admin     the aiokafka adapter: read the cluster, make changes    (Kafka)
     _apply     ``plan_topics``/``apply_topics``/``describe_topics``     (Kafka)
+    _words     counted nouns for the lines mesh writes (``plural``)    (pure)
 
 Typical use::
 
@@ -48,6 +49,7 @@ from mesh.topics._plan import (
 )
 from mesh.topics._spec import Problem, TopicDeclarations, TopicSpec
 from mesh.topics._validate import load_topics, summarize, validate_declarations
+from mesh.topics._words import listed, plural
 
 __all__ = [
     "DEFAULT_DIR",
@@ -72,9 +74,11 @@ __all__ = [
     "config_problem",
     "describe_topics",
     "diff_topics",
+    "listed",
     "load_declarations",
     "load_topics",
     "plan_topics",
+    "plural",
     "read_cluster",
     "summarize",
     "validate_declarations",

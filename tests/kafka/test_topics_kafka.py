@@ -55,10 +55,11 @@ def mesh(settings: Settings, *args: str, env: dict[str, str] | None = None) -> R
 
 
 def applied(
-    settings: Settings, topics_dir: Path, *flags: str
+    settings: Settings, topics_dir: Path, *flags: str, code: int = 0
 ) -> dict[str, list[dict[str, object]]]:
+    """``apply --json``'s document, after checking its exit code (2: something left as is)."""
     done = mesh(settings, "apply", "--json", "--dir", str(topics_dir), *flags)
-    assert done.code == 0, done.stderr
+    assert done.code == code, done.stderr
     assert done.stderr == ""
     document: dict[str, list[dict[str, object]]] = json.loads(done.stdout)
     return document
@@ -177,7 +178,7 @@ async def test_undeclared_topic_is_deleted_only_with_allow_delete(
     assert f"would delete {handmade}" in plan.stdout
     assert outside not in plan.stdout
 
-    kept = applied(kafka_settings, topics_dir)
+    kept = applied(kafka_settings, topics_dir, code=2)
     assert [(c["kind"], c["status"]) for c in kept["skipped"]] == [("delete", "blocked")]
     assert await partitions_of(admin, handmade) == 1
     assert mesh(kafka_settings, "check", "--dir", str(topics_dir)).code == 2
@@ -209,27 +210,40 @@ async def test_partition_decrease_is_refused_with_the_reason(
 ) -> None:
     applied(kafka_settings, topics_dir)
     edit(topics_dir / "dlq.yaml", "partitions: 3", "partitions: 2")
-    result = applied(kafka_settings, topics_dir)
+    result = applied(kafka_settings, topics_dir, code=2)
     assert result["changes"] == []
     (refused,) = result["skipped"]
     assert (refused["kind"], refused["status"]) == ("reduce_partitions", "refused")
     assert "Kafka cannot remove partitions" in str(refused["reason"])
     text = mesh(kafka_settings, "apply", "--dir", str(topics_dir))
+    assert text.code == 2
     assert "refused: Kafka cannot remove partitions" in text.stdout
     assert await partitions_of(admin, kafka_settings.topic("dlq")) == 3
     assert mesh(kafka_settings, "check", "--dir", str(topics_dir)).code == 2
 
 
-def test_replication_factor_beyond_the_cluster_is_one_line(
+def test_replication_factor_beyond_the_cluster_is_refused_by_the_plan(
     kafka_settings: Settings, topics_dir: Path
 ) -> None:
-    """Creating with more replicas than brokers: the broker's reason, on one line; existing
-    topics asked for another replication factor are refused, not moved."""
-    line = assert_one_line_error(
-        mesh(kafka_settings, "apply", "--dir", str(topics_dir), "--replication-factor", "3")
-    )
-    assert "the broker refused to create" in line
-    assert "replication factor" in line.lower()
+    """Three replicas on one broker: plan, apply --dry-run and apply refuse each topic with one
+    readable line before anything is created (apply exits 2, nothing failed); existing topics
+    asked for another replication factor are refused, not moved."""
+    rf3 = ("--dir", str(topics_dir), "--replication-factor", "3")
+    plan = mesh(kafka_settings, "plan", *rf3)
+    assert plan.code == 0, plan.stderr
+    refusal = "refused: replication factor 3 needs 3 brokers; the cluster has 1"
+    lines = [line for line in plan.stdout.splitlines() if refusal in line]
+    assert len(lines) == 16
+    assert all(len(line) < 300 for line in lines)
+    assert "16 differences: 16 refused" in plan.stdout
+
+    dry = mesh(kafka_settings, "apply", "--dry-run", *rf3)
+    assert dry.code == 2
+    assert "would apply 0 changes; 16 left as they are" in dry.stdout
+    document = applied(kafka_settings, topics_dir, "--replication-factor", "3", code=2)
+    assert (document["changes"], document["failed"]) == ([], [])
+    assert {c["status"] for c in document["skipped"]} == {"refused"}
+    assert mesh(kafka_settings, "check", *rf3).code == 2
 
     applied(kafka_settings, topics_dir)
     plan = mesh(
