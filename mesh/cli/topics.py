@@ -1,4 +1,4 @@
-"""``mesh topics validate|plan|apply|check|describe`` — topics as code, a thin shell over
+"""``mesh topics validate|plan|apply|check|describe|export`` — topics as code, a thin shell over
 ``mesh.topics``.
 
 Exit codes: 0 fine; 1 an error (one line on stderr); 2 from ``check`` when the cluster differs
@@ -23,19 +23,24 @@ from rich.text import Text
 
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json
-from mesh.errors import MeshError, TopicSpecError
+from mesh.errors import ConfigError, MeshError, TopicSpecError
 from mesh.settings import Settings
 from mesh.topics import (
     DEFAULT_DIR,
+    EXPORT_FILE,
     Change,
     ChangeKind,
     ChangeStatus,
     TopicDeclarations,
     TopicPlan,
     apply_topics,
+    beyond,
     describe_topics,
+    export_declarations,
+    listed,
     load_declarations,
     load_topics,
+    open_prefix,
     plan_topics,
     plural,
     summarize,
@@ -412,3 +417,59 @@ def describe(
             cells.append("yes" if topic.name in declared else "no")
         table.add_row(*(escape(cell) for cell in cells))
     console.print(table)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--prefix",
+            help="Export the topics under this prefix [default: MESH_TOPIC_PREFIX]",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=f"Write {EXPORT_FILE} into this directory (never over an existing file) "
+            "instead of printing it",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write the live topics under a prefix as declarations, to adopt an existing cluster.
+
+    Example: mesh topics export --prefix team1. --out topics && mesh topics plan --dir topics
+    """
+    settings = settings_of(ctx)
+    if prefix is not None:
+        settings = settings.model_copy(update={"topic_prefix": prefix})
+    target = out / EXPORT_FILE if out is not None else None
+    if target is not None and target.exists():
+        raise ConfigError(f"{target} exists; export never overwrites a file (choose another --out)")
+    topics = asyncio.run(describe_topics(settings))
+    text = export_declarations(topics, settings.topic_prefix, settings.bootstrap_servers)
+    if open_prefix(settings.topic_prefix):
+        strangers = beyond(settings.topic_prefix, [t.name for t in topics])
+        _warn(
+            f"warning: the prefix {settings.topic_prefix!r} does not end with '.', '_' or '-', "
+            "so it matches other prefixes' topics too; exported among them: "
+            f"{listed(strangers) or 'none'}"
+        )
+    if target is None:
+        console.file.write(text)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    _emit(
+        f"exported {plural(len(topics), 'topic')} under {_where(settings)} to {target}; "
+        f"see it in sync: MESH_TOPIC_PREFIX={settings.topic_prefix} mesh topics plan --dir {out}",
+        "green",
+    )
+
+
+def _warn(text: str) -> None:
+    typer.echo(text, err=True)

@@ -225,6 +225,16 @@ def open_prefix(prefix: str) -> bool:
     return bool(prefix) and prefix[-1] not in SEPARATORS
 
 
+def beyond(prefix: str, names: Iterable[str]) -> list[str]:
+    """The names ``prefix`` matches only as a string: not followed by a separator, so they
+    likely belong to another prefix (``team1x.a`` under ``team1``)."""
+    return [
+        n
+        for n in names
+        if n.startswith(prefix) and n[len(prefix) : len(prefix) + 1] not in SEPARATORS
+    ]
+
+
 def open_prefix_note(prefix: str, matched: list[str]) -> str:
     """Why nothing is deleted under ``prefix``, naming the topics it matches."""
     return (

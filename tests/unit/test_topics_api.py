@@ -16,6 +16,7 @@ def test_exported_names_are_pinned() -> None:
     """Adding or removing a public name is a decision, not an accident."""
     assert mesh.topics.__all__ == [
         "DEFAULT_DIR",
+        "EXPORT_FILE",
         "OVERLAY_FILE",
         "TOPIC_CONFIGS",
         "Api",
@@ -34,12 +35,15 @@ def test_exported_names_are_pinned() -> None:
         "TopicPlan",
         "TopicSpec",
         "apply_topics",
+        "beyond",
         "config_problem",
         "describe_topics",
         "diff_topics",
+        "export_declarations",
         "listed",
         "load_declarations",
         "load_topics",
+        "open_prefix",
         "plan_topics",
         "plural",
         "read_cluster",
