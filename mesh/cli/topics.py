@@ -35,6 +35,7 @@ from mesh.topics import (
     TopicPlan,
     apply_topics,
     beyond,
+    declared_topics,
     describe_topics,
     export_declarations,
     listed,
@@ -439,6 +440,7 @@ def export(
             show_default=False,
         ),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write the live topics under a prefix as declarations, to adopt an existing cluster.
 
@@ -459,11 +461,21 @@ def export(
             "so it matches other prefixes' topics too; exported among them: "
             f"{listed(strangers) or 'none'}"
         )
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    if as_json:
+        print_json(
+            {
+                "prefix": settings.topic_prefix,
+                "file": None if target is None else str(target),
+                "topics": declared_topics(topics, settings.topic_prefix),
+            }
+        )
+        return
     if target is None:
         console.file.write(text)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
     _emit(
         f"exported {plural(len(topics), 'topic')} under {_where(settings)} to {target}; "
         f"see it in sync: MESH_TOPIC_PREFIX={settings.topic_prefix} mesh topics plan --dir {out}",

@@ -37,7 +37,7 @@ from mesh.topics._cluster import (
     ObservedTopic,
 )
 from mesh.topics._configs import TOPIC_CONFIGS, config_problem
-from mesh.topics._export import EXPORT_FILE, export_declarations
+from mesh.topics._export import EXPORT_FILE, declared_topics, export_declarations
 from mesh.topics._load import DEFAULT_DIR
 from mesh.topics._overlay import OVERLAY_FILE, load_declarations
 from mesh.topics._plan import (
@@ -78,6 +78,7 @@ __all__ = [
     "apply_topics",
     "beyond",
     "config_problem",
+    "declared_topics",
     "describe_topics",
     "diff_topics",
     "export_declarations",

@@ -22,6 +22,18 @@ EXPORT_FILE = "exported.yaml"
 
 def export_declarations(topics: Iterable[ObservedTopic], prefix: str, source: str) -> str:
     """The YAML of a declarations file holding ``topics`` (full names under ``prefix``)."""
+    header = (
+        f"# Exported by 'mesh topics export' from {source} under the prefix {prefix!r}.\n"
+        f"# Plan it with MESH_TOPIC_PREFIX={prefix} 'mesh topics plan --dir <this directory>'.\n"
+    )
+    body = yaml.safe_dump(
+        {"topics": declared_topics(topics, prefix)}, sort_keys=False, allow_unicode=True
+    )
+    return header + body
+
+
+def declared_topics(topics: Iterable[ObservedTopic], prefix: str) -> list[dict[str, Any]]:
+    """One declaration (as its YAML mapping) per topic under ``prefix``, by name."""
     declared: list[dict[str, Any]] = []
     for topic in sorted(topics, key=lambda t: t.name):
         logical = topic.name[len(prefix) :]
@@ -36,11 +48,4 @@ def export_declarations(topics: Iterable[ObservedTopic], prefix: str, source: st
         if overrides:
             entry["config"] = dict(overrides)
         declared.append(entry)
-    header = (
-        f"# Exported by 'mesh topics export' from {source} under the prefix {prefix!r}.\n"
-        f"# Plan it with MESH_TOPIC_PREFIX={prefix} 'mesh topics plan --dir <this directory>'.\n"
-    )
-    body = yaml.safe_dump(
-        {"topics": declared}, sort_keys=False, default_style=None, allow_unicode=True
-    )
-    return header + body
+    return declared

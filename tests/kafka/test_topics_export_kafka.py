@@ -4,6 +4,7 @@ overrides included) become declarations that ``plan`` and ``check`` then find in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -67,6 +68,12 @@ async def test_export_then_plan_is_in_sync(
     )
     assert other.code == 0, other.stderr
     assert yaml.safe_load(other.stdout) == document
+    as_json = mesh(kafka_settings, "export", "--json")
+    assert json.loads(as_json.stdout) == {
+        "prefix": kafka_settings.topic_prefix,
+        "file": None,
+        "topics": document["topics"],
+    }
 
     # A prefix without its separator could hold other prefixes' topics: said on stderr.
     bare = kafka_settings.topic_prefix.rstrip(".")

@@ -37,6 +37,7 @@ def test_exported_names_are_pinned() -> None:
         "apply_topics",
         "beyond",
         "config_problem",
+        "declared_topics",
         "describe_topics",
         "diff_topics",
         "export_declarations",
