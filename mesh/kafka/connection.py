@@ -189,7 +189,7 @@ def not_allowed(settings: Settings | None, operation: str, resource: str, name: 
     what = f"{resource} {name!r}" if name else f"the {resource}"
     return (
         f"{who} may not {operation} {what}: no ACL allows it; grant it with 'mesh access "
-        "apply' (topics/access) or ask the cluster's administrator"
+        "apply' (access/*.yaml) or ask the cluster's administrator"
     )
 
 
