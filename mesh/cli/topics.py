@@ -31,6 +31,7 @@ from mesh.topics import (
     Change,
     ChangeKind,
     ChangeStatus,
+    Problem,
     TopicDeclarations,
     TopicPlan,
     apply_topics,
@@ -140,14 +141,30 @@ def validate(
     directory: DirOption = None,
     replication_factor: ReplicationOption = None,
     as_json: JsonFlag = False,
+    against_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Also ask the live cluster: refuse what its brokers would refuse (replication "
+            "factor above the broker count, min.insync.replicas above it, configs they reject).",
+        ),
+    ] = False,
 ) -> None:
     """Check the declarations offline: names, partitions, replication, config keys and values.
 
     Example: mesh topics validate --dir topics
     """
-    prefix = settings_of(ctx).topic_prefix
+    settings = settings_of(ctx)
+    prefix = settings.topic_prefix
     declarations = load_declarations(directory, replication_factor=replication_factor)
     problems = validate_declarations(declarations, prefix=prefix)
+    if against_cluster and not problems:
+        planned = asyncio.run(plan_topics(settings, declarations.topics))
+        problems = [
+            Problem(str(declarations.directory), f"{c.summary()}: {c.reason}", topic=c.name)
+            for c in planned.changes
+            if c.status is ChangeStatus.REFUSED
+        ]
     if as_json:
         print_json(
             {
@@ -163,7 +180,8 @@ def validate(
         _emit(
             f"{plural(len(declarations.topics), 'topic')} in "
             f"{plural(len(declarations.files), 'file')} under "
-            f"{declarations.directory} are valid for prefix {prefix!r}",
+            f"{declarations.directory} are valid for prefix {prefix!r}"
+            + (f" on {settings.bootstrap_servers}" if against_cluster else ""),
             "green",
         )
     elif len(problems) > 1:

@@ -66,6 +66,24 @@ def test_what_the_brokers_refuse_is_refused_by_the_plan(
     assert mesh(kafka_settings, "check", "--dir", str(topics_dir)).code == 2
 
 
+def test_validate_cluster_refuses_what_the_brokers_would(
+    kafka_settings: Settings, topics_dir: Path
+) -> None:
+    """validate --cluster: one line per topic the single broker cannot hold with 3 replicas,
+    exit 1; without the flag, or with a replication factor it can hold, valid."""
+    rf3 = ("--dir", str(topics_dir), "--replication-factor", "3")
+    assert mesh(kafka_settings, "validate", *rf3).code == 0
+    refused = mesh(kafka_settings, "validate", "--cluster", *rf3)
+    assert refused.code == 1
+    lines = refused.stdout.splitlines()
+    assert len(lines) == 16
+    assert all("replication factor 3 needs 3 brokers; the cluster has 1" in line for line in lines)
+    assert refused.stderr.startswith("mesh: error: 16 problems in the topic declarations")
+    fine = mesh(kafka_settings, "validate", "--cluster", "--dir", str(topics_dir))
+    assert fine.code == 0, fine.stderr
+    assert f"valid for prefix {kafka_settings.topic_prefix!r} on " in fine.stdout
+
+
 async def test_a_removed_override_is_drift_even_when_the_default_matches(
     kafka_settings: Settings, topics_dir: Path, admin: AIOKafkaAdminClient
 ) -> None:
