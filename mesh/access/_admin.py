@@ -9,7 +9,12 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
-from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
+from aiokafka.protocol.admin import (
+    CreateAclsRequest,
+    DeleteAclsRequest,
+    DescribeAclsRequest,
+    DescribeClientQuotasRequest,
+)
 
 from mesh.access._model import (
     ALLOW,
@@ -20,9 +25,13 @@ from mesh.access._model import (
     AclChangeKind,
     Operation,
     Pattern,
+    QuotaChange,
     Resource,
     diff_acls,
+    diff_quotas,
+    quota_users,
 )
+from mesh.access._quota_protocol import AlterClientQuotasRequest
 from mesh.errors import BrokerError
 from mesh.kafka.connection import kafka_errors, open_admin
 from mesh.settings import Settings
@@ -75,7 +84,26 @@ async def _plan(
     observed: list[Acl] = []
     for principal in declared.principals:
         observed.extend(await read_acls(admin, settings, principal))
-    return diff_acls(declared, observed, prefix=settings.topic_prefix)
+    plan = diff_acls(declared, observed, prefix=settings.topic_prefix)
+    quotas = {user: await read_quotas(admin, settings, user) for user in quota_users(declared)}
+    return replace(plan, changes=(*plan.changes, *diff_quotas(declared, quotas)))
+
+
+async def read_quotas(
+    admin: AIOKafkaAdminClient, settings: Settings, user: str
+) -> dict[str, float]:
+    """The quotas set for exactly this user (not the defaults it may fall back on)."""
+    exact = 0
+    request = DescribeClientQuotasRequest([("user", exact, user)], True)
+    with kafka_errors(settings, "describe client quotas"):
+        response = await admin._send_request(request)
+    answer = response.to_object()
+    _raise_for(answer["error_code"], answer["error_message"], "describe client quotas")
+    found: dict[str, float] = {}
+    for entry in answer["entries"] or ():
+        for value in entry["values"]:
+            found[value["name"]] = float(value["value"])
+    return found
 
 
 async def apply_access(
@@ -83,15 +111,15 @@ async def apply_access(
     declared: AccessDeclarations,
     *,
     dry_run: bool = False,
-    on_change: Callable[[AclChange], None] | None = None,
-) -> tuple[AccessPlan, list[AclChange]]:
+    on_change: Callable[[AclChange | QuotaChange], None] | None = None,
+) -> tuple[AccessPlan, list[AclChange | QuotaChange]]:
     """Make the declared principals' bindings under the prefix match; each change's outcome
     (``applied`` or ``failed`` with the brokers' reason), the others going on after one fails."""
     async with open_admin(settings) as admin:
         plan = await _plan(admin, settings, declared)
         if dry_run:
             return plan, list(plan.changes)
-        outcomes: list[AclChange] = []
+        outcomes: list[AclChange | QuotaChange] = []
         for change in plan.changes:
             try:
                 await _make(admin, settings, change)
@@ -104,7 +132,16 @@ async def apply_access(
         return plan, outcomes
 
 
-async def _make(admin: AIOKafkaAdminClient, settings: Settings, change: AclChange) -> None:
+async def _make(
+    admin: AIOKafkaAdminClient, settings: Settings, change: AclChange | QuotaChange
+) -> None:
+    if isinstance(change, QuotaChange):
+        request = AlterClientQuotasRequest(change.user, [(change.key, change.new)])
+        with kafka_errors(settings, "alter client quotas"):
+            response = await admin._send_request(request)
+        for answer in response.to_object()["entries"]:
+            _raise_for(answer["error_code"], answer["error_message"], "alter client quotas")
+        return
     acl = change.acl
     fields = (acl.resource, acl.name, acl.pattern, acl.principal, _ANY_HOST, acl.operation, ALLOW)
     if change.kind is AclChangeKind.ADD:

@@ -106,6 +106,8 @@ class ComponentAccess:
     groups: tuple[str, ...] = ()
     transactional_ids: tuple[str, ...] = ()
     idempotent_write: bool = False
+    quotas: Mapping[str, float] | None = None
+    """Client quotas of the principal's user (``QUOTA_KEYS``); None: not managed."""
 
     def acls(self, prefix: str) -> set[Acl]:
         """The bindings this declaration means under ``prefix``."""
@@ -174,10 +176,44 @@ class AclChange:
         }
 
 
+QUOTA_KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage")
+"""The client quotas managed per user: bytes/s produced and fetched, % of a request thread."""
+
+
+@dataclass(frozen=True)
+class QuotaChange:
+    """One quota of one user set to ``new``, or removed (``new`` None)."""
+
+    user: str
+    key: str
+    old: float | None
+    new: float | None
+    status: str = "planned"
+    reason: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "set_quota" if self.new is not None else "remove_quota"
+
+    def __str__(self) -> str:
+        old = "(unset)" if self.old is None else f"{self.old:g}"
+        new = "(removed)" if self.new is None else f"{self.new:g}"
+        line = f"~ quota of User:{self.user}: {self.key} {old} → {new}"
+        return line if self.reason is None else f"{line} ({self.status}: {self.reason})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "status": self.status,
+            "reason": self.reason,
+            "quota": {"user": self.user, "key": self.key, "old": self.old, "new": self.new},
+        }
+
+
 @dataclass(frozen=True)
 class AccessPlan:
     prefix: str
-    changes: tuple[AclChange, ...]
+    changes: tuple[AclChange | QuotaChange, ...]
     notes: tuple[str, ...] = ()
 
     @property
@@ -230,6 +266,35 @@ def diff_acls(declared: AccessDeclarations, observed: Iterable[Acl], *, prefix: 
     return AccessPlan(prefix, tuple(changes), tuple(notes))
 
 
+def quota_users(declared: AccessDeclarations) -> list[str]:
+    """The users whose quotas are managed: components with a ``quotas`` section."""
+    return sorted(
+        {
+            c.principal.removeprefix("User:")
+            for c in declared.components
+            if c.quotas is not None and c.principal.startswith("User:")
+        }
+    )
+
+
+def diff_quotas(
+    declared: AccessDeclarations, observed: Mapping[str, Mapping[str, float]]
+) -> list[QuotaChange]:
+    """Each managed user's quotas set to the declared values; a quota set but not declared is
+    removed. Users without a ``quotas`` section are not looked at."""
+    changes: list[QuotaChange] = []
+    for component in declared.components:
+        if component.quotas is None or not component.principal.startswith("User:"):
+            continue
+        user = component.principal.removeprefix("User:")
+        have = observed.get(user, {})
+        for key in QUOTA_KEYS:
+            want, old = component.quotas.get(key), have.get(key)
+            if want != old:
+                changes.append(QuotaChange(user, key, old, want))
+    return changes
+
+
 def parse_access(raw: Mapping[str, Any], where: str) -> AccessDeclarations:
     """Declarations from one file's YAML (``components: {name: {...}}``); ValueError with the
     file and component on a mistake."""
@@ -237,7 +302,7 @@ def parse_access(raw: Mapping[str, Any], where: str) -> AccessDeclarations:
     if not isinstance(components, Mapping):
         raise ValueError(f"{where}: expected a 'components' mapping")
     found: list[ComponentAccess] = []
-    allowed = {"principal", "topics", "groups", "transactional_ids", "idempotent_write"}
+    allowed = {"principal", "topics", "groups", "transactional_ids", "idempotent_write", "quotas"}
     for name, body in components.items():
         if not isinstance(body, Mapping):
             raise ValueError(f"{where}: component {name!r}: expected a mapping")
@@ -267,6 +332,7 @@ def parse_access(raw: Mapping[str, Any], where: str) -> AccessDeclarations:
                 groups=_names(body.get("groups"), where, name),
                 transactional_ids=_names(body.get("transactional_ids"), where, name),
                 idempotent_write=bool(body.get("idempotent_write", False)),
+                quotas=_quotas(body.get("quotas", None) if "quotas" in body else None, where, name),
             )
         )
     return AccessDeclarations(tuple(found))
@@ -278,3 +344,18 @@ def _names(value: Any, where: str, component: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError(f"{where}: component {component!r}: expected a list of names")
     return tuple(value)
+
+
+def _quotas(value: Any, where: str, component: str) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) - set(QUOTA_KEYS):
+        raise ValueError(f"{where}: component {component!r}: quotas takes {', '.join(QUOTA_KEYS)}")
+    found: dict[str, float] = {}
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
+            raise ValueError(
+                f"{where}: component {component!r}: quota {key} must be a positive number"
+            )
+        found[str(key)] = float(number)
+    return found

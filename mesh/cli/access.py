@@ -1,4 +1,5 @@
-"""``mesh access plan|apply|check`` — ACLs as code, a thin shell over ``mesh.access``.
+"""``mesh access plan|apply|check`` — ACLs and client quotas as code, a thin shell over
+``mesh.access``.
 
 Exit codes: ``plan`` 0; ``check`` 0 in sync, 2 drift; ``apply`` 0 every change made, 1 one
 failed (the others are still made). An error is one line on stderr and exit 1. ``--json``
@@ -8,13 +9,14 @@ prints one JSON document.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
-from mesh.access import AccessPlan, AclChange, apply_access, load_access, plan_access
+from mesh.access import AccessPlan, AclChange, QuotaChange, apply_access, load_access, plan_access
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json
 from mesh.topics import plural
@@ -45,7 +47,7 @@ def _emit(text: str, style: str = "") -> None:
     console.print(Text(text, style=style), highlight=False, soft_wrap=True)
 
 
-def _show(plan: AccessPlan, changes: list[AclChange] | tuple[AclChange, ...]) -> None:
+def _show(plan: AccessPlan, changes: Sequence[AclChange | QuotaChange]) -> None:
     for change in changes:
         _emit(f"  {change}", "red" if change.status == "failed" else "green")
     for note in plan.notes:

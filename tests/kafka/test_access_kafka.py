@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from aiokafka.protocol.admin import CreateAclsRequest
 
-from mesh.access import Acl, Operation, Pattern, Resource, read_acls
+from mesh.access import Acl, Operation, Pattern, Resource, read_acls, read_quotas
+from mesh.access._quota_protocol import AlterClientQuotasRequest
 from mesh.kafka.connection import open_admin
 from mesh.settings import Settings
 from tests._fixtures.kafka import _started
@@ -144,3 +145,48 @@ async def test_access_plan_apply_check_within_the_prefix(
     assert extra not in await acls_of(settings, "User:client")
     assert elsewhere in await acls_of(settings, "User:client")
     assert await acls_of(settings, "User:outsider") == {outsiders}
+
+
+async def test_quotas_plan_apply_check_for_declared_users_only(
+    secured_kafka: ApacheKafka, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Quotas of a declared user are set and then changed to the declaration; a quota set by
+    hand on it is drift and removed; another user's quota is never touched."""
+    settings = Settings(
+        bootstrap_servers=secured_kafka.bootstrap_servers, topic_prefix=topic_prefix
+    )
+    directory = tmp_path / "access"
+    directory.mkdir()
+    declared = directory / "components.yaml"
+    declared.write_text(
+        "components:\n  client:\n    principal: User:client\n"
+        "    quotas: {producer_byte_rate: 1048576, request_percentage: 50}\n"
+    )
+    await set_quota(settings, "outsider", "consumer_byte_rate", 2048.0)
+
+    plan = access(secured_kafka, topic_prefix, directory, "plan", "--json")
+    assert plan.code == 0, plan.stderr
+    quotas = {c["quota"]["key"]: c["quota"]["new"] for c in json.loads(plan.stdout)["changes"]}
+    assert quotas == {"producer_byte_rate": 1048576.0, "request_percentage": 50.0}
+    assert access(secured_kafka, topic_prefix, directory, "apply").code == 0
+    assert access(secured_kafka, topic_prefix, directory, "check").code == 0
+    assert await quotas_of(settings, "client") == quotas
+
+    await set_quota(settings, "client", "consumer_byte_rate", 4096.0)
+    drift = access(secured_kafka, topic_prefix, directory, "check")
+    assert drift.code == 2
+    assert "~ quota of User:client: consumer_byte_rate 4096 → (removed)" in drift.stdout
+    assert access(secured_kafka, topic_prefix, directory, "apply").code == 0
+    assert await quotas_of(settings, "client") == quotas
+    assert await quotas_of(settings, "outsider") == {"consumer_byte_rate": 2048.0}
+
+
+async def set_quota(settings: Settings, user: str, key: str, value: float) -> None:
+    async with open_admin(settings) as admin:
+        response = await admin._send_request(AlterClientQuotasRequest(user, [(key, value)]))
+        assert [entry[0] for entry in response.entries] == [0]
+
+
+async def quotas_of(settings: Settings, user: str) -> dict[str, float]:
+    async with open_admin(settings) as admin:
+        return await read_quotas(admin, settings, user)

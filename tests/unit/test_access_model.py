@@ -7,11 +7,13 @@ import pytest
 
 from mesh.access import (
     Acl,
+    AclChange,
     AclChangeKind,
     Operation,
     Pattern,
     Resource,
     diff_acls,
+    diff_quotas,
     parse_access,
 )
 
@@ -51,7 +53,9 @@ def test_only_the_declared_principals_bindings_under_the_prefix_are_removed() ->
         Acl(WHO, Resource.CLUSTER, "kafka-cluster", Pattern.LITERAL, Operation.DESCRIBE),
     ]
     plan = diff_acls(declared, observed, prefix="p.")
-    assert [(c.kind, c.acl.name) for c in plan.changes] == [(AclChangeKind.REMOVE, "p.dlq")]
+    assert [(c.kind, c.acl.name) for c in plan.changes if isinstance(c, AclChange)] == [
+        (AclChangeKind.REMOVE, "p.dlq")
+    ]
     assert str(plan.changes[0]) == "- remove ACL: User:mesh-workflows may READ topic 'p.dlq'"
 
 
@@ -76,3 +80,25 @@ def test_a_mistake_names_the_file_and_component(raw: dict[str, object], message:
     with pytest.raises(ValueError, match=r"^access/a\.yaml") as caught:
         parse_access(raw, "access/a.yaml")
     assert message in str(caught.value)
+
+
+def test_quotas_are_managed_only_for_components_that_declare_them() -> None:
+    raw = {
+        "components": {
+            "a": {"principal": "User:a", "quotas": {"producer_byte_rate": 1024}},
+            "b": {"principal": "User:b"},
+        }
+    }
+    declared = parse_access(raw, "access/q.yaml")
+    observed = {"a": {"request_percentage": 10.0}, "b": {"consumer_byte_rate": 5.0}}
+    changes = diff_quotas(declared, observed)
+    assert [(c.user, c.key, c.old, c.new, c.kind) for c in changes] == [
+        ("a", "producer_byte_rate", None, 1024.0, "set_quota"),
+        ("a", "request_percentage", 10.0, None, "remove_quota"),
+    ]
+    assert str(changes[0]) == "~ quota of User:a: producer_byte_rate (unset) → 1024"
+    with pytest.raises(ValueError, match="quota producer_byte_rate must be a positive number"):
+        parse_access(
+            {"components": {"a": {"principal": "User:a", "quotas": {"producer_byte_rate": -1}}}},
+            "access/q.yaml",
+        )
