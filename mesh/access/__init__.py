@@ -7,7 +7,13 @@ cluster with it, within the topic prefix and the declared principals only.
     _admin   read, add and remove bindings           (Kafka)
 """
 
-from mesh.access._admin import apply_access, plan_access, read_acls, read_quotas
+from mesh.access._admin import (
+    apply_access,
+    plan_access,
+    read_acls,
+    read_prefix_acls,
+    read_quotas,
+)
 from mesh.access._load import DEFAULT_ACCESS_DIR, load_access
 from mesh.access._model import (
     AccessDeclarations,
@@ -22,6 +28,7 @@ from mesh.access._model import (
     Resource,
     diff_acls,
     diff_quotas,
+    export_components,
     parse_access,
 )
 
@@ -40,9 +47,11 @@ __all__ = [
     "apply_access",
     "diff_acls",
     "diff_quotas",
+    "export_components",
     "load_access",
     "parse_access",
     "plan_access",
     "read_acls",
+    "read_prefix_acls",
     "read_quotas",
 ]

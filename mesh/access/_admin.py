@@ -41,8 +41,10 @@ _SECURITY_DISABLED = 54
 _ANY_HOST = "*"
 
 
-async def read_acls(admin: AIOKafkaAdminClient, settings: Settings, principal: str) -> list[Acl]:
-    """Every ALLOW binding of ``principal`` for any host."""
+async def read_acls(
+    admin: AIOKafkaAdminClient, settings: Settings, principal: str | None
+) -> list[Acl]:
+    """Every ALLOW binding of ``principal`` (None: of anyone) for any host."""
     request = DescribeAclsRequest(
         Resource.ANY,
         None,
@@ -71,6 +73,24 @@ async def read_acls(admin: AIOKafkaAdminClient, settings: Settings, principal: s
                 )
             )
     return found
+
+
+async def read_prefix_acls(settings: Settings) -> list[Acl]:
+    """Every principal's ALLOW bindings for any host on resources under the prefix, and their
+    cluster IDEMPOTENT_WRITE (what ``mesh access export`` writes)."""
+    async with open_admin(settings) as admin:
+        every = await read_acls(admin, settings, None)
+    prefix = settings.topic_prefix
+    under = [a for a in every if a.resource is not Resource.CLUSTER and a.name.startswith(prefix)]
+    principals = {a.principal for a in under}
+    cluster = [
+        a
+        for a in every
+        if a.resource is Resource.CLUSTER
+        and a.operation is Operation.IDEMPOTENT_WRITE
+        and a.principal in principals
+    ]
+    return under + cluster
 
 
 async def plan_access(settings: Settings, declared: AccessDeclarations) -> AccessPlan:

@@ -359,3 +359,38 @@ def _quotas(value: Any, where: str, component: str) -> dict[str, float] | None:
             )
         found[str(key)] = float(number)
     return found
+
+
+def export_components(acls: Iterable[Acl], prefix: str) -> tuple[dict[str, Any], list[Acl]]:
+    """The ``components`` mapping (logical names) that declares ``acls`` under ``prefix``, one
+    component per principal, and the bindings it cannot express (left out, to be listed)."""
+    components: dict[str, dict[str, Any]] = {}
+    left_out: list[Acl] = []
+    verbs = {Operation.READ: "read", Operation.WRITE: "write", Operation.DESCRIBE: "describe"}
+    for acl in sorted(acls):
+        name = acl.principal.split(":", 1)[-1]
+        body = components.setdefault(name, {"principal": acl.principal})
+        logical = acl.name[len(prefix) :]
+        under = acl.name.startswith(prefix) and bool(logical)
+        if acl.resource is Resource.TOPIC and acl.operation in verbs and under:
+            topic = logical + ("*" if acl.pattern is Pattern.PREFIXED else "")
+            body.setdefault("topics", {}).setdefault(verbs[acl.operation], []).append(topic)
+        elif (
+            acl.resource is Resource.GROUP
+            and acl.operation is Operation.READ
+            and acl.pattern is Pattern.PREFIXED
+            and under
+        ):
+            body.setdefault("groups", []).append(logical)
+        elif (
+            acl.resource is Resource.TRANSACTIONAL_ID
+            and acl.operation is Operation.WRITE
+            and acl.pattern is Pattern.PREFIXED
+            and under
+        ):
+            body.setdefault("transactional_ids", []).append(logical)
+        elif acl.resource is Resource.CLUSTER and acl.operation is Operation.IDEMPOTENT_WRITE:
+            body["idempotent_write"] = True
+        else:
+            left_out.append(acl)
+    return {k: v for k, v in components.items() if len(v) > 1}, left_out

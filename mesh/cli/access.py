@@ -14,11 +14,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.text import Text
 
-from mesh.access import AccessPlan, AclChange, QuotaChange, apply_access, load_access, plan_access
+from mesh.access import (
+    AccessPlan,
+    AclChange,
+    QuotaChange,
+    apply_access,
+    export_components,
+    load_access,
+    plan_access,
+    read_prefix_acls,
+)
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json
+from mesh.errors import ConfigError
 from mesh.topics import plural
 
 DRIFT_EXIT_CODE = 2
@@ -132,3 +143,61 @@ def apply(
         _emit(f"{verb} {plural(done, 'change')}{tail}")
     if failed:
         raise typer.Exit(FAILED_EXIT_CODE)
+
+
+EXPORT_FILE = "exported.yaml"
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=f"Write {EXPORT_FILE} into this directory (never over an existing file) "
+            "instead of printing it",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the ACLs on resources under the prefix as declarations, one component per
+    principal (quotas are not exported); bindings they cannot express are listed on stderr.
+
+    Example: mesh access export --out access && mesh access plan --dir access
+    """
+    settings = settings_of(ctx)
+    target = out / EXPORT_FILE if out is not None else None
+    if target is not None and target.exists():
+        raise ConfigError(f"{target} exists; export never overwrites a file (choose another --out)")
+    components, left_out = export_components(
+        asyncio.run(read_prefix_acls(settings)), settings.topic_prefix
+    )
+    for acl in left_out:
+        typer.echo(f"warning: not exported (no declaration expresses it): {acl}", err=True)
+    text = (
+        f"# Exported by 'mesh access export' from {settings.bootstrap_servers} under the "
+        f"prefix {settings.topic_prefix!r}.\n"
+        + yaml.safe_dump({"components": components}, sort_keys=False)
+    )
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    if as_json:
+        print_json(
+            {
+                "prefix": settings.topic_prefix,
+                "file": None if target is None else str(target),
+                "components": components,
+                "left_out": [acl.as_dict() for acl in left_out],
+            }
+        )
+    elif target is None:
+        console.file.write(text)
+    else:
+        _emit(
+            f"exported the ACLs of {plural(len(components), 'principal')} under {_where(ctx)} "
+            f"to {target}",
+            "green",
+        )

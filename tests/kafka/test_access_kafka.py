@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from aiokafka.protocol.admin import CreateAclsRequest
 
 from mesh.access import Acl, Operation, Pattern, Resource, read_acls, read_quotas
@@ -145,6 +146,24 @@ async def test_access_plan_apply_check_within_the_prefix(
     assert extra not in await acls_of(settings, "User:client")
     assert elsewhere in await acls_of(settings, "User:client")
     assert await acls_of(settings, "User:outsider") == {outsiders}
+
+    # Export: the ACLs under the prefix (the client's and the outsider's) as declarations
+    # that plan finds in sync; the client's ACL on another prefix is not exported.
+    adopted = tmp_path / "adopted"
+    exported = run_mesh(
+        "access", "export", "--out", str(adopted), env=admin_env(secured_kafka, topic_prefix)
+    )
+    assert exported.code == 0, exported.stderr
+    assert "exported the ACLs of 2 principals" in exported.stdout
+    document = yaml.safe_load((adopted / "exported.yaml").read_text())
+    assert document["components"]["outsider"] == {
+        "principal": "User:outsider",
+        "topics": {"read": ["replies"]},
+    }
+    assert f"other-{replies}" not in (adopted / "exported.yaml").read_text()
+    in_sync = access(secured_kafka, topic_prefix, adopted, "plan")
+    assert in_sync.code == 0, in_sync.stderr
+    assert "no changes" in in_sync.stdout
 
 
 async def test_quotas_plan_apply_check_for_declared_users_only(

@@ -14,6 +14,7 @@ from mesh.access import (
     Resource,
     diff_acls,
     diff_quotas,
+    export_components,
     parse_access,
 )
 
@@ -102,3 +103,11 @@ def test_quotas_are_managed_only_for_components_that_declare_them() -> None:
             {"components": {"a": {"principal": "User:a", "quotas": {"producer_byte_rate": -1}}}},
             "access/q.yaml",
         )
+
+
+def test_export_declares_what_it_can_and_lists_the_rest() -> None:
+    declared = parse_access(RAW, "access/mesh.yaml")
+    odd = Acl(WHO, Resource.TOPIC, "p.requests", Pattern.LITERAL, Operation.ALTER_CONFIGS)
+    components, left_out = export_components([*declared.acls("p."), odd], "p.")
+    assert left_out == [odd]
+    assert parse_access({"components": components}, "exported").acls("p.") == declared.acls("p.")
