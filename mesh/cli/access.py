@@ -29,7 +29,7 @@ from mesh.access import (
 )
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json
-from mesh.errors import ConfigError
+from mesh.cli.topics import OutOption, export_target, write_export
 from mesh.topics import plural
 
 DRIFT_EXIT_CODE = 2
@@ -145,21 +145,10 @@ def apply(
         raise typer.Exit(FAILED_EXIT_CODE)
 
 
-EXPORT_FILE = "exported.yaml"
-
-
 @app.command()
 def export(
     ctx: typer.Context,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help=f"Write {EXPORT_FILE} into this directory (never over an existing file) "
-            "instead of printing it",
-            show_default=False,
-        ),
-    ] = None,
+    out: OutOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write the ACLs on resources under the prefix as declarations, one component per
@@ -168,9 +157,7 @@ def export(
     Example: mesh access export --out access && mesh access plan --dir access
     """
     settings = settings_of(ctx)
-    target = out / EXPORT_FILE if out is not None else None
-    if target is not None and target.exists():
-        raise ConfigError(f"{target} exists; export never overwrites a file (choose another --out)")
+    target = export_target(out)
     components, left_out = export_components(
         asyncio.run(read_prefix_acls(settings)), settings.topic_prefix
     )
@@ -182,8 +169,7 @@ def export(
         + yaml.safe_dump({"components": components}, sort_keys=False)
     )
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        write_export(target, text)
     if as_json:
         print_json(
             {

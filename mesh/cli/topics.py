@@ -79,6 +79,16 @@ ReplicationOption = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help=f"Write {EXPORT_FILE} into this directory (never over an existing file) "
+        "instead of printing it",
+        show_default=False,
+    ),
+]
+"""Where ``export`` writes (``mesh topics export``, ``mesh access export``)."""
 AllowDeleteFlag = Annotated[
     bool,
     typer.Option("--allow-delete", help="Delete topics under the prefix that are not declared."),
@@ -449,15 +459,7 @@ def export(
             show_default=False,
         ),
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help=f"Write {EXPORT_FILE} into this directory (never over an existing file) "
-            "instead of printing it",
-            show_default=False,
-        ),
-    ] = None,
+    out: OutOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write the live topics under a prefix as declarations, to adopt an existing cluster.
@@ -467,9 +469,7 @@ def export(
     settings = settings_of(ctx)
     if prefix is not None:
         settings = settings.model_copy(update={"topic_prefix": prefix})
-    target = out / EXPORT_FILE if out is not None else None
-    if target is not None and target.exists():
-        raise ConfigError(f"{target} exists; export never overwrites a file (choose another --out)")
+    target = export_target(out)
     topics = asyncio.run(describe_topics(settings))
     text = export_declarations(topics, settings.topic_prefix, settings.bootstrap_servers)
     if open_prefix(settings.topic_prefix):
@@ -480,8 +480,7 @@ def export(
             f"{listed(strangers) or 'none'}"
         )
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        write_export(target, text)
     if as_json:
         print_json(
             {
@@ -503,3 +502,16 @@ def export(
 
 def _warn(text: str) -> None:
     typer.echo(text, err=True)
+
+
+def export_target(out: Path | None) -> Path | None:
+    """The file ``export --out DIR`` writes; refused (one line) if it exists."""
+    target = out / EXPORT_FILE if out is not None else None
+    if target is not None and target.exists():
+        raise ConfigError(f"{target} exists; export never overwrites a file (choose another --out)")
+    return target
+
+
+def write_export(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
