@@ -2,8 +2,9 @@
 
 Delivery is at-least-once. ``tasks.assigned`` is keyed by agent id, so the agent computes the
 partition its own id hashes to (the producer's murmur2 partitioner) and ``assign()``s just that
-one, with the consumer group ``mesh-agent-<id>`` holding its committed offset. A record's offset
-is committed only after it is fully handled, and only below the oldest unfinished record
+one, with the consumer group ``<prefix>agent-<id>`` holding its committed offset (under the
+topic prefix, so the agent's ACLs stay within it). A record's offset is committed only after it
+is fully handled, and only below the oldest unfinished record
 (:class:`~mesh.agents._offsets.OffsetTracker`), so a crash re-runs attempts rather than losing
 them (the Workflow Manager ignores the duplicate results). A fresh agent id starts at the end of
 its partition, committed *before* the agent registers: nothing is addressed to it earlier, and

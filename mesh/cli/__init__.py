@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mesh.cli import access as _access
 from mesh.cli import agent as _agent
 from mesh.cli import agents as _agents
 from mesh.cli import broker as _broker
@@ -26,6 +27,7 @@ app.add_typer(_agent.app, name="agent")
 app.add_typer(_agents.app, name="agents")
 app.command("dev")(_dev.dev)
 app.add_typer(_topics.app, name="topics")
+app.add_typer(_access.app, name="access")
 app.add_typer(_run.app, name="run")
 app.command("replay")(_replay.replay)
 app.command("status")(_watch.status)

@@ -1,9 +1,12 @@
-"""``mesh topics validate|plan|apply|check|describe`` — topics as code, a thin shell over
+"""``mesh topics validate|plan|apply|check|describe|export`` — topics as code, a thin shell over
 ``mesh.topics``.
 
 Exit codes: 0 fine; 1 an error (one line on stderr); 2 from ``check`` when the cluster differs
 from the declarations (as ``terraform plan -detailed-exitcode`` does, so a script can tell
-drift from failure).
+drift from failure). ``apply`` (and ``apply --dry-run``): 0 every difference was applied (or
+would be), 1 a change failed or apply could not run, 2 a difference was refused or left as is
+(blocked, unsupported) and none failed. ``apply --json`` prints one JSON document whatever
+happens, with each change's outcome.
 """
 
 from __future__ import annotations
@@ -20,20 +23,28 @@ from rich.text import Text
 
 from mesh.cli._app import settings_of
 from mesh.cli._output import console, print_json
-from mesh.errors import TopicSpecError
+from mesh.errors import ConfigError, MeshError, TopicSpecError
 from mesh.settings import Settings
 from mesh.topics import (
     DEFAULT_DIR,
+    EXPORT_FILE,
     Change,
     ChangeKind,
     ChangeStatus,
+    Problem,
     TopicDeclarations,
     TopicPlan,
     apply_topics,
+    beyond,
+    declared_topics,
     describe_topics,
+    export_declarations,
+    listed,
     load_declarations,
     load_topics,
+    open_prefix,
     plan_topics,
+    plural,
     summarize,
     validate_declarations,
 )
@@ -68,6 +79,16 @@ ReplicationOption = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help=f"Write {EXPORT_FILE} into this directory (never over an existing file) "
+        "instead of printing it",
+        show_default=False,
+    ),
+]
+"""Where ``export`` writes (``mesh topics export``, ``mesh access export``)."""
 AllowDeleteFlag = Annotated[
     bool,
     typer.Option("--allow-delete", help="Delete topics under the prefix that are not declared."),
@@ -87,11 +108,13 @@ _STYLE = {
     ChangeStatus.BLOCKED: "yellow",
     ChangeStatus.REFUSED: "red",
     ChangeStatus.UNSUPPORTED: "yellow",
+    ChangeStatus.FAILED: "red",
 }
 _LABEL = {
     ChangeStatus.REFUSED: "refused: ",
     ChangeStatus.UNSUPPORTED: "unsupported by this broker: ",
     ChangeStatus.BLOCKED: "",
+    ChangeStatus.FAILED: "failed: ",
 }
 
 
@@ -128,14 +151,30 @@ def validate(
     directory: DirOption = None,
     replication_factor: ReplicationOption = None,
     as_json: JsonFlag = False,
+    against_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Also ask the live cluster: refuse what its brokers would refuse (replication "
+            "factor above the broker count, min.insync.replicas above it, configs they reject).",
+        ),
+    ] = False,
 ) -> None:
     """Check the declarations offline: names, partitions, replication, config keys and values.
 
     Example: mesh topics validate --dir topics
     """
-    prefix = settings_of(ctx).topic_prefix
+    settings = settings_of(ctx)
+    prefix = settings.topic_prefix
     declarations = load_declarations(directory, replication_factor=replication_factor)
     problems = validate_declarations(declarations, prefix=prefix)
+    if against_cluster and not problems:
+        planned = asyncio.run(plan_topics(settings, declarations.topics))
+        problems = [
+            Problem(str(declarations.directory), f"{c.summary()}: {c.reason}", topic=c.name)
+            for c in planned.changes
+            if c.status is ChangeStatus.REFUSED
+        ]
     if as_json:
         print_json(
             {
@@ -149,8 +188,10 @@ def validate(
         )
     elif not problems:
         _emit(
-            f"{len(declarations.topics)} topics in {len(declarations.files)} files under "
-            f"{declarations.directory} are valid for prefix {prefix!r}",
+            f"{plural(len(declarations.topics), 'topic')} in "
+            f"{plural(len(declarations.files), 'file')} under "
+            f"{declarations.directory} are valid for prefix {prefix!r}"
+            + (f" on {settings.bootstrap_servers}" if against_cluster else ""),
             "green",
         )
     elif len(problems) > 1:
@@ -161,8 +202,8 @@ def validate(
     if as_json or len(problems) == 1:
         raise TopicSpecError(summarize(problems))
     raise TopicSpecError(
-        f"{len(problems)} problems in the topic declarations under {declarations.directory} "
-        "(listed above)"
+        f"{plural(len(problems), 'problem')} in the topic declarations under "
+        f"{declarations.directory} (listed above)"
     )
 
 
@@ -199,7 +240,7 @@ def _tally(result: TopicPlan) -> str:
         word = "to apply" if change.status is ChangeStatus.PLANNED else str(change.status)
         counts[word] = counts.get(word, 0) + 1
     parts = ", ".join(f"{n} {word}" for word, n in counts.items())
-    return f"{len(result.changes)} differences: {parts}"
+    return f"{plural(len(result.changes), 'difference')}: {parts}"
 
 
 class _ApplyDisplay:
@@ -230,7 +271,7 @@ class _ApplyDisplay:
         if self._progress is not None and self._task is not None:
             # Before the line: printing redraws the bar from its last refresh.
             self._progress.update(self._task, advance=1, refresh=True)
-        _emit(f"  {_SYMBOL[change.kind]} {change.summary()}", _STYLE[change.status])
+        _emit(_change_line(change), _STYLE[change.status])
 
     def close(self) -> None:
         if self._progress is not None:
@@ -253,10 +294,12 @@ def apply(
     Example: mesh topics apply --dry-run
     """
     settings = settings_of(ctx)
+    if as_json:
+        _apply_json(ctx, directory, replication_factor, dry_run, allow_delete)
+        return
     declarations = _declared(ctx, directory, replication_factor)
-    display = _ApplyDisplay(quiet=as_json or dry_run)
-    if not as_json:
-        _emit(f"{'dry run for' if dry_run else 'applying to'} {_where(settings)}:")
+    display = _ApplyDisplay(quiet=dry_run)
+    _emit(f"{'dry run for' if dry_run else 'applying to'} {_where(settings)}:")
     try:
         result = asyncio.run(
             apply_topics(
@@ -270,19 +313,53 @@ def apply(
         )
     finally:
         display.close()
-    if as_json:
-        print_json(result.as_dict())
-        return
     if dry_run:
         _show_changes(result.plan, result.plan.changes)
     else:
         _show_changes(result.plan, result.skipped)
     verb = "would apply" if dry_run else "applied"
+    failed = f"; {len(result.failed)} failed" if result.failed else ""
     skipped = f"; {len(result.skipped)} left as they are" if result.skipped else ""
-    if not result.changes and not result.skipped:
+    if not result.changes and not result.skipped and not result.failed:
         _emit("  no changes: the topics already match the declarations", "green")
     else:
-        _emit(f"{verb} {len(result.changes)} changes{skipped}")
+        _emit(f"{verb} {plural(len(result.changes), 'change')}{failed}{skipped}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _apply_json(
+    ctx: typer.Context,
+    directory: Path | None,
+    replication_factor: int | None,
+    dry_run: bool,
+    allow_delete: bool,
+) -> None:
+    """``apply --json``: one document on stdout whatever happens; an error that stops apply
+    before any change is the document's ``error`` (and the line on stderr)."""
+    settings = settings_of(ctx)
+    try:
+        declarations = _declared(ctx, directory, replication_factor)
+        result = asyncio.run(
+            apply_topics(settings, declarations.topics, dry_run=dry_run, allow_delete=allow_delete)
+        )
+    except MeshError as exc:
+        print_json(
+            {
+                "prefix": settings.topic_prefix,
+                "dry_run": dry_run,
+                "exit_code": 1,
+                "error": str(exc),
+                "changes": [],
+                "failed": [],
+                "skipped": [],
+                "notes": [],
+            }
+        )
+        raise
+    print_json(result.as_dict())
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -369,3 +446,72 @@ def describe(
             cells.append("yes" if topic.name in declared else "no")
         table.add_row(*(escape(cell) for cell in cells))
     console.print(table)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--prefix",
+            help="Export the topics under this prefix [default: MESH_TOPIC_PREFIX]",
+            show_default=False,
+        ),
+    ] = None,
+    out: OutOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the live topics under a prefix as declarations, to adopt an existing cluster.
+
+    Example: mesh topics export --prefix team1. --out topics && mesh topics plan --dir topics
+    """
+    settings = settings_of(ctx)
+    if prefix is not None:
+        settings = settings.model_copy(update={"topic_prefix": prefix})
+    target = export_target(out)
+    topics = asyncio.run(describe_topics(settings))
+    text = export_declarations(topics, settings.topic_prefix, settings.bootstrap_servers)
+    if open_prefix(settings.topic_prefix):
+        strangers = beyond(settings.topic_prefix, [t.name for t in topics])
+        _warn(
+            f"warning: the prefix {settings.topic_prefix!r} does not end with '.', '_' or '-', "
+            "so it matches other prefixes' topics too; exported among them: "
+            f"{listed(strangers) or 'none'}"
+        )
+    if target is not None:
+        write_export(target, text)
+    if as_json:
+        print_json(
+            {
+                "prefix": settings.topic_prefix,
+                "file": None if target is None else str(target),
+                "topics": declared_topics(topics, settings.topic_prefix),
+            }
+        )
+        return
+    if target is None:
+        console.file.write(text)
+        return
+    _emit(
+        f"exported {plural(len(topics), 'topic')} under {_where(settings)} to {target}; "
+        f"see it in sync: MESH_TOPIC_PREFIX={settings.topic_prefix} mesh topics plan --dir {out}",
+        "green",
+    )
+
+
+def _warn(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def export_target(out: Path | None) -> Path | None:
+    """The file ``export --out DIR`` writes; refused (one line) if it exists."""
+    target = out / EXPORT_FILE if out is not None else None
+    if target is not None and target.exists():
+        raise ConfigError(f"{target} exists; export never overwrites a file (choose another --out)")
+    return target
+
+
+def write_export(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)

@@ -18,10 +18,12 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from mesh.broker import first_free_port
 from mesh.broker.embedded import (
@@ -73,6 +75,11 @@ class DevOptions:
     ready_within: float = 90.0
     ui_port: int | None = None
     """Serve the console (``mesh ui``) on this loopback port; None: no console."""
+    logins: Mapping[str, tuple[str, SecretStr]] = field(default_factory=dict)
+    """SASL user and password per role (``workflows``, ``agent-manager``, ``planner``,
+    ``resources``, ``agent``, ``ui``): on a cluster with ACLs each component runs under its own
+    principal with only its grants (``topics/access``); a role without one uses the settings'
+    login. Topics are applied with the settings' login."""
 
 
 def _mesh(*args: str) -> list[str]:
@@ -118,12 +125,15 @@ class DevMesh:
             update["bootstrap_servers"] = self.options.bootstrap
         self.settings = self.settings.model_copy(update=update)
         declarations = load_topics(self.options.topics_dir, prefix=self.settings.topic_prefix)
-        await apply_topics(self.settings, declarations.topics)
+        applied = await apply_topics(self.settings, declarations.topics)
+        if applied.failed:
+            first = applied.failed[0]
+            raise MeshError(f"could not prepare the topics: {first.topic}: {first.reason}")
         if self.options.resources:
             await self.supervisor.spawn(
                 "resources",
                 _mesh("run", "resources", "--group", self.settings.group("resources")),
-                env=self.settings.to_env(),
+                env=self.env_of("resources"),
             )
         for i in range(1, self.options.workflow_replicas + 1):
             await self.spawn_workflows(_replica_name(i, self.options.workflow_replicas))
@@ -131,7 +141,7 @@ class DevMesh:
         if self.options.planner:
             # The demo agents offer `shell`: map every template capability onto it unless the
             # user chose a mapping.
-            planner_env = self.settings.to_env()
+            planner_env = self.env_of("planner")
             if not self.settings.planner_capability_map:
                 planner_env["MESH_PLANNER_CAPABILITY_MAP"] = "*=shell"
             await self.supervisor.spawn(
@@ -154,7 +164,7 @@ class DevMesh:
                     "--allow-task-command",
                     *self.options.agent_args,
                 ),
-                env=self.settings.to_env(),
+                env=self.env_of("agent"),
             )
         for i in range(1, self.options.python_agents + 1):
             await self.supervisor.spawn(
@@ -169,13 +179,13 @@ class DevMesh:
                     "--module",
                     "mesh.agents.demo",
                 ),
-                env=self.settings.to_env(),
+                env=self.env_of("agent"),
             )
         if self.options.ui_port is not None:
             await self.supervisor.spawn(
                 "ui",
                 _mesh("ui", "--port", str(self.options.ui_port), "--json"),
-                env=self.settings.to_env(),
+                env=self.env_of("ui"),
             )
         missing = await self.supervisor.wait_ready(self.options.ready_within)
         if missing:
@@ -228,6 +238,16 @@ class DevMesh:
         port = self.options.ui_port
         return None if port is None else f"http://127.0.0.1:{port}/"
 
+    def env_of(self, role: str) -> dict[str, str]:
+        """The ``MESH_*`` environment of a process of ``role``: the settings, with the role's
+        own SASL login if ``logins`` has one."""
+        login = self.options.logins.get(role)
+        if login is None:
+            return self.settings.to_env()
+        user, password = login
+        own = {"sasl_username": user, "sasl_password": password}
+        return self.settings.model_copy(update=own).to_env()
+
     def agent_id(self, name: str) -> str:
         """Demo agent ids carry the topic prefix so meshes sharing a cluster do not collide."""
         prefix = self.settings.topic_prefix.rstrip(".")
@@ -238,7 +258,7 @@ class DevMesh:
         return await self.supervisor.spawn(
             name,
             _mesh("run", "workflows", "--group", self.settings.group("workflows")),
-            env=self.settings.to_env(),
+            env=self.env_of("workflows"),
         )
 
     async def spawn_agent_manager(self, name: str = "agent-manager") -> Child:
@@ -246,7 +266,7 @@ class DevMesh:
         return await self.supervisor.spawn(
             name,
             _mesh("run", "agents", *self.options.manager_args),
-            env=self.settings.to_env(),
+            env=self.env_of("agent-manager"),
         )
 
     async def wait(self, stop: asyncio.Event) -> str | None:

@@ -34,6 +34,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
     UnsupportedSaslMechanismError,
 )
 from aiokafka.protocol.admin import SaslHandShakeRequest
@@ -118,7 +119,78 @@ _NOT_AUTHORIZED = (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
 )
+_RESOURCE = {
+    TopicAuthorizationFailedError: "topic",
+    GroupAuthorizationFailedError: "group",
+    TransactionalIdAuthorizationFailed: "transactional id",
+    ClusterAuthorizationFailedError: "cluster",
+}
+_OPERATION_OF_ACTION = (
+    # what mesh's own admin actions need, by the words they start with
+    ("create topics", "CREATE"),
+    ("delete topics", "DELETE"),
+    ("add partitions", "ALTER"),
+    ("alter topic configs", "ALTER_CONFIGS"),
+    ("describe topic configs", "DESCRIBE_CONFIGS"),
+    ("describe broker configs", "DESCRIBE_CONFIGS"),
+    ("read topic metadata", "DESCRIBE"),
+    ("read the cluster's metadata", "DESCRIBE"),
+    ("describe ACLs", "DESCRIBE"),
+    ("create ACLs", "ALTER"),
+    ("delete ACLs", "ALTER"),
+    ("describe client quotas", "DESCRIBE_CONFIGS"),
+    ("alter client quotas", "ALTER_CONFIGS"),
+)
+_WRITING = ("publish", "produce", "send", "write", "deregister", "redrive")
+"""First words of actions that write records: a topic they are refused needs WRITE."""
+
+
+def principal_of(settings: Settings) -> str:
+    """The principal the brokers see for these settings, as ACLs name it. mesh presents no
+    client certificate, so a client without SASL is ``User:ANONYMOUS``."""
+    if settings.security_protocol.startswith("SASL"):
+        return f"User:{settings.sasl_username}"
+    return "User:ANONYMOUS"
+
+
+def missing_permission(exc: KafkaError, action: str) -> tuple[str, str, str | None]:
+    """The ACL an authorization error says is missing: operation, resource type and name(s).
+
+    aiokafka names the refused topic, group or transactional id in the error; the operation
+    follows from what was being done (``action``, the words given to :func:`kafka_errors`).
+    """
+    resource = next((name for kind, name in _RESOURCE.items() if isinstance(exc, kind)), "cluster")
+    operation = next((op for start, op in _OPERATION_OF_ACTION if action.startswith(start)), None)
+    if operation is None:
+        writing = action.split(" ", 1)[0] in _WRITING
+        if resource == "topic":
+            operation = "WRITE" if writing else "READ"
+        elif resource == "group":
+            operation = "DESCRIBE" if action.startswith(("describe", "list")) else "READ"
+        elif resource == "transactional id":
+            operation = "WRITE"
+        else:
+            operation = "IDEMPOTENT_WRITE" if writing else "the operation"
+    names = exc.args[0] if exc.args else None
+    if isinstance(names, set | frozenset | list | tuple):
+        names = ", ".join(sorted(str(name) for name in names)) or None
+    elif names is not None:
+        names = str(names)
+    if resource == "cluster":
+        names = "kafka-cluster"
+    return operation, resource, names
+
+
+def not_allowed(settings: Settings | None, operation: str, resource: str, name: str | None) -> str:
+    """One sentence naming the ACL that is missing (for every authorization failure)."""
+    who = principal_of(settings) if settings else "this client"
+    what = f"{resource} {name!r}" if name else f"the {resource}"
+    return (
+        f"{who} may not {operation} {what}: no ACL allows it; grant it with 'mesh access "
+        "apply' (access/*.yaml) or ask the cluster's administrator"
+    )
 
 
 def _describe(settings: Settings | None) -> str:
@@ -144,9 +216,12 @@ def kafka_errors(settings: Settings | None = None, action: str = "talk to Kafka"
             "set MESH_SASL_MECHANISM to one the listener enables"
         ) from exc
     except _NOT_AUTHORIZED as exc:
+        operation, resource, name = missing_permission(exc, action)
         raise AuthError(
-            f"could not {action}: the cluster at {where} does not authorize it "
-            f"({type(exc).__name__}); ask for the ACLs the mesh needs"
+            f"could not {action} on {where}: {not_allowed(settings, operation, resource, name)}",
+            operation=operation,
+            resource=resource,
+            name=name,
         ) from exc
     except ssl.SSLCertVerificationError as exc:
         raise AuthError(
@@ -330,7 +405,10 @@ __all__ = [
     "diagnose_connect_failure",
     "kafka_errors",
     "listener_mismatch",
+    "missing_permission",
+    "not_allowed",
     "open_admin",
+    "principal_of",
     "probe_listener",
     "producer_kwargs",
     "started",

@@ -74,7 +74,12 @@ async def partition_count(consumer: AIOKafkaConsumer, settings: Settings, channe
     cluster = await cluster_metadata(consumer, settings)
     count = len(cluster.partitions_for_topic(topic) or ())
     if not count:
-        raise ConfigError(f"topic {topic} does not exist; is the topic prefix right?")
+        hidden = (
+            f" (or User:{settings.sasl_username} may not DESCRIBE it)"
+            if settings.sasl_username
+            else ""
+        )
+        raise ConfigError(f"topic {topic} does not exist{hidden}; is the topic prefix right?")
     return count
 
 

@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from mesh.errors import ConfigError
-from mesh.kafka.connection import kafka_errors
+from mesh.kafka.connection import kafka_errors, not_allowed
 from mesh.settings import Settings
 
 _ATTEMPTS = 3  # a metadata request that times out on a loaded broker is asked again
@@ -87,8 +87,19 @@ async def topic_partitions(
         if found:
             return sorted(found)
         if time.monotonic() >= deadline:
-            raise ConfigError(f"topic {topic} does not exist; create it with 'mesh topics apply'")
+            raise ConfigError(f"topic {topic} does not exist{_or_hidden(settings, topic)}")
         await asyncio.sleep(_RETRY_SECONDS)
+
+
+def _or_hidden(settings: Settings, topic: str) -> str:
+    """The rest of "topic X does not exist": metadata leaves out the topics a principal may not
+    DESCRIBE, so on a cluster that authenticates clients it may be an ACL that is missing."""
+    if settings.security_protocol == "PLAINTEXT":
+        return "; create it with 'mesh topics apply'"
+    return (
+        f", or {not_allowed(settings, 'DESCRIBE', 'topic', topic)} (the metadata leaves out "
+        "the topics a principal may not describe); else create it with 'mesh topics apply'"
+    )
 
 
 __all__ = [

@@ -10,7 +10,9 @@ Layers, each importing only those above it::
     _cluster   the observed cluster as plain data                      (pure)
     _plan      ``diff_topics``: declarations + cluster → ``TopicPlan``  (pure)
     _admin     the aiokafka adapter: read the cluster, make changes    (Kafka)
+    _export    observed topics → a declarations file                   (pure)
     _apply     ``plan_topics``/``apply_topics``/``describe_topics``     (Kafka)
+    _words     counted nouns for the lines mesh writes (``plural``)    (pure)
 
 Typical use::
 
@@ -35,6 +37,7 @@ from mesh.topics._cluster import (
     ObservedTopic,
 )
 from mesh.topics._configs import TOPIC_CONFIGS, config_problem
+from mesh.topics._export import EXPORT_FILE, declared_topics, export_declarations
 from mesh.topics._load import DEFAULT_DIR
 from mesh.topics._overlay import OVERLAY_FILE, load_declarations
 from mesh.topics._plan import (
@@ -44,13 +47,17 @@ from mesh.topics._plan import (
     ConfigDiff,
     Note,
     TopicPlan,
+    beyond,
     diff_topics,
+    open_prefix,
 )
 from mesh.topics._spec import Problem, TopicDeclarations, TopicSpec
 from mesh.topics._validate import load_topics, summarize, validate_declarations
+from mesh.topics._words import listed, plural
 
 __all__ = [
     "DEFAULT_DIR",
+    "EXPORT_FILE",
     "OVERLAY_FILE",
     "TOPIC_CONFIGS",
     "Api",
@@ -69,12 +76,18 @@ __all__ = [
     "TopicPlan",
     "TopicSpec",
     "apply_topics",
+    "beyond",
     "config_problem",
+    "declared_topics",
     "describe_topics",
     "diff_topics",
+    "export_declarations",
+    "listed",
     "load_declarations",
     "load_topics",
+    "open_prefix",
     "plan_topics",
+    "plural",
     "read_cluster",
     "summarize",
     "validate_declarations",

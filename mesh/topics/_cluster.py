@@ -8,6 +8,10 @@ Two brokers answer DescribeConfigs differently, and the planner must read both r
   ``DEFAULT_CONFIG`` = 5), and nothing at all for a topic created without any.
 
 ``ObservedTopic.overrides`` hides that difference: it is what was set on the topic, either way.
+
+What the brokers would refuse is planned from here too: ``ClusterState.brokers`` (how many
+brokers serve, so a replication factor above it is refused before apply) and the brokers'
+default ``min.insync.replicas`` (a topic that does not set its own inherits it).
 """
 
 from __future__ import annotations
@@ -27,10 +31,15 @@ class Api(IntEnum):
 
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     CREATE_PARTITIONS = 37
     INCREMENTAL_ALTER_CONFIGS = 44
+    DESCRIBE_CLIENT_QUOTAS = 48
+    ALTER_CLIENT_QUOTAS = 49
 
     @property
     def label(self) -> str:
@@ -46,6 +55,14 @@ class BrokerCapabilities:
 
     def offers(self, api: Api) -> bool:
         return int(api) in self.apis
+
+    @property
+    def validates(self) -> bool:
+        """Whether mesh may ask the broker to check changes without making them
+        (``validate_only``). Only a broker with the whole topic admin API is asked: the
+        embedded Tansu broker (no AlterConfigs, no CreatePartitions) ignores the flag and
+        creates the topic it was asked only to check."""
+        return self.offers(Api.ALTER_CONFIGS) and self.offers(Api.CREATE_PARTITIONS)
 
     @classmethod
     def of(cls, apis: Iterable[int]) -> BrokerCapabilities:
@@ -100,6 +117,11 @@ class ClusterState:
 
     topics: Mapping[str, ObservedTopic] = field(default_factory=dict)
     capabilities: BrokerCapabilities = field(default_factory=BrokerCapabilities)
+    brokers: int | None = None
+    """How many brokers serve (None: not read)."""
+    default_min_insync: int | None = None
+    """The brokers' ``min.insync.replicas``, which a topic without its own inherits (None: the
+    broker did not say)."""
 
     def under(self, prefix: str) -> list[ObservedTopic]:
         """Topics mesh owns: under the prefix, never internal ones (``__consumer_offsets``)."""

@@ -14,7 +14,18 @@ files and the cluster (a partition count the broker cannot change still breaks c
 What the broker does not report is never counted: a topic whose configs come back empty gets a
 note, "configs not reported by this broker", instead of every declared config as false drift.
 Only topics under the prefix are looked at; a topic outside it is never listed, let alone
-deleted, and with an empty prefix nothing is ever deleted.
+deleted, and with an empty prefix nothing is ever deleted. Nor is anything deleted under a prefix
+that does not end with a separator (``team1`` matches ``team1x.requests``, another team's): the
+plan names the topics it would match instead.
+
+The plan refuses what the brokers would refuse, so that ``plan`` and ``apply --dry-run`` say it
+before ``apply`` fails: a replication factor above the number of brokers, a
+``min.insync.replicas`` (declared, or the brokers' default) above the replication factor. The
+brokers' own check of the remaining changes (``validate_only``) is added by ``_apply``.
+
+Configs are compared with what is set on the topic, not with the value in force: a declared
+key whose override was removed by hand is drift even while the brokers' default happens to
+match, because a later change of that default would silently change the topic.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from typing import Any
 from mesh.topics._cluster import Api, BrokerCapabilities, ClusterState, ObservedTopic
 from mesh.topics._configs import same_value
 from mesh.topics._spec import TopicSpec
+from mesh.topics._words import listed, plural
 
 
 class ChangeKind(StrEnum):
@@ -45,18 +57,29 @@ class ChangeStatus(StrEnum):
     BLOCKED = "blocked"
     REFUSED = "refused"
     UNSUPPORTED = "unsupported"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
 class ConfigDiff:
-    """One config key whose value differs; ``None`` means unset (old) or removed (new)."""
+    """One config key whose value differs; ``None`` means not set on the topic (old) or
+    removed (new)."""
 
     key: str
     old: str | None
     new: str | None
+    default: str | None = None
+    """The value in force while ``old`` is None: inherited from the brokers' defaults."""
 
     def __str__(self) -> str:
-        return f"{self.key} {self.old or '(unset)'} → {self.new or '(removed)'}"
+        old = self.old
+        if old is None:
+            old = f"(unset; default {self.default})" if self.default is not None else "(unset)"
+        return f"{self.key} {old} → {self.new or '(removed)'}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        found = {"old": self.old, "new": self.new}
+        return found if self.default is None else {**found, "default": self.default}
 
 
 @dataclass(frozen=True)
@@ -85,14 +108,14 @@ class Change:
         """What the change is, in words, without its status."""
         if self.kind is ChangeKind.CREATE:
             return (
-                f"create {self.topic} ({self.new} partitions, replication factor "
-                f"{self.replication_factor}, {len(self.config)} configs)"
+                f"create {self.topic} ({plural(self.new or 0, 'partition')}, replication factor "
+                f"{self.replication_factor}, {plural(len(self.config), 'config')})"
             )
         if self.kind is ChangeKind.ALTER_CONFIG:
             return f"alter configs of {self.topic}: " + ", ".join(map(str, self.config_diff))
         if self.kind is ChangeKind.DELETE:
             verb = "would delete" if self.status is ChangeStatus.BLOCKED else "delete"
-            return f"{verb} {self.topic} (not declared; {self.old} partitions)"
+            return f"{verb} {self.topic} (not declared; {plural(self.old or 0, 'partition')})"
         what = {
             ChangeKind.ADD_PARTITIONS: "add partitions to",
             ChangeKind.REDUCE_PARTITIONS: "reduce partitions of",
@@ -108,7 +131,7 @@ class Change:
                 "config": dict(self.config),
             }
         if self.kind is ChangeKind.ALTER_CONFIG:
-            return {"config": {d.key: {"old": d.old, "new": d.new} for d in self.config_diff}}
+            return {"config": {d.key: d.as_dict() for d in self.config_diff}}
         if self.kind is ChangeKind.DELETE:
             return {"partitions": self.old}
         field_name = (
@@ -192,11 +215,62 @@ NO_DELETE_WITHOUT_PREFIX = (
     "the topic prefix is empty, so no topic is ever deleted (every topic of the cluster "
     "would look undeclared)"
 )
+SEPARATORS = "._-"
+"""What a topic prefix should end with, so that it matches only its own topics."""
 _ORDER = list(ChangeKind)
+
+
+def open_prefix(prefix: str) -> bool:
+    """A non-empty prefix without a trailing separator: ``team1`` also matches ``team1x.a``."""
+    return bool(prefix) and prefix[-1] not in SEPARATORS
+
+
+def beyond(prefix: str, names: Iterable[str]) -> list[str]:
+    """The names ``prefix`` matches only as a string: not followed by a separator, so they
+    likely belong to another prefix (``team1x.a`` under ``team1``)."""
+    return [
+        n
+        for n in names
+        if n.startswith(prefix) and n[len(prefix) : len(prefix) + 1] not in SEPARATORS
+    ]
+
+
+def open_prefix_note(prefix: str, matched: list[str]) -> str:
+    """Why nothing is deleted under ``prefix``, naming the topics it matches."""
+    return (
+        f"the prefix {prefix!r} does not end with '.', '_' or '-', so it also matches other "
+        f"prefixes' topics ({listed(matched)}); undeclared topics under it are never deleted "
+        f"(end it with a separator, e.g. MESH_TOPIC_PREFIX={prefix}.)"
+    )
 
 
 def _unsupported(api: Api, remedy: str) -> str:
     return f"the broker offers no {api.label} (API key {int(api)}); {remedy}"
+
+
+def refusal(
+    replication_factor: int, config: Mapping[str, str], cluster: ClusterState
+) -> str | None:
+    """Why the brokers would refuse a topic of this replication factor and these configs, or
+    never take a write to it (None if they would not): what ``plan`` says before ``apply``."""
+    brokers = cluster.brokers
+    if brokers is not None and replication_factor > brokers:
+        return (
+            f"replication factor {replication_factor} needs "
+            f"{plural(replication_factor, 'broker')}; the cluster has {brokers}"
+        )
+    declared = config.get("min.insync.replicas", "").strip()
+    if declared.isdigit():
+        min_isr: int | None = int(declared)
+        whose = ""
+    else:
+        min_isr, whose = cluster.default_min_insync, " (the brokers' default)"
+    if min_isr is not None and min_isr > replication_factor:
+        return (
+            f"min.insync.replicas {min_isr}{whose} exceeds the replication factor "
+            f"{replication_factor}: no write with acks=all could ever succeed"
+        )
+    return None
 
 
 def diff_topics(
@@ -216,22 +290,24 @@ def diff_topics(
         full = spec.full_name(prefix)
         observed = owned.get(full)
         if observed is None:
-            changes.append(_create(spec, full, caps))
+            changes.append(_create(spec, full, cluster))
             continue
-        found, noted = _differences(spec, observed, caps)
+        found, noted = _differences(spec, observed, cluster)
         changes.extend(found)
         notes.extend(noted)
     declared_full = {spec.full_name(prefix) for spec in specs.values()}
     undeclared = [t for t in owned.values() if t.name not in declared_full]
     if undeclared and not prefix:
         notes.append(Note("", NO_DELETE_WITHOUT_PREFIX))
+    elif undeclared and open_prefix(prefix):
+        notes.append(Note("", open_prefix_note(prefix, [t.name for t in undeclared])))
     elif undeclared:
         changes.extend(_delete(topic, prefix, caps, allow_delete) for topic in undeclared)
     changes.sort(key=lambda c: (_ORDER.index(c.kind), c.topic))
     return TopicPlan(prefix, tuple(changes), tuple(notes))
 
 
-def _create(spec: TopicSpec, full: str, caps: BrokerCapabilities) -> Change:
+def _create(spec: TopicSpec, full: str, cluster: ClusterState) -> Change:
     change = Change(
         ChangeKind.CREATE,
         full,
@@ -240,16 +316,18 @@ def _create(spec: TopicSpec, full: str, caps: BrokerCapabilities) -> Change:
         replication_factor=spec.replication_factor,
         config=dict(spec.config),
     )
-    if not caps.offers(Api.CREATE_TOPICS):
+    if not cluster.capabilities.offers(Api.CREATE_TOPICS):
         return change.with_status(
             ChangeStatus.UNSUPPORTED, _unsupported(Api.CREATE_TOPICS, "create it by hand")
         )
-    return change
+    refused = refusal(spec.replication_factor, spec.config, cluster)
+    return change if refused is None else change.with_status(ChangeStatus.REFUSED, refused)
 
 
 def _differences(
-    spec: TopicSpec, observed: ObservedTopic, caps: BrokerCapabilities
+    spec: TopicSpec, observed: ObservedTopic, cluster: ClusterState
 ) -> tuple[list[Change], list[Note]]:
+    caps = cluster.capabilities
     full = observed.name
     changes: list[Change] = []
     notes: list[Note] = []
@@ -302,21 +380,30 @@ def _differences(
             alter = alter.with_status(
                 ChangeStatus.UNSUPPORTED, _unsupported(Api.ALTER_CONFIGS, remedy)
             )
+        elif "min.insync.replicas" in spec.config:
+            # Only a declared value is sent: the topic keeps its replicas, whatever is declared.
+            own = {"min.insync.replicas": spec.config["min.insync.replicas"]}
+            refused = refusal(observed.replication_factor, own, cluster)
+            if refused is not None:
+                alter = alter.with_status(ChangeStatus.REFUSED, refused)
         changes.append(alter)
     return changes, notes
 
 
 def config_diff(declared: Mapping[str, str], observed: ObservedTopic) -> tuple[ConfigDiff, ...]:
-    """Declared keys whose value differs, then overrides set on the topic but not declared."""
-    diffs = [
-        ConfigDiff(key, observed.value_of(key), value)
-        for key, value in sorted(declared.items())
-        if not same_value(key, observed.value_of(key), value)
-    ]
+    """Declared keys not set on the topic to their value, then overrides set on the topic but
+    not declared. A declared key the topic only inherits is a difference even when the
+    inherited value matches: the override is what keeps it."""
+    overrides = observed.overrides()
+    diffs = []
+    for key, value in sorted(declared.items()):
+        current = overrides.get(key)
+        if current is not None and same_value(key, current, value):
+            continue
+        default = observed.value_of(key) if current is None else None
+        diffs.append(ConfigDiff(key, current, value, default))
     diffs.extend(
-        ConfigDiff(key, value, None)
-        for key, value in observed.overrides().items()
-        if key not in declared
+        ConfigDiff(key, value, None) for key, value in overrides.items() if key not in declared
     )
     return tuple(diffs)
 

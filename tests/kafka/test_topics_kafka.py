@@ -61,26 +61,39 @@ class TestTopicsOnKafka(OnKafka, TopicsContract):
     ) -> None:
         applied(settings, topics_dir)
         edit(topics_dir / "dlq.yaml", "partitions: 3", "partitions: 2")
-        result = applied(settings, topics_dir)
+        result = applied(settings, topics_dir, code=2)
         assert result["changes"] == []
         (refused,) = result["skipped"]
         assert (refused["kind"], refused["status"]) == ("reduce_partitions", "refused")
         assert "Kafka cannot remove partitions" in str(refused["reason"])
         text = mesh(settings, "apply", "--dir", str(topics_dir))
+        assert text.code == 2
         assert "refused: Kafka cannot remove partitions" in text.stdout
         assert await partitions_of(admin, settings.topic("dlq")) == 3
         assert mesh(settings, "check", "--dir", str(topics_dir)).code == 2
 
-    def test_replication_factor_beyond_the_cluster_is_one_line(
+    def test_replication_factor_beyond_the_cluster_is_refused_by_the_plan(
         self, settings: Settings, topics_dir: Path
     ) -> None:
-        """Creating with more replicas than brokers: the broker's reason, on one line; existing
-        topics asked for another replication factor are refused, not moved."""
-        line = assert_one_line_error(
-            mesh(settings, "apply", "--dir", str(topics_dir), "--replication-factor", "3")
-        )
-        assert "the broker refused to create" in line
-        assert "replication factor" in line.lower()
+        """Three replicas on one broker: plan, apply --dry-run and apply refuse each topic with one
+        readable line before anything is created (apply exits 2, nothing failed); existing topics
+        asked for another replication factor are refused, not moved."""
+        rf3 = ("--dir", str(topics_dir), "--replication-factor", "3")
+        plan = mesh(settings, "plan", *rf3)
+        assert plan.code == 0, plan.stderr
+        refusal = "refused: replication factor 3 needs 3 brokers; the cluster has 1"
+        lines = [line for line in plan.stdout.splitlines() if refusal in line]
+        assert len(lines) == 16
+        assert all(len(line) < 300 for line in lines)
+        assert "16 differences: 16 refused" in plan.stdout
+
+        dry = mesh(settings, "apply", "--dry-run", *rf3)
+        assert dry.code == 2
+        assert "would apply 0 changes; 16 left as they are" in dry.stdout
+        document = applied(settings, topics_dir, "--replication-factor", "3", code=2)
+        assert (document["changes"], document["failed"]) == ([], [])
+        assert {c["status"] for c in document["skipped"]} == {"refused"}
+        assert mesh(settings, "check", *rf3).code == 2
 
         applied(settings, topics_dir)
         plan = mesh(

@@ -8,10 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
+)
 
 from mesh.errors import AuthError, ConfigError
-from mesh.kafka.connection import Listener, client_kwargs, kafka_errors
+from mesh.kafka.connection import Listener, client_kwargs, kafka_errors, missing_permission
 from mesh.kafka.connection import listener_mismatch as mismatch
 from mesh.settings import Settings
 
@@ -99,3 +106,43 @@ def test_a_ca_file_that_cannot_be_used_is_a_config_error(
         cafile.write_text(content)
     with pytest.raises(ConfigError, match=r"MESH_SSL_CAFILE .* is not a usable CA bundle"):
         client_kwargs(Settings(security_protocol="SSL", ssl_cafile=cafile))
+
+
+def test_a_refused_read_names_the_principal_operation_and_topics() -> None:
+    settings = Settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512", **SASL)
+    with pytest.raises(AuthError) as raised, kafka_errors(settings, "consume tasks"):
+        raise TopicAuthorizationFailedError({"mesh.b", "mesh.a"})
+    message = str(raised.value)
+    assert "User:svc may not READ topic 'mesh.a, mesh.b'" in message
+    assert raised.value.fields == {
+        "operation": "READ",
+        "resource": "topic",
+        "name": "mesh.a, mesh.b",
+    }
+
+
+def test_a_refused_write_group_or_transaction_names_what_is_missing() -> None:
+    cases = [
+        ("publish results", TopicAuthorizationFailedError("mesh.r"), ("WRITE", "topic", "mesh.r")),
+        ("join the group", GroupAuthorizationFailedError("mesh.g"), ("READ", "group", "mesh.g")),
+        (
+            "publish results",
+            TransactionalIdAuthorizationFailed(),
+            ("WRITE", "transactional id", None),
+        ),
+        (
+            "publish results",
+            ClusterAuthorizationFailedError(),
+            ("IDEMPOTENT_WRITE", "cluster", "kafka-cluster"),
+        ),
+        ("create topics", TopicAuthorizationFailedError("mesh.x"), ("CREATE", "topic", "mesh.x")),
+    ]
+    for action, error, expected in cases:
+        assert missing_permission(error, action) == expected, action
+    with (
+        pytest.raises(
+            AuthError, match=r"^could not .* User:ANONYMOUS may not WRITE the transactional id"
+        ),
+        kafka_errors(Settings(), "publish results"),
+    ):
+        raise TransactionalIdAuthorizationFailed()

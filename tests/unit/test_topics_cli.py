@@ -120,8 +120,10 @@ def test_unreachable_broker_is_one_line(topics_dir: Path) -> None:
         done = run_mesh("topics", *args, "--dir", str(topics_dir), env=env, timeout=60)
         line = assert_one_line_error(done)
         assert "no Kafka broker answered" in line, (args, line)
-        if "--json" in args:
-            assert done.stdout == ""  # no half document for a script to choke on
+        if "--json" in args:  # one whole document all the same, saying what stopped it
+            document = json.loads(done.stdout)
+            assert (document["exit_code"], document["changes"]) == (1, [])
+            assert "no Kafka broker answered" in document["error"]
 
 
 # -- the progress bar ----------------------------------------------------------------------------

@@ -102,10 +102,21 @@ def test_in_sync_cluster_has_no_changes() -> None:
     assert plan(spec(), state=cluster(kafka_topic())).in_sync
 
 
-def test_declared_value_equal_to_a_default_is_in_sync() -> None:
-    """cleanup.policy=delete is Kafka's default: declared but not an override, still no drift."""
+def test_a_removed_override_is_drift_even_when_the_default_matches() -> None:
+    """cleanup.policy=delete is Kafka's default, but only an override keeps it if the
+    brokers' default changes: a declared key the topic merely inherits is drift."""
     observed = kafka_topic(overrides={"retention.ms": "604800000"})
-    assert plan(spec(), state=cluster(observed)).in_sync
+    result = plan(spec(), state=cluster(observed))
+    ((change,),) = [result.changes]
+    assert change.kind is ChangeKind.ALTER_CONFIG
+    (diff,) = change.config_diff
+    assert (diff.key, diff.old, diff.new, diff.default) == (
+        "cleanup.policy",
+        None,
+        "delete",
+        "delete",
+    )
+    assert str(diff) == "cleanup.policy (unset; default delete) → delete"
 
 
 def test_config_change_shows_old_and_new() -> None:
@@ -227,7 +238,10 @@ def test_plan_json_shape() -> None:
     assert document["in_sync"] is False
     kinds = {c["kind"]: c for c in document["changes"]}
     assert kinds["alter_config"]["details"] == {
-        "config": {"retention.ms": {"old": "1", "new": "604800000"}}
+        "config": {
+            "cleanup.policy": {"old": None, "new": "delete", "default": "delete"},
+            "retention.ms": {"old": "1", "new": "604800000"},
+        }
     }
     assert kinds["reduce_partitions"] == {
         "kind": "reduce_partitions",
