@@ -107,6 +107,8 @@ def _what(
         return f"expected {_EXPECTED[kind]}, got {_shown(given)}"
     if message.startswith("Input should be "):
         return f"must be {message.removeprefix('Input should be ')}, got {_shown(given)}"
+    if message[1:2].isupper():  # a name (MESH_SASL_PASSWORD, JSON): keep it as written
+        return message
     return f"{message[:1].lower()}{message[1:]}"
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from mesh.errors import ConfigError, ExpressionError
 from mesh.events import ExecutionPlan, TaskRequest, validation_message
 from mesh.inspect import EVENT_TYPES, FILTER_NAMES, parse_filter
+from mesh.settings import Settings
 from mesh.times import format_time, parse_time
 
 NOW = datetime(2026, 12, 5, 2, 30, tzinfo=UTC)
@@ -84,3 +85,11 @@ def test_an_unquoted_event_type_is_refused_with_the_quotes_it_needs() -> None:
     assert quoted.matches({"type": "task.failed"})
     with pytest.raises(ExpressionError, match=r'quotes \("failed"\)'):
         parse_filter("type == failed", known=FILTER_NAMES, values=EVENT_TYPES)
+
+
+def test_a_setting_s_own_words_keep_the_names_they_start_with() -> None:
+    """A settings validator's message starts with the variable's name: it is shown as written."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="u")
+    message = validation_message(caught.value)
+    assert "MESH_SASL_PASSWORD is not set" in message, message
