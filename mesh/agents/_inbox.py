@@ -2,7 +2,7 @@
 
 Delivery is at-least-once. ``tasks.assigned`` is keyed by agent id, so the agent computes the
 partition its own id hashes to (the producer's murmur2 partitioner) and ``assign()``s just that
-one, with the consumer group ``<prefix>agent-<id>`` holding its committed offset (under the
+one, with the consumer group ``<prefix>agent.<id>`` holding its committed offset (under the
 topic prefix, so the agent's ACLs stay within it). A record's offset is committed only after it
 is fully handled, and only below the oldest unfinished record
 (:class:`~mesh.agents._offsets.OffsetTracker`), so a crash re-runs attempts rather than losing

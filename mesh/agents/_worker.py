@@ -106,7 +106,7 @@ class AgentWorker:
         producer = AIOKafkaProducer(**producer_kwargs(self.settings))
         consumer = AIOKafkaConsumer(
             **consumer_kwargs(self.settings),
-            group_id=self.settings.group(f"agent-{self.config.agent_id}"),
+            group_id=self.settings.group(f"agent.{self.config.agent_id}"),
             enable_auto_commit=False,
             auto_offset_reset="latest",
             isolation_level="read_committed",

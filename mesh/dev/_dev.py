@@ -78,7 +78,7 @@ class DevOptions:
     logins: Mapping[str, tuple[str, SecretStr]] = field(default_factory=dict)
     """SASL user and password per role (``workflows``, ``agent-manager``, ``planner``,
     ``resources``, ``agent``, ``ui``): on a cluster with ACLs each component runs under its own
-    principal with only its grants (``topics/access``); a role without one uses the settings'
+    principal with only its grants (``access/``); a role without one uses the settings'
     login. Topics are applied with the settings' login."""
 
 

@@ -115,12 +115,13 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
 
 
 _LOGIN_REFUSED = (AuthenticationFailedError, SaslAuthenticationFailed)
-_NOT_AUTHORIZED = (
+NOT_AUTHORIZED = (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
+"""The errors of a missing ACL: :func:`kafka_errors` names it; retrying does not help."""
 _RESOURCE = {
     TopicAuthorizationFailedError: "topic",
     GroupAuthorizationFailedError: "group",
@@ -215,7 +216,7 @@ def kafka_errors(settings: Settings | None = None, action: str = "talk to Kafka"
             f"could not {action}: {where} does not offer SASL mechanism {mechanism}; "
             "set MESH_SASL_MECHANISM to one the listener enables"
         ) from exc
-    except _NOT_AUTHORIZED as exc:
+    except NOT_AUTHORIZED as exc:
         operation, resource, name = missing_permission(exc, action)
         raise AuthError(
             f"could not {action} on {where}: {not_allowed(settings, operation, resource, name)}",
@@ -398,6 +399,7 @@ async def open_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
 
 
 __all__ = [
+    "NOT_AUTHORIZED",
     "BrokerError",
     "Listener",
     "client_kwargs",

@@ -51,8 +51,13 @@ from aiokafka.errors import (
 
 from mesh.errors import BrokerError, ConfigError
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import consumer_kwargs, kafka_errors, producer_kwargs
-from mesh.kafka.partitions import cluster_metadata
+from mesh.kafka.connection import (
+    NOT_AUTHORIZED,
+    consumer_kwargs,
+    kafka_errors,
+    producer_kwargs,
+)
+from mesh.kafka.partitions import cluster_metadata, or_hidden
 from mesh.kafka.records import ConsumedRecord
 from mesh.kafka.transactions import supports_transactions
 from mesh.log import get_logger
@@ -299,7 +304,7 @@ class PartitionLoop:
         missing = sorted({self.settings.topic(n) for n in wanted} - set(existing))
         if missing:
             raise ConfigError(
-                f"topics missing: {', '.join(missing)}; create them with 'mesh topics apply'"
+                f"topics missing: {', '.join(missing)}{or_hidden(self.settings, missing)}"
             )
         counts = {
             name: len(cluster.partitions_for_topic(self.settings.topic(name)) or ())
@@ -399,6 +404,10 @@ class PartitionLoop:
                 if decided.commit:
                     await producer.send_offsets_to_transaction(decided.commit, self.group_id)
                 await producer.commit_transaction()
+        except NOT_AUTHORIZED as exc:
+            # A missing ACL does not heal by reading the inputs again: stop, naming it.
+            with kafka_errors(self.settings, f"write the round of partition {number}"):
+                raise exc
         except FENCED as exc:
             raise BrokerError(
                 f"{self.app.name} fenced on partition {number}: another replica owns it now "

@@ -87,24 +87,27 @@ async def topic_partitions(
         if found:
             return sorted(found)
         if time.monotonic() >= deadline:
-            raise ConfigError(f"topic {topic} does not exist{_or_hidden(settings, topic)}")
+            raise ConfigError(f"topic {topic} does not exist{or_hidden(settings, [topic])}")
         await asyncio.sleep(_RETRY_SECONDS)
 
 
-def _or_hidden(settings: Settings, topic: str) -> str:
-    """The rest of "topic X does not exist": metadata leaves out the topics a principal may not
-    DESCRIBE, so on a cluster that authenticates clients it may be an ACL that is missing."""
+def or_hidden(settings: Settings, topics: list[str]) -> str:
+    """The rest of "topic X does not exist" (or "topics missing: …") for ``topics`` (full
+    names): metadata leaves out the topics a principal may not DESCRIBE, so on a cluster that
+    authenticates clients it may be an ACL that is missing (the first topic's is named)."""
+    it = "it" if len(topics) == 1 else "them"
     if settings.security_protocol == "PLAINTEXT":
-        return "; create it with 'mesh topics apply'"
+        return f"; create {it} with 'mesh topics apply'"
     return (
-        f", or {not_allowed(settings, 'DESCRIBE', 'topic', topic)} (the metadata leaves out "
-        "the topics a principal may not describe); else create it with 'mesh topics apply'"
+        f", or {not_allowed(settings, 'DESCRIBE', 'topic', topics[0])} (the metadata leaves out "
+        f"the topics a principal may not describe); else create {it} with 'mesh topics apply'"
     )
 
 
 __all__ = [
     "client_of",
     "cluster_metadata",
+    "or_hidden",
     "partition_for",
     "partitions_of",
     "topic_partitions",

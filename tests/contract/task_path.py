@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from mesh.replay import replay_workflow
 from mesh.settings import Settings
@@ -22,19 +25,27 @@ class TaskPathContract(Contract):
 
 
 async def check_diamond(
-    settings: Settings, *, exact_offsets: bool, topics_dir: Path = ROOT / "topics"
+    settings: Settings,
+    *,
+    exact_offsets: bool,
+    topics_dir: Path = ROOT / "topics",
+    logins: Mapping[str, tuple[str, SecretStr]] | None = None,
+    client: Settings | None = None,
 ) -> None:
     """The diamond completes, D gets B's and C's outputs, the history is in order, replay equals
     the live snapshot — through the real `mesh submit --wait --json` command. Also run by the
-    cluster and secured-listener tiers, on their own topics and settings."""
-    async with running_mesh(settings, topics_dir=topics_dir, shell_agents=2, python_agents=0):
+    cluster and secured-listener tiers, on their own topics and settings, and by the ACL tier
+    with each role's own ``logins`` and the ``client``'s settings for `mesh submit`."""
+    async with running_mesh(
+        settings, topics_dir=topics_dir, shell_agents=2, python_agents=0, logins=logins or {}
+    ):
         run = await asyncio.to_thread(
             run_mesh,
             "submit",
             str(ROOT / "examples" / "diamond.yaml"),
             "--wait",
             "--json",
-            env=settings.to_env(),
+            env=(client or settings).to_env(),
             timeout=240,
         )
         assert run.code == 0, run.stderr

@@ -1,35 +1,51 @@
 """``mesh access`` on real Apache Kafka with the KRaft StandardAuthorizer on (a second broker,
 started for this module only): plan, apply and check a component's ACLs, never touching
-another principal's or another prefix's; a client beyond its grant says what is missing.
+another principal's or another prefix's; a client beyond its grant says what is missing; the
+shipped ``access/`` grants run the diamond with every component as its own user.
 
 The PLAINTEXT listener is the super user (``User:ANONYMOUS``), as an operator's admin login
-would be; the components log in over SASL_PLAINTEXT with SCRAM as their own users.
+would be (``mesh-admin`` is one too, for the dev mesh's topics); the components log in over
+SASL_PLAINTEXT with SCRAM as their own users.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from aiokafka.protocol.admin import CreateAclsRequest
+from pydantic import SecretStr
 
 from mesh.access import Acl, Operation, Pattern, Resource, read_acls, read_quotas
 from mesh.access._quota_protocol import AlterClientQuotasRequest
 from mesh.kafka.connection import open_admin
 from mesh.settings import Settings
 from tests._fixtures.kafka import _started
+from tests.contract.task_path import check_diamond
 from tests.helpers import Run, assert_one_line_error, run_mesh
 from tooling.kafka.kafka_broker import ApacheKafka
 
 SHIPPED_TOPICS = Path(__file__).resolve().parents[2] / "topics"
+SHIPPED_ACCESS = Path(__file__).resolve().parents[2] / "access"
+ADMIN = "mesh-admin"
 AUTHORIZER = {
     "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-    "super.users": "User:ANONYMOUS",
+    "super.users": f"User:ANONYMOUS;User:{ADMIN}",
 }
+ROLES = {  # DevOptions.logins role: the user of the shipped access file it runs as
+    "workflows": "mesh-workflows",
+    "agent-manager": "mesh-agent-manager",
+    "planner": "mesh-planner",
+    "resources": "mesh-resources",
+    "agent": "mesh-agent",
+}
+CLIENT = "mesh-client"
 ACCESS = """
 components:
   client:
@@ -45,7 +61,9 @@ def secured_kafka(request: pytest.FixtureRequest) -> Iterator[ApacheKafka]:
     kafka = _started(
         request,
         "Apache Kafka with the StandardAuthorizer",
-        ApacheKafka(users=("client", "outsider"), properties=AUTHORIZER),
+        ApacheKafka(
+            users=("client", "outsider", ADMIN, CLIENT, *ROLES.values()), properties=AUTHORIZER
+        ),
     )
     try:
         yield kafka
@@ -59,6 +77,13 @@ def admin_env(kafka: ApacheKafka, prefix: str) -> dict[str, str]:
 
 def access(kafka: ApacheKafka, prefix: str, directory: Path, *args: str) -> Run:
     return run_mesh("access", *args, "--dir", str(directory), env=admin_env(kafka, prefix))
+
+
+def user_settings(kafka: ApacheKafka, prefix: str, user: str) -> Settings:
+    """Settings of ``user`` logging in with SCRAM on the SASL_PLAINTEXT listener."""
+    env = kafka.client_env("SASL_PLAINTEXT", user=user)
+    fields: dict[str, Any] = {name.removeprefix("MESH_").lower(): v for name, v in env.items()}
+    return Settings(**fields, topic_prefix=prefix)
 
 
 async def grant_by_hand(settings: Settings, acl: Acl) -> None:
@@ -210,3 +235,54 @@ async def set_quota(settings: Settings, user: str, key: str, value: float) -> No
 async def quotas_of(settings: Settings, user: str) -> dict[str, float]:
     async with open_admin(settings) as admin:
         return await read_quotas(admin, settings, user)
+
+
+async def test_the_diamond_runs_with_each_component_under_its_own_grants(
+    secured_kafka: ApacheKafka, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The shipped ``access/`` grants, applied by the admin, are enough for the whole mesh:
+    each component process and the client log in as their own SCRAM user and the diamond
+    completes (replay equal to live, nothing dead-lettered). With one grant less (the Workflow
+    Manager's WRITE on workflow.events), the Workflow Manager stops at the next plan with one
+    line naming that ACL."""
+    applied = access(secured_kafka, topic_prefix, SHIPPED_ACCESS, "apply")
+    assert applied.code == 0, applied.stderr
+    logins = {
+        role: (user, SecretStr(secured_kafka.sasl_users[user])) for role, user in ROLES.items()
+    }
+    client = user_settings(secured_kafka, topic_prefix, CLIENT)
+    await check_diamond(
+        user_settings(secured_kafka, topic_prefix, ADMIN),
+        exact_offsets=True,
+        logins=logins,
+        client=client,
+    )
+
+    narrowed = tmp_path / "access"
+    narrowed.mkdir()
+    declared = yaml.safe_load((SHIPPED_ACCESS / "components.yaml").read_text())
+    declared["components"]["workflows"]["topics"]["write"].remove("workflow.events")
+    (narrowed / "components.yaml").write_text(yaml.safe_dump(declared))
+    removed = access(secured_kafka, topic_prefix, narrowed, "apply", "--json")
+    assert removed.code == 0, removed.stderr
+    changes = [
+        (c["kind"], c["acl"]["principal"], c["acl"]["operation"], c["acl"]["name"])
+        for c in json.loads(removed.stdout)["changes"]
+    ]
+    events = f"{topic_prefix}workflow.events"
+    assert changes == [("remove", "User:mesh-workflows", "WRITE", events)]
+
+    workflows_env = user_settings(secured_kafka, topic_prefix, ROLES["workflows"]).to_env()
+    workflows = asyncio.create_task(
+        asyncio.to_thread(run_mesh, "run", "workflows", env=workflows_env, timeout=90)
+    )
+    plan = str(SHIPPED_ACCESS.parent / "examples" / "diamond.yaml")
+    submitted = await asyncio.to_thread(run_mesh, "submit", plan, env=client.to_env())
+    assert submitted.code == 0, submitted.stderr
+    stopped = await workflows
+    # A component logs on stderr (JSON lines) up to its one error line, its last.
+    assert stopped.code != 0, stopped.stderr
+    assert "Traceback" not in stopped.stderr, stopped.stderr
+    errors = [line for line in stopped.stderr_lines if line.startswith("mesh: error: ")]
+    assert errors == stopped.stderr_lines[-1:], stopped.stderr
+    assert f"User:mesh-workflows may not WRITE topic '{events}'" in errors[0], errors

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from itertools import permutations
+from pathlib import Path
+
 import pytest
 
 from mesh.access import (
@@ -15,8 +18,12 @@ from mesh.access import (
     diff_acls,
     diff_quotas,
     export_components,
+    load_access,
     parse_access,
 )
+from mesh.topics import load_topics
+
+ROOT = Path(__file__).resolve().parents[2]
 
 RAW = {
     "components": {
@@ -111,3 +118,20 @@ def test_export_declares_what_it_can_and_lists_the_rest() -> None:
     components, left_out = export_components([*declared.acls("p."), odd], "p.")
     assert left_out == [odd]
     assert parse_access({"components": components}, "exported").acls("p.") == declared.acls("p.")
+
+
+def test_the_shipped_grants_name_declared_topics_and_never_overlap() -> None:
+    """``access/components.yaml`` loads, grants only topics ``topics/`` declares, and no
+    component's group or transactional id prefix covers another component's (a PREFIXED
+    ``agent-`` for the agents' groups would also grant ``agent-manager…``: theirs is
+    ``agent.``)."""
+    shipped = load_access(ROOT / "access").components
+    topics = {t.name for t in load_topics(ROOT / "topics", prefix="mesh.").topics}
+    for component in shipped:
+        named = {*component.read, *component.write, *component.describe}
+        assert named <= topics, (component.component, sorted(named - topics))
+    assert len({c.principal for c in shipped}) == len(shipped)
+    for one, other in permutations(shipped, 2):
+        for mine in (*one.groups, *one.transactional_ids):
+            for theirs in (*other.groups, *other.transactional_ids):
+                assert not theirs.startswith(mine), (one.component, mine, other.component)

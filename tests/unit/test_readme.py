@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from mesh.access import load_access
 from mesh.cli import app
 from mesh.console import ConsoleSettings
 from mesh.settings import Settings
@@ -77,3 +78,18 @@ def test_the_broker_address_has_one_flag_name() -> None:
     }
     assert flags == {"--bootstrap-servers"}
     assert re.findall(r"--bootstrap\b(?!-servers)", README) == []
+
+
+def test_the_secured_cluster_table_is_the_shipped_access_file() -> None:
+    """Each row of the README's table of ACLs names what ``access/components.yaml`` grants
+    that component, no more and no less."""
+    section = README.split("## Running mesh on a secured cluster", 1)[1].split("\n## ", 1)[0]
+    for component in load_access(ROOT / "access").components:
+        (row,) = [r for r in section.splitlines() if f"| `{component.principal}` |" in r]
+        cells = [set(re.findall(r"`([^`]+)`", c)) for c in row.strip("|").split("|")[2:]]
+        assert cells == [
+            set(component.read),
+            set(component.write),
+            set(component.groups),
+            set(component.transactional_ids),
+        ], component.component
