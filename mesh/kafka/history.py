@@ -35,7 +35,7 @@ from mesh.events import (
     WorkflowStarted,
 )
 from mesh.kafka.connection import started
-from mesh.kafka.partitions import cluster_metadata, partition_for
+from mesh.kafka.partitions import cluster_metadata, or_hidden, partition_for
 from mesh.kafka.reader import bounds, latest_of_key, read_bounded, read_range, reader
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
@@ -73,13 +73,10 @@ async def partition_count(consumer: AIOKafkaConsumer, settings: Settings, channe
     topic = settings.topic(channel)
     cluster = await cluster_metadata(consumer, settings)
     count = len(cluster.partitions_for_topic(topic) or ())
+    if not count and settings.security_protocol == "PLAINTEXT":
+        raise ConfigError(f"topic {topic} does not exist; is the topic prefix right?")
     if not count:
-        hidden = (
-            f" (or User:{settings.sasl_username} may not DESCRIBE it)"
-            if settings.sasl_username
-            else ""
-        )
-        raise ConfigError(f"topic {topic} does not exist{hidden}; is the topic prefix right?")
+        raise ConfigError(f"topic {topic} does not exist{or_hidden(settings, [topic])}")
     return count
 
 
