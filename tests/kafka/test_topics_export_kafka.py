@@ -5,36 +5,21 @@ overrides included) become declarations that ``plan`` and ``check`` then find in
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from mesh.settings import Settings
 from tests.contract.topics import (
-    admin_client,
     applied,
-    copy_shipped,
     create_by_hand,
     mesh,
     until,
 )
 from tests.helpers import assert_one_line_error
 from tests.kafka.test_topics_kafka import overrides_of
-
-
-@pytest.fixture
-def topics_dir(tmp_path: Path) -> Path:
-    return copy_shipped(tmp_path)
-
-
-@pytest.fixture
-async def admin(kafka_settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    async with admin_client(kafka_settings) as client:
-        yield client
 
 
 async def test_export_then_plan_is_in_sync(

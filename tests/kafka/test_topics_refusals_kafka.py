@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -21,26 +19,13 @@ from mesh.kafka.clients import stop_clients
 from mesh.settings import Settings
 from mesh.topics import ChangeStatus, TopicPlan, apply_topics, load_topics
 from tests.contract.topics import (
-    admin_client,
     applied,
-    copy_shipped,
     edit,
     mesh,
     partitions_of,
     until,
 )
 from tests.kafka.test_topics_kafka import overrides_of
-
-
-@pytest.fixture
-def topics_dir(tmp_path: Path) -> Path:
-    return copy_shipped(tmp_path)
-
-
-@pytest.fixture
-async def admin(kafka_settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    async with admin_client(kafka_settings) as client:
-        yield client
 
 
 def test_what_the_brokers_refuse_is_refused_by_the_plan(
