@@ -6,6 +6,7 @@ another (makespan, cost, stages, slack); the search in ``_search`` compares cand
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -17,7 +18,7 @@ from mesh.planner._estimates import Floats
 from mesh.planner._graph import AgentKinds, dependencies, validate_tasks
 from mesh.planner._htn import Decomposition
 from mesh.planner._learning import Learning, tag_of
-from mesh.planner._optimize import optimize_tasks, replace_plan
+from mesh.planner._optimize import Optimized, optimize_order, replace_plan
 from mesh.planner._request import RequestSpec
 from mesh.planner._resources import (
     RESOURCE_FIELDS,
@@ -82,7 +83,8 @@ class Assessor:
                 f"the plan has {len(tasks):,} tasks; a plan holds at most {MAX_PLAN_TASKS:,} "
                 "(split the request)",
             )
-        validate_tasks(tasks, agent_kinds=self.agent_kinds).raise_for_problems()
+        checked = validate_tasks(tasks, agent_kinds=self.agent_kinds, stages=False)
+        checked.raise_for_problems()
         plan = ExecutionPlan(
             plan_id=spec.workflow_id,
             workflow_type="dag",
@@ -92,57 +94,88 @@ class Assessor:
             tenant=spec.request.tenant,
             max_parallelism=spec.limits.max_parallelism,
         )
-        plan, notes = self.fit_resources(spec, plan)
-        candidate = self.assess(plan, decomposition, optimize=True)
+        plan, notes = self.fit_resources(spec, plan, checked.graph)
+        candidate = self.assess(plan, decomposition, optimize=True, graph=checked.graph)
         return replace(candidate, warnings=(*candidate.warnings, *notes))
 
     def task_estimates(self, tasks: Sequence[TaskSpec]) -> tuple[Floats, Floats, Floats, Floats]:
         """(mean seconds, cost, log mu, log sigma) per task: learned by type, else its own."""
         types: list[str] = []
-        prior_d = np.empty(len(tasks))
-        prior_c = np.empty(len(tasks))
-        for i, task in enumerate(tasks):
+        prior_d: list[float] = []
+        prior_c: list[float] = []
+        primitives: dict[str, Primitive | None] = {}  # one look-up per type, not per task
+        for task in tasks:
             tag = tag_of(task.inputs)
-            primitive = self.templates.get(tag.task_type) if tag else None
-            if tag is not None and isinstance(primitive, Primitive):
+            primitive = None
+            if tag is not None:
+                name = tag.task_type
+                if name not in primitives:
+                    found = self.templates.get(name)
+                    primitives[name] = found if isinstance(found, Primitive) else None
+                primitive = primitives[name]
+            if tag is not None and primitive is not None:
                 types.append(tag.task_type)
-                prior_d[i], prior_c[i] = primitive.duration, primitive.cost
+                prior_d.append(primitive.duration)
+                prior_c.append(primitive.cost)
             else:
                 types.append("")  # nothing learned for it: its own estimates are the prior
-                prior_d[i] = task.estimated_duration_seconds or DEFAULT_DURATION_SECONDS
-                prior_c[i] = task.estimated_cost or 0.0
-        mean, mu, sigma, cost, _ = self.learning.estimator.estimate_many(types, prior_d, prior_c)
+                prior_d.append(task.estimated_duration_seconds or DEFAULT_DURATION_SECONDS)
+                prior_c.append(task.estimated_cost or 0.0)
+        mean, mu, sigma, cost, _ = self.learning.estimator.estimate_many(
+            types,
+            np.array(prior_d, dtype=np.float64).reshape(len(tasks)),
+            np.array(prior_c, dtype=np.float64).reshape(len(tasks)),
+        )
         return mean, cost, mu, sigma
 
     def assess(
-        self, plan: ExecutionPlan, decomposition: Decomposition | None, *, optimize: bool
+        self,
+        plan: ExecutionPlan,
+        decomposition: Decomposition | None,
+        *,
+        optimize: bool,
+        graph: Indexed | None = None,
     ) -> Candidate:
-        """Estimates filled in, optionally optimised, scheduled and costed."""
+        """Estimates filled in, optionally optimised, scheduled and costed.
+
+        ``graph``: the plan's dependency graph if the caller has it (validation builds it).
+        Inside, the work is on indices and arrays; each task's model is copied at most once,
+        and only if its dependencies or estimates change, and the plan is validated once."""
         mean, cost, mu, sigma = self.task_estimates(plan.tasks)
-        by_id = {t.task_id: i for i, t in enumerate(plan.tasks)}
+        if graph is None:
+            graph = _graph_of(plan)
         if optimize:
-            result, before, after = optimize_tasks(plan, mean)
-        else:
-            ids = [t.task_id for t in plan.tasks]
-            graph = Indexed.of(ids, dependencies(plan.tasks, plan.workflow_type))
-            result, before = plan, schedule(graph, mean, max_parallelism=plan.max_parallelism)
-            after = before
-        order = [by_id[t.task_id] for t in result.tasks]
-        tasks = [
-            t.model_copy(
-                update={
-                    "estimated_duration_seconds": float(mean[i]),
-                    "estimated_cost": float(cost[i]),
-                }
+            found = optimize_order(
+                graph, mean, workflow_type=plan.workflow_type, max_parallelism=plan.max_parallelism
             )
-            for t, i in zip(result.tasks, order, strict=True)
+        else:
+            planned = schedule(graph, mean, max_parallelism=plan.max_parallelism)
+            found = Optimized.unchanged(graph, planned)
+        order = found.order
+        means, costs = mean.tolist(), cost.tolist()
+        ids, keep = graph.ids, found.preds
+        tasks = [
+            _finished(
+                plan.tasks[i],
+                None if keep is None else [ids[p] for p in keep[i]],
+                means[i],
+                costs[i],
+            )
+            for i in order
         ]
-        graph = Indexed.of([t.task_id for t in tasks], dependencies(tasks, plan.workflow_type))
+        index = np.asarray(order, dtype=np.intp)
+        after = found.after
         estimate = estimate_from_schedule(
-            tasks, graph, after, cost[order], mu[order], sigma[order], samples=self.samples
+            tasks,
+            found.graph,
+            after,
+            cost[index],
+            mu[index],
+            sigma[index],
+            samples=self.samples,
         )
         final = replace_plan(
-            result,
+            plan,
             tasks=tasks,
             estimated_duration_seconds=estimate.makespan_seconds,
             estimated_cost=estimate.total_cost,
@@ -151,15 +184,16 @@ class Assessor:
             decomposition=decomposition or Decomposition("", "", tuple(plan.tasks), {}),
             plan=final,
             estimate=estimate,
-            stages=stages_of(graph),
-            slack={t: float(s) for t, s in zip(graph.ids, after.slack, strict=True)},
-            before=before.makespan,
+            stages=stages_of(found.graph),
+            slack=dict(zip(found.graph.ids, after.slack.tolist(), strict=True)),
+            before=found.before.makespan,
         )
 
     def fit_resources(
-        self, spec: RequestSpec, plan: ExecutionPlan
+        self, spec: RequestSpec, plan: ExecutionPlan, graph: Indexed | None = None
     ) -> tuple[ExecutionPlan, tuple[str, ...]]:
-        """Lower ``max_parallelism`` until every resource peak is within the request's limits."""
+        """Lower ``max_parallelism`` until every resource peak is within the request's limits
+        (``graph``: the plan's dag, if the caller has it)."""
         limits = spec.limits.resources
         if not limits:
             return plan, ()
@@ -174,7 +208,8 @@ class Assessor:
                     f"{name}, over the request's max_{name} of {limits[name]:g}",
                 )
         mean, _, _, _ = self.task_estimates(plan.tasks)
-        graph = Indexed.of([t.task_id for t in plan.tasks], dependencies(plan.tasks, "dag"))
+        if graph is None:
+            graph = Indexed.of([t.task_id for t in plan.tasks], dependencies(plan.tasks, "dag"))
 
         def fits(slots: int | None) -> bool:
             planned = schedule(graph, mean, max_parallelism=slots)
@@ -190,4 +225,33 @@ class Assessor:
         note = f"max_parallelism set to {low} so that peaks stay within " + ", ".join(
             f"max_{name} {limits[name]:g}" for name in limits
         )
-        return replace_plan(plan, max_parallelism=low), (note,)
+        return plan.model_copy(update={"max_parallelism": low}), (note,)  # assess validates
+
+
+def _graph_of(plan: ExecutionPlan) -> Indexed:
+    try:
+        return Indexed.of(
+            [t.task_id for t in plan.tasks], dependencies(plan.tasks, plan.workflow_type)
+        )
+    except ValueError:
+        raise PlanningError(
+            "cycle", "the plan's dependencies form a cycle; validate_plan names it"
+        ) from None
+
+
+def _finished(task: TaskSpec, deps: list[str] | None, duration: float, cost: float) -> TaskSpec:
+    """``task`` with its kept dependencies and estimates: the same object if nothing changes
+    (the decomposer already rendered the same estimates), else one copy."""
+    changes: dict[str, object] = {}
+    if deps is not None and list(task.depends_on) != deps:
+        changes["depends_on"] = tuple(deps)
+    if not _same(task.estimated_duration_seconds, duration):
+        changes["estimated_duration_seconds"] = duration
+    if not _same(task.estimated_cost, cost):
+        changes["estimated_cost"] = cost
+    return task.model_copy(update=changes) if changes else task
+
+
+def _same(old: float | None, new: float) -> bool:
+    """Equal to the last bit (-0.0 is not 0.0 on the wire)."""
+    return old is not None and old == new and math.copysign(1.0, old) == math.copysign(1.0, new)

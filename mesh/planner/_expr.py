@@ -51,7 +51,11 @@ def lookup(namespace: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path (list items by index), or the module's missing marker."""
     current: Any = namespace
     for segment in _segments(path):
-        if isinstance(current, Mapping) and segment in current:
+        if type(current) is dict:  # the namespace's own type: no abc check on the hot path
+            current = current.get(segment, _MISSING)
+            if current is _MISSING:
+                return _MISSING
+        elif isinstance(current, Mapping) and segment in current:
             current = current[segment]
         elif isinstance(current, Sequence) and not isinstance(current, str) and segment.isdigit():
             index = int(segment)
@@ -121,7 +125,10 @@ def substitute(
     value: Any, namespace: Mapping[str, Any], where: str, *, escape_braces: bool = False
 ) -> Any:
     """``value`` with every ``${...}`` replaced (recursively through lists and mappings)."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is int or kind is float or kind is bool or value is None:
+        return value  # most template values: skip the abc checks below
+    if kind is str or isinstance(value, str):
         if "$" not in value:
             return value
         pieces = _compiled(value)
@@ -138,12 +145,12 @@ def substitute(
                 text = _text(_resolve(piece[0], namespace, where))
                 out.append(_escape(text) if escape_braces else text)
         return "".join(out)
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {
             str(k): substitute(v, namespace, where, escape_braces=escape_braces)
             for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
         return [substitute(v, namespace, where, escape_braces=escape_braces) for v in value]
     return value
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.errors import PlanningError, PlanTemplateError
-from mesh.events import TaskSpec
+from mesh.events import CapabilityRequirement, TaskSpec
 from mesh.planner._expr import substitute
 from mesh.planner._render import PLANNER_INPUT_KEY, Draft, Estimate, render_task
 from mesh.planner._request import RequestSpec
@@ -139,6 +139,7 @@ class Decomposer:
         base = spec.namespace()
         run.expand(root, "", {**base, "params": {}, "depth": 0}, 0, (root,), ())
         version = self.library.version(root)
+        capabilities: dict[str, list[CapabilityRequirement]] = {}
         tasks = tuple(
             render_task(
                 d,
@@ -147,6 +148,7 @@ class Decomposer:
                 estimate=self.estimate,
                 capability_map=self.capability_map,
                 commands=self.task_commands,
+                capabilities=capabilities,
             )
             for d in run.drafts
         )

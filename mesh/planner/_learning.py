@@ -51,7 +51,7 @@ class _Open:
 def tag_of(inputs: Mapping[str, Any]) -> TaskTag | None:
     """The planner's tag in a task's inputs, if it has a well-formed one."""
     raw = inputs.get(PLANNER_INPUT_KEY)
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # dict first: no abc check
         return None
     task_type, methods = raw.get("type"), raw.get("methods", [])
     if not isinstance(task_type, str) or not isinstance(methods, list):

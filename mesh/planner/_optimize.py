@@ -20,13 +20,12 @@ choices (cheaper decompositions of equal length) are made where the request is s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mesh.errors import PlanningError
-from mesh.events import ExecutionPlan, TaskSpec
-from mesh.planner._graph import dependencies
+from mesh.events import ExecutionPlan, WorkflowType
 from mesh.planner._schedule import Floats, Indexed, Schedule, schedule
 
 REDUCTION_LIMIT = 20_000
@@ -61,46 +60,53 @@ def transitive_reduction(graph: Indexed) -> tuple[tuple[int, ...], ...]:
             # s is implied if another direct successor t already leads to s
             if any((reach[t] >> s) & 1 for t in succs if t != s):
                 redundant.add((p, s))
+    if not redundant:
+        return graph.preds
     return tuple(
         tuple(p for p in preds if (p, s) not in redundant) for s, preds in enumerate(graph.preds)
     )
 
 
-def optimize_tasks(
-    plan: ExecutionPlan, durations: Sequence[float] | Floats
-) -> tuple[ExecutionPlan, Schedule, Schedule]:
-    """The optimised plan and the schedules before and after (durations in plan order)."""
-    tasks = list(plan.tasks)
-    deps = dependencies(tasks, plan.workflow_type)
-    try:
-        graph = Indexed.of([t.task_id for t in tasks], deps)
-    except ValueError:
-        raise PlanningError(
-            "cycle", "the plan's dependencies form a cycle; validate_plan names it"
-        ) from None
+@dataclass(frozen=True)
+class Optimized:
+    """The optimised dispatch order as plain data; the caller makes the plan's models once."""
+
+    order: Sequence[int]
+    """Index (in the input) of the task at each position of the new order."""
+    preds: Sequence[Sequence[int]] | None
+    """Each task's dependencies to keep, by input index; None: keep them as they are."""
+    graph: Indexed
+    """The graph in the new order (what ``Indexed.of`` would build from the new plan)."""
+    before: Schedule
+    after: Schedule
+
+    @classmethod
+    def unchanged(cls, graph: Indexed, planned: Schedule) -> Optimized:
+        return cls(range(len(graph.ids)), None, graph, planned, planned)
+
+
+def optimize_order(
+    graph: Indexed,
+    durations: Sequence[float] | Floats,
+    *,
+    workflow_type: WorkflowType,
+    max_parallelism: int | None,
+) -> Optimized:
+    """The order and edges that finish soonest, with the schedules before and after
+    (``graph`` and ``durations`` in plan order)."""
     d = np.asarray(durations, dtype=np.float64)
-    limit = plan.max_parallelism
-    before = schedule(graph, d, max_parallelism=limit)
-    if plan.workflow_type == "sequential":
-        return plan, before, before  # order is the meaning of a sequential plan
-    reduced = transitive_reduction(graph) if plan.workflow_type != "parallel" else graph.preds
-    topo_rank = np.empty(len(tasks), dtype=np.int64)
-    topo_rank[list(graph.topo)] = np.arange(len(tasks))
-    order = sorted(range(len(tasks)), key=lambda i: (before.latest_start[i], topo_rank[i]))
-    new_tasks = [
-        _with_deps(tasks[i], [graph.ids[p] for p in reduced[i]], plan.workflow_type) for i in order
-    ]
-    candidate = replace_plan(plan, tasks=new_tasks)
-    new_graph = Indexed.of(
-        [t.task_id for t in new_tasks], dependencies(new_tasks, plan.workflow_type)
-    )
-    after = schedule(new_graph, d[order], max_parallelism=limit)
+    before = schedule(graph, d, max_parallelism=max_parallelism)
+    if workflow_type == "sequential":
+        return Optimized.unchanged(graph, before)  # order is the meaning of a sequential plan
+    reduced = transitive_reduction(graph) if workflow_type != "parallel" else graph.preds
+    topo_rank = np.empty(len(graph.ids), dtype=np.int64)
+    topo_rank[list(graph.topo)] = np.arange(len(graph.ids))
+    # by latest start, ties by topological rank (unique, so the order is total)
+    order: list[int] = np.lexsort((topo_rank, before.latest_start)).tolist()
+    new_graph = graph.reordered(order, reduced)
+    after = schedule(new_graph, d[order], max_parallelism=max_parallelism)
     if after.makespan > before.makespan + _EPSILON * max(1.0, before.makespan):
-        return plan, before, before
-    return candidate, before, after
-
-
-def _with_deps(task: TaskSpec, deps: list[str], workflow_type: str) -> TaskSpec:
-    if workflow_type == "parallel" or list(task.depends_on) == deps:
-        return task
-    return task.model_copy(update={"depends_on": tuple(deps)})
+        return Optimized.unchanged(graph, before)
+    return Optimized(
+        order, reduced if workflow_type != "parallel" else None, new_graph, before, after
+    )

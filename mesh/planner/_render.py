@@ -47,19 +47,28 @@ def render_task(
     estimate: Estimate,
     capability_map: Mapping[str, str],
     commands: bool = True,
+    capabilities: dict[str, list[CapabilityRequirement]] | None = None,
 ) -> TaskSpec:
-    """The draft as a TaskSpec; PlanningError (``template``) if substitution or bounds fail."""
+    """The draft as a TaskSpec; PlanningError (``template``) if substitution or bounds fail.
+
+    ``capabilities``: a cache by primitive name, kept for one decomposition (a primitive's
+    capabilities depend only on it, the request and the map)."""
     primitive, ns = draft.primitive, draft.namespace
     where = f"{primitive.source}: {primitive.name}"
+    # Text without ``$`` has nothing to substitute: tested inline, since most command words
+    # and many titles are fixed and this runs once per task of a 10,000-task plan.
     try:
         title = substitute(primitive.title, ns, where) if primitive.title else None
         prompt = substitute(primitive.prompt, ns, where) if primitive.prompt else None
         command = (
-            [_as_text(substitute(p, ns, where, escape_braces=True)) for p in primitive.command]
+            [
+                p if "$" not in p else _as_text(substitute(p, ns, where, escape_braces=True))
+                for p in primitive.command
+            ]
             if primitive.command is not None and commands
             else None
         )
-        inputs = substitute(dict(primitive.inputs), ns, where)
+        inputs = substitute(dict(primitive.inputs), ns, where) if primitive.inputs else {}
     except PlanTemplateError as exc:
         raise PlanningError("template", str(exc)) from exc
     inputs[PLANNER_INPUT_KEY] = {
@@ -68,11 +77,16 @@ def render_task(
         "template": version,
     }
     duration, cost = estimate(primitive)
+    wanted = None if capabilities is None else capabilities.get(primitive.name)
+    if wanted is None:
+        wanted = _capabilities(primitive, spec, capability_map)
+        if capabilities is not None:
+            capabilities[primitive.name] = wanted
     try:
         return TaskSpec(
             task_id=draft.task_id,
             name=_as_text(title)[:200] if title else draft.task_id,
-            capabilities=_capabilities(primitive, spec, capability_map),
+            capabilities=wanted,
             command=command,
             prompt=_as_text(prompt) if prompt is not None else None,
             inputs=inputs,

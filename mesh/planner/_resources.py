@@ -44,10 +44,15 @@ class ResourceEstimate:
 
 def resource_matrix(tasks: Sequence[TaskSpec]) -> NDArray[np.float64]:
     """Tasks by resources (columns in ``RESOURCE_FIELDS`` order)."""
-    return np.array(
-        [[float(getattr(t.resources, f)) for f in RESOURCE_FIELDS] for t in tasks],
-        dtype=np.float64,
-    ).reshape(len(tasks), len(RESOURCE_FIELDS))
+    rows: dict[int, list[float]] = {}  # tasks of one template share its Resources object
+    matrix = []
+    for task in tasks:
+        resources = task.resources
+        row = rows.get(id(resources))
+        if row is None:
+            row = rows[id(resources)] = [float(getattr(resources, f)) for f in RESOURCE_FIELDS]
+        matrix.append(row)
+    return np.array(matrix, dtype=np.float64).reshape(len(tasks), len(RESOURCE_FIELDS))
 
 
 def peaks(
@@ -109,8 +114,11 @@ def estimate_from_schedule(
             f: float(v) for f, v in zip(RESOURCE_FIELDS, busy.sum(axis=0), strict=True)
         },
         peak_parallel=planned.peak_parallel,
-        schedule={
-            task_id: (float(s), float(f))
-            for task_id, s, f in zip(graph.ids, planned.start, planned.finish, strict=True)
-        },
+        schedule=dict(
+            zip(
+                graph.ids,
+                zip(planned.start.tolist(), planned.finish.tolist(), strict=True),
+                strict=True,
+            )
+        ),
     )

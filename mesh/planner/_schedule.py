@@ -54,6 +54,29 @@ class Indexed:
             raise ValueError("the dependencies form a cycle")
         return cls(tuple(ids), preds, tuple(tuple(s) for s in succ_lists), tuple(topo))
 
+    def reordered(
+        self, order: Sequence[int], preds: Sequence[Sequence[int]] | None = None
+    ) -> Indexed:
+        """The graph with task ``order[k]`` at index ``k``, keeping only ``preds`` (by old index)
+        if given: what ``Indexed.of`` would build from the reordered tasks, without the ids'
+        dictionary or a second sort (the old topological order, renumbered, is still one, since
+        ``preds`` may only drop edges)."""
+        position = [0] * len(order)
+        for k, i in enumerate(order):
+            position[i] = k
+        kept = self.preds if preds is None else preds
+        new_preds = tuple(tuple(position[p] for p in kept[i]) for i in order)
+        succ_lists: list[list[int]] = [[] for _ in order]
+        for k, ps in enumerate(new_preds):
+            for p in ps:
+                succ_lists[p].append(k)
+        return Indexed(
+            tuple(self.ids[i] for i in order),
+            new_preds,
+            tuple(tuple(s) for s in succ_lists),
+            tuple(position[i] for i in self.topo),
+        )
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -88,20 +111,26 @@ def schedule(
     """
     d = np.asarray(durations, dtype=np.float64)
     n = len(graph.ids)
-    earliest = np.zeros(n)
-    finish = np.zeros(n)
+    # The recursions run on Python floats (the same IEEE doubles): indexing numpy arrays one
+    # element at a time boxes a scalar per read and costs several times more.
+    dl: list[float] = d.tolist()
+    early = [0.0] * n
+    end = [0.0] * n
+    preds, succs = graph.preds, graph.succs
     for i in graph.topo:
-        ps = graph.preds[i]
-        start = max(finish[p] for p in ps) if ps else 0.0
-        earliest[i] = start
-        finish[i] = start + d[i]
-    length = float(finish.max()) if n else 0.0
-    latest_finish = np.full(n, length)
+        ps = preds[i]
+        start = max([end[p] for p in ps]) if ps else 0.0
+        early[i] = start
+        end[i] = start + dl[i]
+    length = max(end) if n else 0.0
+    late = [length] * n
     for i in reversed(graph.topo):
-        ss = graph.succs[i]
+        ss = succs[i]
         if ss:
-            latest_finish[i] = min(latest_finish[s] - d[s] for s in ss)
-    latest_start = latest_finish - d
+            late[i] = min([late[s] - dl[s] for s in ss])
+    earliest = np.array(early, dtype=np.float64)
+    finish = np.array(end, dtype=np.float64)
+    latest_start = np.array(late, dtype=np.float64) - d
     slack = np.maximum(latest_start - earliest, 0.0)
     path = _critical_path(graph, earliest, finish, length)
     if max_parallelism is not None and max_parallelism < n:
@@ -149,14 +178,15 @@ def _list_schedule(
     ready = [(rank[i], i) for i in range(n) if waiting[i] == 0]
     heapq.heapify(ready)
     running: list[tuple[float, int]] = []
-    start = np.zeros(n)
-    finish = np.zeros(n)
+    dl: list[float] = d.tolist()
+    start = [0.0] * n
+    finish = [0.0] * n
     now = 0.0
     while ready or running:
         while ready and len(running) < slots:
             _, i = heapq.heappop(ready)
             start[i] = now
-            finish[i] = now + d[i]
+            finish[i] = now + dl[i]
             heapq.heappush(running, (finish[i], i))
         now, i = heapq.heappop(running)
         done = [i]
@@ -167,7 +197,7 @@ def _list_schedule(
                 waiting[s] -= 1
                 if waiting[s] == 0:
                     heapq.heappush(ready, (rank[s], s))
-    return start, finish
+    return np.array(start, dtype=np.float64), np.array(finish, dtype=np.float64)
 
 
 def peak_concurrency(start: Floats, finish: Floats) -> int:
@@ -181,26 +211,44 @@ def peak_concurrency(start: Floats, finish: Floats) -> int:
 
 
 def makespan_samples(graph: Indexed, samples: Floats) -> Floats:
-    """Unconstrained makespan for each row of ``samples`` (rows: draws, columns: tasks)."""
+    """Unconstrained makespan for each row of ``samples`` (rows: draws, columns: tasks).
+
+    One stage at a time: no task of a stage depends on another of it, so a stage's starts are
+    a few column-wise maxima over all its tasks at once (the k-th predecessors of the tasks that
+    have k or more), not a numpy call per task."""
     finish = np.zeros_like(samples)
-    for i in graph.topo:
-        ps = graph.preds[i]
-        start = finish[:, list(ps)].max(axis=1) if ps else 0.0
-        finish[:, i] = start + samples[:, i]
+    for stage in levels(graph):
+        stage.sort(key=lambda i: -len(graph.preds[i]))  # most predecessors first: prefixes below
+        columns = np.array(stage, dtype=np.intp)
+        start = np.zeros((samples.shape[0], len(stage)))
+        for k in range(len(graph.preds[stage[0]])):
+            having = [i for i in stage if len(graph.preds[i]) > k]  # a prefix of the stage
+            kth = np.array([graph.preds[i][k] for i in having], dtype=np.intp)
+            np.maximum(start[:, : len(having)], finish[:, kth], out=start[:, : len(having)])
+        finish[:, columns] = start + samples[:, columns]
     return finish.max(axis=1) if samples.shape[1] else np.zeros(samples.shape[0])
+
+
+def levels(graph: Indexed) -> list[list[int]]:
+    """Topological generations by index: level k holds the tasks whose longest chain of
+    dependencies has k links, in index order."""
+    level = [0] * len(graph.ids)
+    preds = graph.preds
+    for i in graph.topo:
+        ps = preds[i]
+        if ps:
+            level[i] = max([level[p] for p in ps]) + 1
+    found: list[list[int]] = [[] for _ in range(max(level, default=-1) + 1)]
+    for i, k in enumerate(level):
+        found[k].append(i)
+    return found
 
 
 def stages_of(graph: Indexed) -> tuple[tuple[str, ...], ...]:
     """Topological generations: stage k holds the tasks whose longest chain of dependencies
     has k links (each stage may run in parallel once the previous ones are done)."""
-    level = [0] * len(graph.ids)
-    for i in graph.topo:
-        if graph.preds[i]:
-            level[i] = max(level[p] for p in graph.preds[i]) + 1
-    stages: list[list[str]] = [[] for _ in range(max(level, default=-1) + 1)]
-    for i, task_id in enumerate(graph.ids):
-        stages[level[i]].append(task_id)
-    return tuple(tuple(s) for s in stages)
+    ids = graph.ids
+    return tuple(tuple(ids[i] for i in stage) for stage in levels(graph))
 
 
 def longest_path(durations: Mapping[str, float], deps: Mapping[str, Sequence[str]]) -> float:
