@@ -321,9 +321,9 @@ class _Run:
                 ]
             fragment = _Fragment()
             for step_id, scope in instances:
-                if not all(c.holds(scope) for c in step.when):
+                if step.when and not all(c.holds(scope) for c in step.when):
                     continue
-                params = substitute(dict(step.params), scope, where)
+                params = substitute(dict(step.params), scope, where) if step.params else {}
                 child = {**scope, "params": params, "depth": depth + 1}
                 sub = self.expand(
                     step.task, _join(path, step_id), child, depth + 1, (*chain, step.task), tag

@@ -56,9 +56,13 @@ def transitive_reduction(graph: Indexed) -> tuple[tuple[int, ...], ...]:
         succs = graph.succs[p]
         if len(succs) < 2:
             continue
+        # s is implied if another direct successor already leads to s; no task leads to itself
+        # (the graph is acyclic), so "another" may as well be "any": one union per task
+        onward = 0
+        for t in succs:
+            onward |= reach[t]
         for s in succs:
-            # s is implied if another direct successor t already leads to s
-            if any((reach[t] >> s) & 1 for t in succs if t != s):
+            if (onward >> s) & 1:
                 redundant.add((p, s))
     if not redundant:
         return graph.preds

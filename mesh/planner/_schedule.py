@@ -36,9 +36,12 @@ class Indexed:
     def of(cls, ids: Sequence[str], deps: Mapping[str, Sequence[str]]) -> Indexed:
         """Index ``deps`` (ValueError on a cycle; unknown dependencies are ignored)."""
         index = {task_id: i for i, task_id in enumerate(ids)}
-        preds = tuple(
-            tuple(dict.fromkeys(index[d] for d in deps.get(t, ()) if d in index)) for t in ids
-        )
+        get = index.get
+        pred_lists: list[tuple[int, ...]] = []
+        for t in ids:
+            found = [j for d in deps.get(t, ()) if (j := get(d)) is not None]
+            pred_lists.append(tuple(dict.fromkeys(found)) if len(found) > 1 else tuple(found))
+        preds = tuple(pred_lists)
         succ_lists: list[list[int]] = [[] for _ in ids]
         for i, ps in enumerate(preds):
             for p in ps:
@@ -214,19 +217,21 @@ def makespan_samples(graph: Indexed, samples: Floats) -> Floats:
     """Unconstrained makespan for each row of ``samples`` (rows: draws, columns: tasks).
 
     One stage at a time: no task of a stage depends on another of it, so a stage's starts are
-    a few column-wise maxima over all its tasks at once (the k-th predecessors of the tasks that
-    have k or more), not a numpy call per task."""
-    finish = np.zeros_like(samples)
+    a few element-wise maxima over all its tasks at once (the k-th predecessors of the tasks
+    that have k or more), not a numpy call per task. Inside, a task's draws are one contiguous
+    row, so gathering predecessors copies rows rather than striding through columns."""
+    draws = np.ascontiguousarray(samples.T)
+    finish = np.zeros_like(draws)
+    preds = graph.preds
     for stage in levels(graph):
-        stage.sort(key=lambda i: -len(graph.preds[i]))  # most predecessors first: prefixes below
-        columns = np.array(stage, dtype=np.intp)
-        start = np.zeros((samples.shape[0], len(stage)))
-        for k in range(len(graph.preds[stage[0]])):
-            having = [i for i in stage if len(graph.preds[i]) > k]  # a prefix of the stage
-            kth = np.array([graph.preds[i][k] for i in having], dtype=np.intp)
-            np.maximum(start[:, : len(having)], finish[:, kth], out=start[:, : len(having)])
-        finish[:, columns] = start + samples[:, columns]
-    return finish.max(axis=1) if samples.shape[1] else np.zeros(samples.shape[0])
+        stage.sort(key=lambda i: -len(preds[i]))  # most predecessors first: prefixes below
+        start = np.zeros((len(stage), draws.shape[1]))
+        for k in range(len(preds[stage[0]])):
+            kth = [preds[i][k] for i in stage if len(preds[i]) > k]  # for a prefix of the stage
+            np.maximum(start[: len(kth)], finish[kth], out=start[: len(kth)])
+        rows = np.array(stage, dtype=np.intp)
+        finish[rows] = start + draws[rows]
+    return finish.max(axis=0) if samples.shape[1] else np.zeros(samples.shape[0])
 
 
 def levels(graph: Indexed) -> list[list[int]]:
