@@ -152,7 +152,14 @@ class Decomposer:
             )
             for d in run.drafts
         )
-        tags = {d.task_id: TaskTag(d.primitive.name, d.methods) for d in run.drafts}
+        shared: dict[tuple[str, tuple[str, ...]], TaskTag] = {}  # one per type and methods
+        tags = {
+            d.task_id: shared.get((d.primitive.name, d.methods))
+            or shared.setdefault(
+                (d.primitive.name, d.methods), TaskTag(d.primitive.name, d.methods)
+            )
+            for d in run.drafts
+        }
         return Decomposition(root, version, tasks, tags, tuple(run.choices))
 
 
@@ -287,7 +294,8 @@ class _Run:
             targets: list[str] = []
             for dep in step.after:
                 if dep in steps:
-                    targets.extend(exits(dep, frozenset({step.id})))
+                    found = fragments[dep].exits  # the common case, without exits()'s set
+                    targets.extend(found or exits(dep, frozenset({step.id})))
                 else:
                     targets.append(_join(path, dep))  # reported as a missing dependency
             for entry in fragments[step.id].entries:

@@ -221,7 +221,7 @@ def makespan_samples(graph: Indexed, samples: Floats) -> Floats:
     that have k or more), not a numpy call per task. Inside, a task's draws are one contiguous
     row, so gathering predecessors copies rows rather than striding through columns."""
     draws = np.ascontiguousarray(samples.T)
-    finish = np.zeros_like(draws)
+    finish = np.empty_like(draws)  # every row is written once, by its stage
     preds = graph.preds
     for stage in levels(graph):
         stage.sort(key=lambda i: -len(preds[i]))  # most predecessors first: prefixes below

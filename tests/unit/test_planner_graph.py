@@ -37,6 +37,13 @@ def test_a_cycle_is_named_member_by_member() -> None:
     assert len(members) == 4
 
 
+def test_a_cycle_is_spelt_from_its_first_task_in_plan_order() -> None:
+    """The same text on every run (a set's order would change it with the hash seed)."""
+    tasks = [task("x"), task("d", "c"), task("b", "x", "d"), task("c", "b")]
+    cycle = next(p for p in validate_tasks(tasks).problems if p.kind == "cycle")
+    assert cycle.message == "d → b → c → d"  # each task before the ones that wait on it
+
+
 def test_a_self_dependency_is_a_cycle() -> None:
     tasks = [task("a", "a")]
     assert [p.kind for p in validate_tasks(tasks).problems] == ["cycle"]
