@@ -15,7 +15,7 @@ import numpy as np
 from mesh.errors import PlanningError
 from mesh.events import ExecutionPlan, TaskSpec
 from mesh.planner._estimates import Floats
-from mesh.planner._graph import AgentKinds, dependencies, validate_tasks
+from mesh.planner._graph import AgentKinds, dependencies, task_graph
 from mesh.planner._htn import Decomposition
 from mesh.planner._learning import Learning, tag_of
 from mesh.planner._optimize import Optimized, optimize_order, replace_plan
@@ -83,8 +83,7 @@ class Assessor:
                 f"the plan has {len(tasks):,} tasks; a plan holds at most {MAX_PLAN_TASKS:,} "
                 "(split the request)",
             )
-        checked = validate_tasks(tasks, agent_kinds=self.agent_kinds, stages=False)
-        checked.raise_for_problems()
+        graph = task_graph(tasks, agent_kinds=self.agent_kinds)
         plan = ExecutionPlan(
             plan_id=spec.workflow_id,
             workflow_type="dag",
@@ -94,8 +93,8 @@ class Assessor:
             tenant=spec.request.tenant,
             max_parallelism=spec.limits.max_parallelism,
         )
-        plan, notes = self.fit_resources(spec, plan, checked.graph)
-        candidate = self.assess(plan, decomposition, optimize=True, graph=checked.graph)
+        plan, notes = self.fit_resources(spec, plan, graph)
+        candidate = self.assess(plan, decomposition, optimize=True, graph=graph)
         return replace(candidate, warnings=(*candidate.warnings, *notes))
 
     def task_estimates(self, tasks: Sequence[TaskSpec]) -> tuple[Floats, Floats, Floats, Floats]:

@@ -8,8 +8,9 @@ A valid graph's topological generations are the plan's stages: the tasks of one 
 in parallel.
 
 A valid plan is the common case and the one that must be fast (100,000 tasks): it is checked in
-linear time over task indices, and the index graph built for it is handed on (the schedule and
-the optimiser use the same one). Only a plan with a problem goes through networkx, to name it.
+linear time over task indices, and ``task_graph`` hands on the index graph it builds (the
+schedules and the optimiser use the same one). Only a plan with a problem goes through
+networkx, to name it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 
@@ -54,8 +55,6 @@ class ValidationResult:
     problems: tuple[Problem, ...] = ()
     warnings: tuple[str, ...] = ()
     stages: tuple[tuple[str, ...], ...] = ()
-    graph: Indexed | None = field(default=None, compare=False, repr=False)
-    """The tasks' dependency graph by index (valid plans only), for the planner to reuse."""
 
     @property
     def valid(self) -> bool:
@@ -95,17 +94,31 @@ def validate_tasks(
     *,
     workflow_type: WorkflowType = "dag",
     agent_kinds: AgentKinds | None = None,
-    stages: bool = True,
 ) -> ValidationResult:
-    """Every structural problem of ``tasks``; with ``agent_kinds``, also unmet capabilities.
-
-    ``stages=False`` leaves the stages out (the planner takes them after optimising)."""
+    """Every structural problem of ``tasks``; with ``agent_kinds``, also unmet capabilities."""
     deps = dependencies(tasks, workflow_type)
     offered = _offered(agent_kinds) if agent_kinds is not None else None
     graph = _valid_graph(tasks, deps, offered)
     if graph is not None:
-        return ValidationResult(stages=stages_of(graph) if stages else (), graph=graph)
+        return ValidationResult(stages=stages_of(graph))
     return _problems(tasks, deps, workflow_type, offered)
+
+
+def task_graph(
+    tasks: Sequence[TaskSpec],
+    *,
+    workflow_type: WorkflowType = "dag",
+    agent_kinds: AgentKinds | None = None,
+) -> Indexed:
+    """The index graph of ``tasks`` if ``validate_tasks`` finds them valid, else its
+    PlanningError: what the planner builds on (the stages come after optimising)."""
+    deps = dependencies(tasks, workflow_type)
+    offered = _offered(agent_kinds) if agent_kinds is not None else None
+    graph = _valid_graph(tasks, deps, offered)
+    if graph is None:
+        _problems(tasks, deps, workflow_type, offered).raise_for_problems()
+        graph = Indexed.of([t.task_id for t in tasks], deps)  # not reached: a problem raised
+    return graph
 
 
 def _valid_graph(

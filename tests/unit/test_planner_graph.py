@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mesh.events import Capability, CapabilityRequirement, ExecutionPlan, TaskSpec
+from mesh.kafka.calls import to_json
 from mesh.planner import AgentKinds, validate_plan, validate_tasks
 from mesh.planner._graph import dependencies
 
@@ -123,3 +124,9 @@ def test_any_back_edge_is_reported_as_a_cycle(tasks: list[TaskSpec], data: st.Da
     tasks[j] = task(f"t{j}", *tasks[j].depends_on, f"t{i}")
     kinds = {p.kind for p in validate_tasks(tasks).problems}
     assert "cycle" in kinds
+
+
+def test_a_validation_result_replies_with_problems_warnings_and_stages_only() -> None:
+    """What the planner's API sends for validate_plan: nothing internal rides along."""
+    reply = to_json(validate_tasks([task("a"), task("b", "a")]))
+    assert reply == {"problems": [], "warnings": [], "stages": [["a"], ["b"]]}
