@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import DecisionError, EventError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
+from mesh.gctuning import relaxed_gc
 from mesh.kafka.history import opened, partition_count, read_snapshots, snapshot_state
 from mesh.kafka.reader import bounds, read_bounded
 from mesh.replay._diff import Difference, diff_states
@@ -103,6 +104,21 @@ async def shadow_replay(
     (None: unbounded) from its full history up to ``until_ms``; compare with live snapshots.
     Without ``keep_states`` only each workflow's status and sequence are kept."""
     mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    with relaxed_gc():
+        return await _shadow_replay(
+            settings, mapper, since_ms, until_ms, compare, keep_states, progress
+        )
+
+
+async def _shadow_replay(
+    settings: Settings,
+    mapper: Mapper,
+    since_ms: int | None,
+    until_ms: int | None,
+    compare: bool,
+    keep_states: bool,
+    progress: Progress | None,
+) -> ShadowResult:
     async with opened(settings) as consumer:
         count = await partition_count(consumer, settings, "workflow.events")
         topic = settings.topic("workflow.events")
