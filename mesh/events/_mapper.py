@@ -238,6 +238,10 @@ def _mesh_headers(headers: Headers | None) -> dict[str, str]:
     """The mesh headers as text; other headers are ignored, conflicting duplicates rejected."""
     if headers is None:
         return {}
+    if type(headers) is tuple and len(headers) == len(MESH_HEADERS):
+        written = _as_written(headers)
+        if written is not None:
+            return written
     # aiokafka's tuple first: an isinstance against the Mapping ABC costs more than the rest
     pairs = headers if isinstance(headers, tuple | list) else _pairs(headers)
     found: dict[str, str] = {}
@@ -252,6 +256,23 @@ def _mesh_headers(headers: Headers | None) -> dict[str, str]:
         if found.setdefault(name, text) != text:
             raise InvalidEvent(f"header {name} appears twice with different values")
     return found
+
+
+def _as_written(headers: tuple[tuple[str, HeaderValue], ...]) -> dict[str, str] | None:
+    """The headers exactly as :meth:`Mapper.encode` writes them (names in order, bytes values),
+    read without the general loop; None for any other shape."""
+    try:
+        (n0, v0), (n1, v1), (n2, v2), (n3, v3) = headers
+    except (TypeError, ValueError):
+        return None
+    if (n0, n1, n2, n3) != MESH_HEADERS or not (
+        type(v0) is type(v1) is type(v2) is type(v3) is bytes
+    ):
+        return None
+    try:
+        return {n0: v0.decode(), n1: v1.decode(), n2: v2.decode(), n3: v3.decode()}
+    except UnicodeDecodeError:
+        return None  # the general loop names the header
 
 
 def _pairs(headers: Headers) -> Iterable[tuple[str, HeaderValue]]:
