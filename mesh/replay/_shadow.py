@@ -45,6 +45,8 @@ class _Shadow:
     state: WorkflowState | None = None
     frozen: bytes | None = None
     """A final state as JSON text (``state`` is None meanwhile)."""
+    frozen_at: tuple[str, int] = ("", 0)
+    """The frozen state's status and sequence (what the projection shows, without a thaw)."""
     pending: list[WorkflowEvent] = field(default_factory=list)
     last: int = 0
     snapshot: WorkflowSnapshot | None = None
@@ -294,6 +296,7 @@ def _flush(shadow: _Shadow, *, freeze: bool) -> int:
     state = shadow.state
     if freeze and state is not None and state.is_final and shadow.snapshot is None:
         shadow.frozen, shadow.state = state.model_dump_json().encode(), None
+        shadow.frozen_at = (state.status, state.sequence)
     return count
 
 
@@ -326,10 +329,7 @@ def _conclude(
             if keep:
                 result.workflows[workflow_id] = state
         else:
-            frozen = shadow.current()
-            assert frozen is not None
-            result.projection[workflow_id] = (frozen.status, frozen.sequence)
-            shadow.state = None  # let it go again
+            result.projection[workflow_id] = shadow.frozen_at
         if not compare:
             continue
         if shadow.differences is not None:
