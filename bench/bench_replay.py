@@ -86,9 +86,9 @@ def template_history(tasks: int) -> list[WorkflowEvent]:
     for spec in specs:
         task = {**common, "task_id": spec.task_id}
         events.append(TaskScheduled(**meta(WM, correlation_id=request), **task))
-        events.append(
-            TaskAssigned(**meta(WM, correlation_id=request), **task, agent_id="agent-1", task=spec)
-        )
+        # As the Workflow Manager records it: the history's TaskAssigned leaves out the task
+        # spec, which the plan in workflow.started already holds.
+        events.append(TaskAssigned(**meta(WM, correlation_id=request), **task, agent_id="agent-1"))
         events.append(TaskStarted(**meta(WM, correlation_id=request), **task, agent_id="agent-1"))
         events.append(
             TaskCompleted(

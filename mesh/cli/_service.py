@@ -15,7 +15,6 @@ logging and exit codes, so components and agents start, log and stop alike.
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -24,6 +23,7 @@ import typer
 
 from mesh.cli._app import settings_of
 from mesh.errors import BrokerUnavailable
+from mesh.gctuning import GC_THRESHOLDS, tune_gc
 from mesh.kafka.connection import diagnose_connect_failure
 from mesh.log import configure_logging
 
@@ -95,21 +95,6 @@ async def _until_signalled(main: Main) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
     tune_gc()
     await main(stop)
-
-
-GC_THRESHOLDS = (50_000, 20, 100)
-"""Generation 0 collects after this many allocations (CPython's default is 700)."""
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for a long-running service: what start-up loaded
-    (modules, settings, templates) moves to the permanent generation, and collections run far
-    less often. A service allocates and frees many small objects per record (events, states),
-    almost none in cycles, and the default thresholds spent a sixth of the Workflow Manager's
-    CPU walking the same objects again and again (``bench/bench_task_path.py``)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _service_logging(

@@ -96,7 +96,9 @@ class Event(BaseModel):
     @classmethod
     def event_type(cls) -> str:
         """The ``type`` this class fixes (its Literal default)."""
-        default = cls.model_fields["type"].default
+        # __pydantic_fields__, not model_fields: the same dict without pydantic's property
+        # machinery, and decoding asks for every record.
+        default = cls.__pydantic_fields__["type"].default
         if not isinstance(default, str):
             raise TypeError(f"{cls.__name__} does not fix its `type` with a Literal default")
         return default
@@ -104,7 +106,7 @@ class Event(BaseModel):
     @classmethod
     def event_version(cls) -> int:
         """The ``schema_version`` this class fixes (its Literal default)."""
-        default = cls.model_fields["schema_version"].default
+        default = cls.__pydantic_fields__["schema_version"].default
         if not isinstance(default, int) or isinstance(default, bool):
             raise TypeError(f"{cls.__name__} does not fix `schema_version` with a Literal default")
         return default

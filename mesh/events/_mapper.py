@@ -28,7 +28,7 @@ Every error is one readable line (safe to copy into a dead-letter header).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
@@ -46,6 +46,7 @@ HEADER_CORRELATION_ID = "mesh-correlation-id"
 HEADER_EVENT_ID = "mesh-event-id"
 MESH_HEADERS = (HEADER_TYPE, HEADER_SCHEMA_VERSION, HEADER_CORRELATION_ID, HEADER_EVENT_ID)
 """The headers the mapper writes on every record, in order."""
+_HEADER_NAMES = frozenset(MESH_HEADERS)
 
 DEFAULT_MAX_EVENT_BYTES = 1_000_000
 """Same default as ``Settings.max_event_bytes`` (Kafka's default record limit is ~1 MiB)."""
@@ -158,16 +159,26 @@ class Mapper:
         """
         if value is None:
             raise InvalidEvent("the record has no value (a tombstone), not an event")
-        self._check_size(len(value), "record")
+        if len(value) > self.max_event_bytes:
+            self._check_size(len(value), "record")
         mesh = _mesh_headers(headers)
-        if HEADER_TYPE in mesh:  # reject unknown types before paying for the JSON parse
-            self.registry.latest(mesh[HEADER_TYPE])
+        header_type = mesh.get(HEADER_TYPE)
+        # reject unknown types before paying for the JSON parse
+        routed = None if header_type is None else self.registry.latest(header_type)
         value = bytes(value)
         _check_text(value)
         _check_depth(value, self.max_depth)
-        fast = self._fast_path(value, mesh)
-        if fast is not None:
-            return fast
+        if routed is not None and mesh.get(HEADER_SCHEMA_VERSION) == _version_text(routed):
+            # The headers name the newest version of its type (what every mesh producer
+            # writes): parse once. A failure takes the general path, which words the error
+            # (a body that disagrees with its headers) the same way as for any other record.
+            try:
+                event = routed.model_validate_json(value)
+            except ValidationError:
+                pass
+            else:
+                _check_ids(event, mesh)
+                return event
         data = _parse_object(value)
         event_type, version = _routing(data, mesh)
         latest = self.registry.latest(event_type)
@@ -185,23 +196,6 @@ class Mapper:
                 event_type=event_type,
                 version=version,
             ) from exc
-        _check_ids(event, mesh)
-        return event
-
-    def _fast_path(self, value: bytes, mesh: dict[str, str]) -> Event | None:
-        """The event, parsed once, when the headers name the newest version of its type (what
-        every mesh producer writes); None to take the general path, which also words any error
-        (a body that disagrees with its headers, an older version to upcast)."""
-        event_type, version = mesh.get(HEADER_TYPE), mesh.get(HEADER_SCHEMA_VERSION)
-        if event_type is None or version is None:
-            return None
-        latest = self.registry.latest(event_type)
-        if version != str(latest.event_version()):
-            return None
-        try:
-            event = latest.model_validate_json(value)
-        except ValidationError:
-            return None
         _check_ids(event, mesh)
         return event
 
@@ -229,15 +223,31 @@ class Mapper:
             )
 
 
+_VERSION_TEXT: dict[type[Event], str] = {}
+
+
+def _version_text(cls: type[Event]) -> str:
+    """``cls``'s schema version as its header spells it (asked for every record decoded)."""
+    text = _VERSION_TEXT.get(cls)
+    if text is None:
+        text = _VERSION_TEXT[cls] = str(cls.event_version())
+    return text
+
+
 def _mesh_headers(headers: Headers | None) -> dict[str, str]:
     """The mesh headers as text; other headers are ignored, conflicting duplicates rejected."""
     if headers is None:
         return {}
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    if type(headers) is tuple and len(headers) == len(MESH_HEADERS):
+        written = _as_written(headers)
+        if written is not None:
+            return written
+    # aiokafka's tuple first: an isinstance against the Mapping ABC costs more than the rest
+    pairs = headers if isinstance(headers, tuple | list) else _pairs(headers)
     found: dict[str, str] = {}
     for raw_name, raw_value in pairs:
-        name = raw_name.lower()
-        if name not in MESH_HEADERS or raw_value is None:
+        name = raw_name if raw_name in _HEADER_NAMES else raw_name.lower()
+        if name not in _HEADER_NAMES or raw_value is None:
             continue
         try:
             text = raw_value.decode() if isinstance(raw_value, bytes) else str(raw_value)
@@ -246,6 +256,27 @@ def _mesh_headers(headers: Headers | None) -> dict[str, str]:
         if found.setdefault(name, text) != text:
             raise InvalidEvent(f"header {name} appears twice with different values")
     return found
+
+
+def _as_written(headers: tuple[tuple[str, HeaderValue], ...]) -> dict[str, str] | None:
+    """The headers exactly as :meth:`Mapper.encode` writes them (names in order, bytes values),
+    read without the general loop; None for any other shape."""
+    try:
+        (n0, v0), (n1, v1), (n2, v2), (n3, v3) = headers
+    except (TypeError, ValueError):
+        return None
+    if (n0, n1, n2, n3) != MESH_HEADERS or not (
+        type(v0) is type(v1) is type(v2) is type(v3) is bytes
+    ):
+        return None
+    try:
+        return {n0: v0.decode(), n1: v1.decode(), n2: v2.decode(), n3: v3.decode()}
+    except UnicodeDecodeError:
+        return None  # the general loop names the header
+
+
+def _pairs(headers: Headers) -> Iterable[tuple[str, HeaderValue]]:
+    return headers.items() if isinstance(headers, Mapping) else headers
 
 
 def _check_text(value: bytes) -> None:
@@ -331,7 +362,8 @@ def _routing(data: dict[str, Any], mesh: dict[str, str]) -> tuple[str, int]:
 
 def _check_ids(event: Event, mesh: dict[str, str]) -> None:
     header_id = mesh.get(HEADER_EVENT_ID)
-    if header_id is not None:
+    # The canonical spelling (what mesh writes) compares as text; any other is parsed.
+    if header_id is not None and header_id != str(event.event_id):
         try:
             same = UUID(header_id) == event.event_id
         except ValueError:

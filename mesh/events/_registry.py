@@ -32,6 +32,8 @@ class EventRegistry:
     def __init__(self, events: Iterable[type[Event]] = ()) -> None:
         self._models: dict[str, dict[int, type[Event]]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._latest: dict[str, type[Event]] = {}
+        """The newest model per type, kept by ``register`` (decoding asks for every record)."""
         for cls in events:
             self.register(cls)
 
@@ -52,6 +54,7 @@ class EventRegistry:
                 f"bump {cls.__name__}'s schema_version"
             )
         versions[version] = cls
+        self._latest[event_type] = versions[max(versions)]
         return cls
 
     def add_upcaster(self, event_type: str, from_version: int, upcaster: Upcaster) -> None:
@@ -98,10 +101,10 @@ class EventRegistry:
 
     def latest(self, event_type: str) -> type[Event]:
         """The newest model of a type (what decoding returns)."""
-        versions = self._models.get(event_type)
-        if not versions:
+        latest = self._latest.get(event_type)
+        if latest is None:
             raise UnknownEventType(self._unknown_type_message(event_type), event_type=event_type)
-        return versions[max(versions)]
+        return latest
 
     def model(self, event_type: str, version: int) -> type[Event]:
         """The model registered for exactly this type and version."""

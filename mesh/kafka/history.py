@@ -34,6 +34,7 @@ from mesh.events import (
     WorkflowSnapshot,
     WorkflowStarted,
 )
+from mesh.gctuning import relaxed_gc
 from mesh.kafka.connection import started
 from mesh.kafka.partitions import cluster_metadata, or_hidden, partition_for
 from mesh.kafka.reader import bounds, latest_of_key, read_bounded, read_range, reader
@@ -138,23 +139,24 @@ async def _records(
     last = 0
     end = limits[0] if start is None else max(start, limits[0])
     batches = read_bounded(consumer, settings, tp, limits, start=start, stop=stop)
-    async with contextlib.aclosing(batches):
-        async for batch in batches:
-            for record in batch:
-                end = record.offset + 1
-                if record.key != key:
-                    continue
-                if filter_ms is not None and record.timestamp > filter_ms:
-                    return found, end
-                if (decoded := _decode(mapper, tp, record)) is None or decoded[1] <= last:
-                    continue  # not history, or a duplicate written without transactions
-                event, last = decoded
-                found.append(Recorded(event, record.offset, record.timestamp, record.value))
-                if len(found) > MAX_HISTORY:
-                    raise ConfigError(
-                        f"workflow {workflow_id} has more than {MAX_HISTORY:,} history events; "
-                        "replay a part of it with --until-offset or --until"
-                    )
+    with relaxed_gc():
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                for record in batch:
+                    end = record.offset + 1
+                    if record.key != key:
+                        continue
+                    if filter_ms is not None and record.timestamp > filter_ms:
+                        return found, end
+                    if (decoded := _decode(mapper, tp, record)) is None or decoded[1] <= last:
+                        continue  # not history, or a duplicate written without transactions
+                    event, last = decoded
+                    found.append(Recorded(event, record.offset, record.timestamp, record.value))
+                    if len(found) > MAX_HISTORY:
+                        raise ConfigError(
+                            f"workflow {workflow_id} has more than {MAX_HISTORY:,} history events; "
+                            "replay a part of it with --until-offset or --until"
+                        )
     return found, end
 
 
@@ -384,12 +386,14 @@ async def current_workflows(settings: Settings) -> dict[str, Current]:
         events = settings.topic("workflow.events")
         tps = [TopicPartition(events, n) for n in sorted(starts)]
         limits = await bounds(consumer, settings, tps)
-        for tp in tps:
-            batches = read_bounded(consumer, settings, tp, limits[tp], start=starts[tp.partition])
-            async with contextlib.aclosing(batches):
-                async for batch in batches:
-                    for record in batch:
-                        _fold_into(found, mapper, tp, record)
+        with relaxed_gc():
+            for tp in tps:
+                start = starts[tp.partition]
+                batches = read_bounded(consumer, settings, tp, limits[tp], start=start)
+                async with contextlib.aclosing(batches):
+                    async for batch in batches:
+                        for record in batch:
+                            _fold_into(found, mapper, tp, record)
     return found
 
 

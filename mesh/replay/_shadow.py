@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import DecisionError, EventError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot
+from mesh.gctuning import relaxed_gc
 from mesh.kafka.history import opened, partition_count, read_snapshots, snapshot_state
 from mesh.kafka.reader import bounds, read_bounded
 from mesh.replay._diff import Difference, diff_states
@@ -44,6 +45,8 @@ class _Shadow:
     state: WorkflowState | None = None
     frozen: bytes | None = None
     """A final state as JSON text (``state`` is None meanwhile)."""
+    frozen_at: tuple[str, int] = ("", 0)
+    """The frozen state's status and sequence (what the projection shows, without a thaw)."""
     pending: list[WorkflowEvent] = field(default_factory=list)
     last: int = 0
     snapshot: WorkflowSnapshot | None = None
@@ -103,6 +106,21 @@ async def shadow_replay(
     (None: unbounded) from its full history up to ``until_ms``; compare with live snapshots.
     Without ``keep_states`` only each workflow's status and sequence are kept."""
     mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+    with relaxed_gc():
+        return await _shadow_replay(
+            settings, mapper, since_ms, until_ms, compare, keep_states, progress
+        )
+
+
+async def _shadow_replay(
+    settings: Settings,
+    mapper: Mapper,
+    since_ms: int | None,
+    until_ms: int | None,
+    compare: bool,
+    keep_states: bool,
+    progress: Progress | None,
+) -> ShadowResult:
     async with opened(settings) as consumer:
         count = await partition_count(consumer, settings, "workflow.events")
         topic = settings.topic("workflow.events")
@@ -278,6 +296,7 @@ def _flush(shadow: _Shadow, *, freeze: bool) -> int:
     state = shadow.state
     if freeze and state is not None and state.is_final and shadow.snapshot is None:
         shadow.frozen, shadow.state = state.model_dump_json().encode(), None
+        shadow.frozen_at = (state.status, state.sequence)
     return count
 
 
@@ -310,10 +329,7 @@ def _conclude(
             if keep:
                 result.workflows[workflow_id] = state
         else:
-            frozen = shadow.current()
-            assert frozen is not None
-            result.projection[workflow_id] = (frozen.status, frozen.sequence)
-            shadow.state = None  # let it go again
+            result.projection[workflow_id] = shadow.frozen_at
         if not compare:
             continue
         if shadow.differences is not None:

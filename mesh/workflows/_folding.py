@@ -133,7 +133,7 @@ class Folding:
 
         ``at`` is the time of the event being folded: a trigger wait that starts now runs from it.
         """
-        task = old.model_copy(update=changes) if changes else old
+        task = _transitions.changed(old, changes) if changes else old
         task_id = task.task_id
         trigger = self.graph.trigger.get(task_id)
         free = task.status == "pending" and task.deps_pending == 0
@@ -141,7 +141,9 @@ class Folding:
             free = False
             timeout = self.graph.specs[task_id].timeout_seconds
             if task.wait_deadline is None and timeout is not None:
-                task = task.model_copy(update={"wait_deadline": at + timedelta(seconds=timeout)})
+                task = _transitions.changed(
+                    task, {"wait_deadline": at + timedelta(seconds=timeout)}
+                )
         self.tasks[task_id] = task
 
         if free and task_id not in self._runnable:

@@ -197,14 +197,29 @@ def test_an_event_exactly_at_the_limit_passes() -> None:
         (HEADER_EVENT_ID, b"not-a-uuid", "header mesh-event-id is 'not-a-uuid'"),
     ],
 )
+@pytest.mark.parametrize("shape", [list, tuple], ids=["list", "aiokafka-tuple"])
 def test_headers_that_disagree_with_the_body_are_rejected(
-    header: str, value: bytes, expected: str
+    header: str, value: bytes, expected: str, shape: type[list[Any]] | type[tuple[Any, ...]]
 ) -> None:
+    """Also as aiokafka hands them over (a tuple of the four, in the order encode writes)."""
     _, body_bytes, headers = MAPPER.encode(completed())
-    tampered = [(n, value if n == header else v) for n, v in headers]
+    tampered = shape((n, value if n == header else v) for n, v in headers)
     with pytest.raises(InvalidEvent) as caught:
         MAPPER.decode(body_bytes, tampered)
     assert expected in reason(caught)
+
+
+def test_headers_as_aiokafka_gives_them_decode_alike() -> None:
+    """A tuple of the four mesh headers as encode writes them, in that order or another, with
+    text values or a header that is not UTF-8: the same event or the same error as a list."""
+    event = completed()
+    _, value, headers = MAPPER.encode(event)
+    assert MAPPER.decode(value, tuple(headers)) == event
+    assert MAPPER.decode(value, tuple(reversed(headers))) == event
+    assert MAPPER.decode(value, tuple((n, v.decode()) for n, v in headers)) == event
+    broken = tuple((n, b"\xff" if n == HEADER_CORRELATION_ID else v) for n, v in headers)
+    with pytest.raises(InvalidEvent, match="header mesh-correlation-id is not UTF-8 text"):
+        MAPPER.decode(value, broken)
 
 
 def test_conflicting_duplicate_headers_and_non_utf8_headers_are_rejected() -> None:
