@@ -169,8 +169,9 @@ class NumpyPlacer:
         return np.asarray(self._free.T.copy(), dtype=np.float64)
 
     def take(self, index: int, need: Vector) -> None:
+        # Free capacity only shrinks, so the largest free amounts seen stay an upper bound for
+        # ``_hopeless`` (a request it lets through finds no feasible row): not recomputed.
         self._free[:, index] -= need
-        self._most = None
 
     def _hopeless(self, need: Vector) -> bool:
         """No node has this much of some resource free: no need to score anything."""
