@@ -19,69 +19,60 @@ import argparse
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from bench._common import broker, console, percentiles, report
-from bench.bench_task_path import _plan, running_mesh
+from bench.bench_task_path import History, _plan, running_mesh
 from mesh.broker import FETCH_MAX_WAIT_MS
 from mesh.client import PlanRequest, submit_plan
-from mesh.events import Mapper
-from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs
 from mesh.settings import Settings
 
 _KINDS = ("task.scheduled", "task.assigned")
 
 
-class Hops:
-    """Follows ``workflow.events``: when each task was scheduled and first assigned."""
+class Hops(History):
+    """``bench_task_path``'s follower of ``workflow.events``, timing scheduled → first assigned."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
-        self.at: dict[str, dict[tuple[str, str], int]] = {kind: {} for kind in _KINDS}
-        self.changed = asyncio.Event()
+        super().__init__(settings)
+        self.assigned: dict[tuple[str, str], int] = {}
 
-    async def follow(self, started: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            self.settings.topic("workflow.events"),
-            **client_kwargs(self.settings),
-            auto_offset_reset="latest",
-            isolation_level="read_committed",
-            fetch_max_wait_ms=50,
-        )
-        await consumer.start()
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=200, max_records=5_000)
-                started.set()  # the first fetch fixed the "latest" position
-                for records in batch.values():
-                    for record in records:
-                        kind = dict(record.headers).get("mesh-type", b"").decode()
-                        if kind in _KINDS:
-                            event = self.mapper.decode(record.value, record.headers)
-                            key = (event.workflow_id, event.task_id)  # type: ignore[attr-defined]
-                            self.at[kind].setdefault(key, record.timestamp)
-                self.changed.set()
-        finally:
-            await stop_clients(consumer)
+    def _fold(self, record: Any) -> None:
+        kind = dict(record.headers).get("mesh-type", b"").decode()
+        if kind not in _KINDS:
+            return
+        event = self.mapper.decode(record.value, record.headers)
+        key = (event.workflow_id, event.task_id)  # type: ignore[attr-defined]
+        at = self.scheduled if kind == "task.scheduled" else self.assigned
+        at.setdefault(key, record.timestamp)
 
     def latencies(self) -> list[float]:
-        scheduled, assigned = self.at["task.scheduled"], self.at["task.assigned"]
-        return [(at - scheduled[k]) / 1000 for k, at in assigned.items() if k in scheduled]
+        return [
+            (at - self.scheduled[k]) / 1000
+            for k, at in self.assigned.items()
+            if k in self.scheduled
+        ]
+
+    def clear(self) -> None:
+        self.scheduled, self.assigned = {}, {}
+
+    async def comes_true(self, what: Callable[[], bool], within: float) -> bool:
+        """Whether ``what`` came true within ``within`` seconds (checked as records arrive)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while not what():
+                    self.changed.clear()
+                    await self.changed.wait()
+                return True
+        return False
 
 
 @contextlib.asynccontextmanager
 async def hops(settings: Settings) -> AsyncIterator[Hops]:
     seen = Hops(settings)
-    started = asyncio.Event()
-    task = asyncio.create_task(seen.follow(started))
+    task = asyncio.create_task(seen.follow())
     try:
-        async with asyncio.timeout(30):
-            await started.wait()
         yield seen
     finally:
         task.cancel()
@@ -92,22 +83,22 @@ async def hops(settings: Settings) -> AsyncIterator[Hops]:
 async def paced_hop(settings: Settings, gate: bool, rate: float, seconds: float) -> dict[str, Any]:
     count = int(rate * seconds)
     async with running_mesh(settings, 1, gate) as mesh, hops(mesh.settings) as seen:
-        # Warm up: the first assignment waits for the agent to be seen live (and the view to
-        # catch up), which is start-up, not the hop.
-        await submit_plan(mesh.settings, PlanRequest(_plan(1), None, None, ""))
-        async with asyncio.timeout(120):
-            while not seen.latencies():
-                seen.changed.clear()
-                await seen.changed.wait()
-        seen.at = {kind: {} for kind in _KINDS}
+        # Warm up until one task is seen assigned: the follower has taken its position (it
+        # starts at the end of the topic) and the first assignment, which waits for the agent
+        # to be seen live, is start-up rather than the hop.
+        for _ in range(30):
+            await submit_plan(mesh.settings, PlanRequest(_plan(1), None, None, ""))
+            if await seen.comes_true(lambda: bool(seen.latencies()), within=5.0):
+                break
+        else:
+            raise RuntimeError("no task was assigned during the warm-up")
+        seen.clear()
         began = time.perf_counter()
         for i in range(count):
             await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
             await submit_plan(mesh.settings, PlanRequest(_plan(1), None, None, ""))
-        async with asyncio.timeout(120):
-            while len(seen.latencies()) < count:
-                seen.changed.clear()
-                await seen.changed.wait()
+        if not await seen.comes_true(lambda: len(seen.latencies()) >= count, within=120):
+            raise RuntimeError(f"only {len(seen.latencies())} of {count} tasks were assigned")
     return {"count": count, **percentiles(seen.latencies())}
 
 
