@@ -1,7 +1,7 @@
 """Resource Allocator: allocation decisions per second for 10, 1,000 and 10,000 nodes.
 
     python -m bench.bench_allocator                    # 10 / 1,000 / 10,000 nodes
-    python -m bench.bench_allocator --nodes 1000 --seconds 2 --json
+    python -m bench.bench_allocator --nodes 1000 --seconds 2 --batch 100 --json
 
 For each cluster size, one pool of random nodes (CPU, memory, network, storage, a GPU on one
 node in eight, a cost per hour and a speed; fixed by ``--seed``) is filled to about half with
@@ -11,6 +11,8 @@ duration, cheapest or best-fit placement) are decided one after another for ``--
 - decision: the whole ``Allocator.allocate_resources`` call (quota check, one round over the
   request, placement, the ``ResourceAllocated`` event, folding it into the ledger); each granted
   allocation is released again outside the timer so the cluster stays half full;
+- batched: the same requests ``--batch`` at a time through ``Allocator.allocate_many`` (one round
+  decides them all, as the component does with a batch of ready tasks), per request decided;
 - placement: the node scoring alone (``Placer.choose``) on the same table and requests.
 
 Both run twice in the same process on the same data: with the numpy placer (every candidate
@@ -163,6 +165,22 @@ def decisions_per_second(
     return done / spent, done
 
 
+def batched_per_second(
+    alloc: Allocator, requests: list[ResourceRequest], seconds: float, batch: int
+) -> float:
+    """Decide ``batch`` requests per round for ``seconds``; every grant is released, untimed."""
+    spent, done = 0.0, 0
+    while spent < seconds:
+        asked = [requests[(done + i) % len(requests)] for i in range(batch)]
+        began = time.perf_counter()
+        decisions = alloc.allocate_many(asked)
+        spent += time.perf_counter() - began
+        done += batch
+        for decision in decisions:
+            alloc.release(decision.allocation_id)
+    return done / spent
+
+
 def placements_per_second(placer: Placer, asks: list[Ask], seconds: float) -> tuple[float, int]:
     spent, done = 0.0, 0
     while spent < seconds:
@@ -179,12 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="timed per cell")
     parser.add_argument("--placement", choices=["cheapest", "best_fit"], default="cheapest")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=100, help="requests per batched round")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args(argv)
 
     rows: list[list[Any]] = []
     with progress() as bar:
-        task = bar.add_task("allocator", total=len(args.nodes) * 4)
+        task = bar.add_task("allocator", total=len(args.nodes) * 5)
         for size in args.nodes:
             pools = random_pools(size, args.seed)
             built = measure(functools.partial(NodeTable.build, pools))
@@ -200,6 +219,12 @@ def main(argv: list[str] | None = None) -> None:
                     alloc, requests, args.seconds
                 )
                 bar.advance(task)
+                if name == "numpy":
+                    bar.update(task, description=f"{size:,} nodes, {name}: batched")
+                    figures["batched"] = batched_per_second(
+                        alloc, requests, args.seconds, args.batch
+                    )
+                    bar.advance(task)
                 bar.update(task, description=f"{size:,} nodes, {name}: placement")
                 table = alloc.node_table()
                 used, _ = alloc.ledger.used_on(table.keys)
@@ -211,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 [
                     size,
+                    figures["batched"],
                     figures["numpy_decisions"],
                     figures["python_decisions"],
                     figures["numpy_decisions"] / figures["python_decisions"],
@@ -226,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         f"peak RSS {max_rss_bytes() / 1024 / 1024:.0f} MiB)",
         [
             "nodes",
+            f"decisions/s batched {args.batch}",
             "decisions/s numpy",
             "decisions/s loop",
             "decide speed-up",

@@ -63,6 +63,10 @@ log = get_logger("mesh.faststream")
 
 _RETRY_FIRST = 0.5
 _RETRY_MAX = 10.0
+_BATCH_WAIT_MS = 10
+"""How long a batch subscriber's fetch waits for records. FastStream sleeps as long again after
+a fetch that found none, and a record that arrives meanwhile waits out that sleep: its default
+(200 ms) put up to 200 ms on the resource gate's hop; a fetch returns as soon as records come."""
 
 
 def faststream_broker(settings: Settings) -> KafkaBroker:
@@ -218,6 +222,7 @@ class EventRouter(KafkaRouter):
                     decoder=decoder.many,
                     batch=True,
                     max_records=batch,
+                    batch_timeout_ms=_BATCH_WAIT_MS,
                     **common,
                 )
                 subscriber(consume_batch)

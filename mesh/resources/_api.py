@@ -245,23 +245,33 @@ class Allocator:
 
     def allocate_resources(self, request: ResourceRequest | ResourceRequested) -> Decision:
         """Ask for resources: allocated now, queued with why, or denied with why."""
-        event = request if isinstance(request, ResourceRequested) else self._requested(request)
-        record = self.ledger.records.get(event.allocation_id)
-        if isinstance(record, ResourceReleased):
-            raise ValueError(
-                f"allocation {event.allocation_id!r} was already released; ask with a new id"
-            )
-        if record is not None and self.ledger.decided(event.allocation_id):
-            assert not isinstance(record, ResourceRequested)
-            return record  # the same request again: the same answer, nothing allocated twice
-        self.ledger.apply(event)
-        decisions = {d.allocation_id: d for d in self.decide()}
-        found = decisions.get(event.allocation_id)
-        if found is not None:
-            return found
-        record = self.ledger.records[event.allocation_id]
-        assert not isinstance(record, ResourceRequested | ResourceReleased)
-        return record
+        return self.allocate_many([request])[0]
+
+    def allocate_many(
+        self, requests: Iterable[ResourceRequest | ResourceRequested]
+    ) -> list[Decision]:
+        """Ask for several at once: one round decides them all (what the component does with a
+        batch of ready tasks), so they contend as simultaneous requests do. The answers, in the
+        order asked."""
+        events = [r if isinstance(r, ResourceRequested) else self._requested(r) for r in requests]
+        for event in events:
+            record = self.ledger.records.get(event.allocation_id)
+            if isinstance(record, ResourceReleased):
+                raise ValueError(
+                    f"allocation {event.allocation_id!r} was already released; ask with a new id"
+                )
+        fresh = [e for e in events if not self.ledger.decided(e.allocation_id)]
+        for event in fresh:
+            self.ledger.apply(event)
+        decided = {d.allocation_id: d for d in self.decide()} if fresh else {}
+        answers: list[Decision] = []
+        for event in events:
+            # Decided in this round, or before it (the same request again: the same answer,
+            # nothing allocated twice), or still queued from an earlier round.
+            record = decided.get(event.allocation_id) or self.ledger.records[event.allocation_id]
+            assert not isinstance(record, ResourceRequested | ResourceReleased)
+            answers.append(record)
+        return answers
 
     def _requested(self, request: ResourceRequest) -> ResourceRequested:
         allocation_id = request.allocation_id or str(uuid7())

@@ -120,6 +120,13 @@ class Turns:
             self._push(tenant)
 
     def _weights_for(self, tenant_policy: Callable[[str], Policy | None]) -> dict[str, float]:
+        """Weights of the demand policy (its tenants' queued demand over the mean); 1 for all
+        others, whose weights need no demand summed (the common case: once per pool)."""
+        if self.policy.kind != "demand" and not any(
+            (own := tenant_policy(tenant)) is not None and own.kind == "demand"
+            for tenant in self._queues
+        ):
+            return dict.fromkeys(self._queues, 1.0)
         demand = {
             tenant: dominant_share(np.sum([c.need for c in queue], axis=0), self.capacity)
             for tenant, queue in self._queues.items()

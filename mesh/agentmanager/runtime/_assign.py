@@ -110,6 +110,8 @@ class Owned:
     pending: list[Pending] = field(default_factory=list)
     last_round: float = 0.0
     seen: tuple[int, int] = (-1, -1)
+    awaiting: bool = False
+    """An attempt waits for the allocator's first answer (due within milliseconds)."""
 
 
 class Assigner:
@@ -180,6 +182,7 @@ class Assignment:
         self.queue_notes: list[tuple[Pending, str]] = []
         self.reassigned: list[TaskReassigned] = []
         self.watermark: int | None = None
+        self.awaiting = False
 
     # -- deciding --------------------------------------------------------------------------
 
@@ -293,6 +296,10 @@ class Assignment:
             self._for_workflow(notice)
         if answer.verdict == "queued":
             return None
+        if answer.verdict == "waiting" and (
+            record is not None or time.monotonic() - pending.since < UNANSWERED_SECONDS
+        ):
+            self.awaiting = True
         if answer.verdict == "ended":
             assert isinstance(record, ResourceDenied | ResourceReleased)
             failed = ended_notice(pending.ready, record, me)
@@ -383,6 +390,7 @@ class Assignment:
     def applied(self) -> None:
         assigner, owned = self.assigner, self.owned
         owned.pending = self.waiting
+        owned.awaiting = self.awaiting
         owned.next_offset = self.next_offset
         owned.committed = self.watermark
         for pending, reason in self.queue_notes:

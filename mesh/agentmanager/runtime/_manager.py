@@ -53,6 +53,10 @@ from mesh.supervisor import RestartPolicy
 
 _GUARD_POLL_MS = 500
 _POLL_SECONDS = 0.2  # how soon a change of the view (a new agent) reaches waiting attempts
+_ANSWER_POLL_SECONDS = 0.01
+"""The same while an attempt waits for the allocator's answer, which comes within milliseconds
+on the view's reader, not on the ``tasks.ready`` fetch the loop waits on: at 200 ms it was
+most of the resource gate's hop."""
 
 log = get_logger("mesh.agentmanager")
 
@@ -274,6 +278,8 @@ class AgentManager:
         return {owned.tp: owned.committed} if owned.committed is not None else None
 
     def wait_seconds(self, now: datetime) -> float | None:
+        if any(owned.awaiting for owned in self.assigner.owned.values()):
+            return _ANSWER_POLL_SECONDS
         return _POLL_SECONDS
 
     # -- the registry guard: refused registrations to the DLQ, once ---------------------------

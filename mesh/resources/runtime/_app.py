@@ -72,7 +72,9 @@ from mesh.settings import Settings
 
 log = get_logger("mesh.resources")
 
-_POLL_MS = 100
+_MAX_WAIT_SECONDS = 0.5
+"""Longest the loop waits for ledger records before it looks at its timers and ``stop``
+(a wait ends as soon as records come: nothing on the decision path waits it out)."""
 _INPUT_BATCH = 500
 _COMMIT_LEDGER_EVERY = 5.0
 _SWEEP_EVERY = 60.0
@@ -143,6 +145,8 @@ class ResourceService:
         self._reader: TopicReader | None = None
         self._producer: AIOKafkaProducer | None = None
         self._flushing = asyncio.Lock()
+        self._rounds = asyncio.Event()
+        """Set (and replaced) after every round that decided something: what API calls wait on."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -226,11 +230,15 @@ class ResourceService:
                 allocator.apply(request)
                 self._new_requests = True
                 self.outbox.event(request)
+                self._round(tick=False)  # decided now, not in the loop's next pass
+                await self._flush()
             deadline = time.monotonic() + _API_DECISION_SECONDS
             while not allocator.ledger.decided(request.allocation_id):
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-                await asyncio.sleep(0.05)  # the loop decides and publishes in its next round
+                with contextlib.suppress(TimeoutError):  # a queued request: wait for a round
+                    await asyncio.wait_for(self._rounds.wait(), left)
             return allocator.ledger.records.get(request.allocation_id)
 
         async def release_resources(args: dict[str, Any]) -> Any:
@@ -304,7 +312,9 @@ class ResourceService:
     async def _loop(self, stop: asyncio.Event, reader: TopicReader) -> None:
         last_tick = last_commit = last_sweep = 0.0
         while not stop.is_set():
-            for record in await reader.poll(timeout_ms=_POLL_MS):
+            next_tick = last_tick + self.tick_seconds - time.monotonic()
+            wait = min(_MAX_WAIT_SECONDS, max(0.0, next_tick))
+            for record in await reader.poll(timeout_ms=int(wait * 1000)):
                 self._fold(record)
             now_mono = time.monotonic()
             tick = now_mono - last_tick >= self.tick_seconds
@@ -324,6 +334,8 @@ class ResourceService:
             await reader.commit()
 
     def _fold(self, record: ConsumedRecord) -> None:
+        if self.outbox.echo(record):
+            return
         try:
             event = fold_record(self.allocator, self.settings, self.mapper, record)
         except EventError as exc:
@@ -353,9 +365,10 @@ class ResourceService:
             log.info("resources released", allocation_id=getattr(out, "allocation_id", None))
 
     async def _after_inputs(self) -> None:
-        """After a batch of inputs: decide what they asked for (on the deciding replica), and
-        publish it all before their offsets are committed."""
-        if self.leader and self._new_requests:
+        """After a batch of inputs: decide what they asked for or let in (on the deciding
+        replica: a release may let queued work in), and publish it all before their offsets are
+        committed."""
+        if self.leader:
             self._round(tick=False)
         await self._flush()
 
@@ -390,6 +403,8 @@ class ResourceService:
         for event in (*lost, *decisions, *allocator.reassert()):
             self.outbox.event(event)
         if decisions:
+            self._rounds.set()
+            self._rounds = asyncio.Event()
             log.info(
                 "resource round", decisions=len(decisions), waiting=len(allocator.ledger.waiting)
             )

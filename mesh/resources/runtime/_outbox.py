@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from mesh.events import Event, Mapper, Producer
+from mesh.events import HEADER_EVENT_ID, Event, Mapper, Producer
 from mesh.kafka import ConsumedRecord
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.dlq import dead_letter
@@ -39,6 +39,7 @@ class Outbox:
         self.mapper = mapper
         self.me = producer
         self._records: list[_Record] = []
+        self._own: set[bytes] = set()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -46,7 +47,18 @@ class Outbox:
     def event(self, event: Event) -> None:
         """A ledger record for ``resources``."""
         key, value, headers = self.mapper.encode(event)
+        self._own.update(v for n, v in headers if n == HEADER_EVENT_ID)
         self._records.append(_Record(self.settings.topic("resources"), key, value, headers))
+
+    def echo(self, record: ConsumedRecord) -> bool:
+        """True (once) for a record of ``resources`` this outbox sent: it was folded into the
+        ledger when it was made, so reading it back needs neither a decode nor a fold (and a
+        request read back after its decision is no late duplicate, see ``Ledger.stale``)."""
+        for name, value in record.headers:
+            if name == HEADER_EVENT_ID and value in self._own:
+                self._own.discard(value)
+                return True
+        return False
 
     def tombstone(self, key: str) -> None:
         """Forget a ledger key (compaction drops it and the tombstone after a while)."""

@@ -18,7 +18,7 @@ from mesh.errors import BrokerUnavailable, EventError
 from mesh.events import Event, Mapper
 from mesh.kafka import ConsumedRecord
 from mesh.kafka.clients import stop_clients
-from mesh.kafka.connection import client_kwargs, diagnose_connect_failure, kafka_errors
+from mesh.kafka.connection import consumer_kwargs, diagnose_connect_failure, kafka_errors
 from mesh.kafka.partitions import topic_partitions
 from mesh.resources._api import Allocator
 from mesh.resources._policies import AllocatorConfig
@@ -59,7 +59,9 @@ class TopicReader:
     async def start(self) -> None:
         """Connect, check the topics exist, and seek every partition to its beginning."""
         consumer = AIOKafkaConsumer(
-            **client_kwargs(self.settings),
+            # The task path's fetch wait: the embedded broker holds a fetch for all of it, and
+            # aiokafka's 500 ms default kept others' ledger records (and the API's) that long.
+            **consumer_kwargs(self.settings),
             group_id=self.commit_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
