@@ -47,10 +47,19 @@ CLIENT = Producer(component="client", instance="wm-tests")
 MAPPER = Mapper()
 
 
-async def create_topics(settings: Settings) -> None:
-    """Every declared topic under the test's prefix (co-partitioned ones with 6 partitions)."""
+async def create_topics(settings: Settings, *, max_message_bytes: int | None = None) -> None:
+    """Every declared topic under the test's prefix (co-partitioned ones with 6 partitions),
+    with ``max.message.bytes`` raised on all of them when given."""
     declarations = load_topics(ROOT / "topics", prefix=settings.topic_prefix)
-    await apply_topics(settings, declarations.topics)
+    topics = declarations.topics
+    if max_message_bytes is not None:
+        topics = tuple(
+            t.model_copy(
+                update={"config": {**t.config, "max.message.bytes": str(max_message_bytes)}}
+            )
+            for t in topics
+        )
+    await apply_topics(settings, topics)
 
 
 def spec(
@@ -124,7 +133,11 @@ def completed(ready: TaskEvent, agent_id: str = "agent-1") -> TaskCompleted:
 
 @contextlib.asynccontextmanager
 async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        max_request_size=max(1_048_576, settings.max_event_bytes + 65_536),
+    )
     try:
         await producer.start()
         yield Publisher(settings, producer)
@@ -145,6 +158,13 @@ class Publisher:
             await self.producer.send_and_wait(
                 self.settings.topic(channel), value, key=key, headers=headers
             )
+
+    async def send_big(self, channel: str, event: Event) -> None:
+        """Send an event over the default size limit (up to the settings' ``max_event_bytes``)."""
+        key, value, headers = Mapper(max_event_bytes=self.settings.max_event_bytes).encode(event)
+        await self.producer.send_and_wait(
+            self.settings.topic(channel), value, key=key, headers=headers
+        )
 
     async def raw(
         self, channel: str, value: bytes | None, *, key: bytes, partition: int | None = None
