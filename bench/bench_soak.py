@@ -84,9 +84,15 @@ async def counting(settings: Settings) -> AsyncIterator[Completed]:
             await task
 
 
-async def publish_paced(settings: Settings, rate: float, tasks: int, stop: asyncio.Event) -> int:
+class Published:
+    count = 0
+
+
+async def publish_paced(
+    settings: Settings, rate: float, tasks: int, stop: asyncio.Event, seen: Published
+) -> int:
     """Publish workflows of ``tasks`` tasks so that ``rate`` tasks a second start, until
-    ``stop``; how many were published."""
+    ``stop``; how many were published (also counted in ``seen`` as it goes)."""
     mapper = Mapper(max_event_bytes=settings.max_event_bytes)
     plan = _plan(tasks)
     producer = AIOKafkaProducer(**producer_kwargs(settings))
@@ -106,6 +112,7 @@ async def publish_paced(settings: Settings, rate: float, tasks: int, stop: async
             key, value, headers = mapper.encode(created)
             await producer.send(settings.topic("plans"), value, key=key, headers=headers)
             published += 1
+            seen.count = published
             with contextlib.suppress(TimeoutError):
                 delay = began + published * every - time.perf_counter()
                 await asyncio.wait_for(stop.wait(), max(0.0, delay))
@@ -119,8 +126,9 @@ async def soak(mesh: Mesh, rate: float, tasks: int, minutes: int) -> list[dict[s
     """Run the paced load; one sample (RSS per process, workflows completed) per minute."""
     samples: list[dict[str, Any]] = []
     stop = asyncio.Event()
+    sent = Published()
     async with counting(mesh.settings) as completed:
-        publisher = asyncio.create_task(publish_paced(mesh.settings, rate, tasks, stop))
+        publisher = asyncio.create_task(publish_paced(mesh.settings, rate, tasks, stop, sent))
         began = time.perf_counter()
         try:
             for minute in range(minutes + 1):
@@ -130,7 +138,8 @@ async def soak(mesh: Mesh, rate: float, tasks: int, minutes: int) -> list[dict[s
                 rss = {name: rss_bytes(child.pid) for name, child in mesh.children.items()}
                 samples.append({"minute": minute, "completed": completed.count, "rss": rss})
                 console.print(
-                    f"minute {minute:>2}: {completed.count:>7,} workflows completed  "
+                    f"minute {minute:>2}: {completed.count:>7,} workflows completed, "
+                    f"{sent.count - completed.count:,} behind  "
                     + "  ".join(f"{name} {value / _MB:,.1f} MB" for name, value in rss.items())
                 )
         finally:
