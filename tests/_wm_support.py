@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -252,19 +252,12 @@ async def complete_at_once(ready: TaskReady) -> list[Event]:
     return [started(ready), completed(ready)]
 
 
-class TestAgent:
-    """Answers every TaskReady on ``tasks.ready`` with what ``behaviour`` returns."""
+class Background:
+    """Runs ``_run`` in a task for the duration of an ``async with`` block."""
 
-    __test__ = False  # not a pytest test class
+    _task: asyncio.Task[None] | None = None
 
-    def __init__(self, settings: Settings, behaviour: Behaviour = complete_at_once) -> None:
-        self.settings = settings
-        self.behaviour = behaviour
-        self.readies: list[TaskReady] = []
-        self._task: asyncio.Task[None] | None = None
-        self._seen = asyncio.Condition()
-
-    async def __aenter__(self) -> TestAgent:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -273,6 +266,21 @@ class TestAgent:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TestAgent(Background):
+    """Answers every TaskReady on ``tasks.ready`` with what ``behaviour`` returns."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, settings: Settings, behaviour: Behaviour = complete_at_once) -> None:
+        self.settings = settings
+        self.behaviour = behaviour
+        self.readies: list[TaskReady] = []
+        self._seen = asyncio.Condition()
 
     async def _run(self) -> None:
         async with reader(self.settings, "tasks.ready") as ready, publisher(self.settings) as out:

@@ -10,7 +10,6 @@ idempotent folding: a TaskReady may repeat, never a recorded fact.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from mesh.settings import Settings
 from mesh.workflows.runtime import WorkflowManager
 from tests._wm_support import (
     WAIT,
+    Background,
     TestAgent,
     completed,
     create_topics,
@@ -75,24 +75,13 @@ async def _until(condition: Callable[[], bool], what: str, within: float) -> Non
         raise AssertionError(f"no {what} within {within} s") from None
 
 
-class _BatchAgent:
+class _BatchAgent(Background):
     """Answers every TaskReady at once with started and completed, a fetched batch at a time
     (the test agent's send-and-wait per record would take minutes for 10,000 tasks)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.completed = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _BatchAgent:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def _run(self) -> None:
         settings = self.settings
