@@ -36,7 +36,7 @@ class Tracked:
     last_offset: int | None = None
     """Offset in ``workflow.events`` of the last history event folded into ``state``."""
     since_snapshot: int = 0
-    """History events folded since the last snapshot was written (or skipped as too large)."""
+    """History events folded since the last snapshot was written."""
     snapshotted: bool = False
     """Whether ``workflow.state`` holds a record for it (a snapshot or a start marker), i.e.
     whether a tombstone is needed once it is forgotten."""
