@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -47,10 +47,19 @@ CLIENT = Producer(component="client", instance="wm-tests")
 MAPPER = Mapper()
 
 
-async def create_topics(settings: Settings) -> None:
-    """Every declared topic under the test's prefix (co-partitioned ones with 6 partitions)."""
+async def create_topics(settings: Settings, *, max_message_bytes: int | None = None) -> None:
+    """Every declared topic under the test's prefix (co-partitioned ones with 6 partitions),
+    with ``max.message.bytes`` raised on all of them when given."""
     declarations = load_topics(ROOT / "topics", prefix=settings.topic_prefix)
-    await apply_topics(settings, declarations.topics)
+    topics = declarations.topics
+    if max_message_bytes is not None:
+        topics = tuple(
+            t.model_copy(
+                update={"config": {**t.config, "max.message.bytes": str(max_message_bytes)}}
+            )
+            for t in topics
+        )
+    await apply_topics(settings, topics)
 
 
 def spec(
@@ -124,7 +133,11 @@ def completed(ready: TaskEvent, agent_id: str = "agent-1") -> TaskCompleted:
 
 @contextlib.asynccontextmanager
 async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        max_request_size=max(1_048_576, settings.max_event_bytes + 65_536),
+    )
     try:
         await producer.start()
         yield Publisher(settings, producer)
@@ -145,6 +158,13 @@ class Publisher:
             await self.producer.send_and_wait(
                 self.settings.topic(channel), value, key=key, headers=headers
             )
+
+    async def send_big(self, channel: str, event: Event) -> None:
+        """Send an event over the default size limit (up to the settings' ``max_event_bytes``)."""
+        key, value, headers = Mapper(max_event_bytes=self.settings.max_event_bytes).encode(event)
+        await self.producer.send_and_wait(
+            self.settings.topic(channel), value, key=key, headers=headers
+        )
 
     async def raw(
         self, channel: str, value: bytes | None, *, key: bytes, partition: int | None = None
@@ -232,19 +252,12 @@ async def complete_at_once(ready: TaskReady) -> list[Event]:
     return [started(ready), completed(ready)]
 
 
-class TestAgent:
-    """Answers every TaskReady on ``tasks.ready`` with what ``behaviour`` returns."""
+class Background:
+    """Runs ``_run`` in a task for the duration of an ``async with`` block."""
 
-    __test__ = False  # not a pytest test class
+    _task: asyncio.Task[None] | None = None
 
-    def __init__(self, settings: Settings, behaviour: Behaviour = complete_at_once) -> None:
-        self.settings = settings
-        self.behaviour = behaviour
-        self.readies: list[TaskReady] = []
-        self._task: asyncio.Task[None] | None = None
-        self._seen = asyncio.Condition()
-
-    async def __aenter__(self) -> TestAgent:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -253,6 +266,21 @@ class TestAgent:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TestAgent(Background):
+    """Answers every TaskReady on ``tasks.ready`` with what ``behaviour`` returns."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, settings: Settings, behaviour: Behaviour = complete_at_once) -> None:
+        self.settings = settings
+        self.behaviour = behaviour
+        self.readies: list[TaskReady] = []
+        self._seen = asyncio.Condition()
 
     async def _run(self) -> None:
         async with reader(self.settings, "tasks.ready") as ready, publisher(self.settings) as out:

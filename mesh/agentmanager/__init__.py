@@ -34,12 +34,20 @@ from mesh.agentmanager._matching import (
     match_capabilities,
     why_not,
 )
-from mesh.agentmanager._registry import AttemptKey, Position, Refusal, Registry, attempt_key
+from mesh.agentmanager._registry import (
+    FINISHED_KEPT,
+    AttemptKey,
+    Position,
+    Refusal,
+    Registry,
+    attempt_key,
+)
 from mesh.agentmanager._view import CHANNELS, AgentView
 from mesh.breakers import breaker_name
 
 __all__ = [
     "CHANNELS",
+    "FINISHED_KEPT",
     "STRATEGIES",
     "UNANSWERED_SECONDS",
     "AgentState",

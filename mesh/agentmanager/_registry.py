@@ -69,6 +69,10 @@ class _Registration:
     registered_at: datetime
 
 
+FINISHED_KEPT = 20_000
+"""Finished attempts remembered (a few seconds to minutes of work: redeliveries come sooner)."""
+
+
 def attempt_key(event: TaskAssigned | TaskCompleted | TaskFailed | TaskReassigned) -> AttemptKey:
     return (event.workflow_id, event.task_id, event.attempt)
 
@@ -84,8 +88,12 @@ class Registry:
         self._beats: dict[str, AgentHeartbeat] = {}
         self._breakers: dict[str, BreakerStateChanged] = {}
         self._assigned: dict[AttemptKey, str] = {}
+        """Agent of each attempt assigned and not finished."""
         self._open: dict[AttemptKey, TaskAssigned] = {}
-        self._finished: set[AttemptKey] = set()
+        self._finished: dict[AttemptKey, None] = {}
+        """The latest ``FINISHED_KEPT`` finished attempts, oldest first (an ordered set): a
+        late copy of their assignment or a repeated TaskReady must not open them again. Older
+        ones are dropped, so memory stays flat however many attempts have run."""
         self._outstanding: Counter[str] = Counter()
         self.refused: dict[Position, Refusal] = {}
         """Refused ``agents`` records by position (small: only the bad ones)."""
@@ -179,15 +187,23 @@ class Registry:
         elif isinstance(event, TaskCompleted | TaskFailed | TaskReassigned):
             # A reassigned attempt is over for its agent: the next attempt is a new key.
             key = attempt_key(event)
-            self._finished.add(key)
+            self._finish(key)
             self._close(key)
             self.version += 1
+
+    def _finish(self, key: AttemptKey) -> None:
+        self._assigned.pop(key, None)
+        self._finished[key] = None
+        if len(self._finished) > FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
 
     def record(self, assigned: TaskAssigned) -> None:
         """An assignment was made (by this replica, or seen on ``tasks.results``)."""
         key = attempt_key(assigned)
+        if key in self._finished:
+            return
         self._assigned[key] = assigned.agent_id
-        if key in self._open or key in self._finished:
+        if key in self._open:
             return
         registration = self._agents.get(assigned.agent_id)
         if registration is not None and registration.registered_at > assigned.occurred_at:
@@ -204,8 +220,12 @@ class Registry:
                 del self._outstanding[held.agent_id]
 
     def is_assigned(self, key: AttemptKey) -> bool:
-        """True if this attempt was already given to an agent."""
-        return key in self._assigned
+        """True if this attempt was already given to an agent (finished ones included)."""
+        return key in self._assigned or key in self._finished
+
+    def attempts_held(self) -> int:
+        """How many attempts the registry holds in memory (assigned, open or finished)."""
+        return len(self._assigned.keys() | self._open.keys() | self._finished.keys())
 
     def outstanding(self, agent_id: str) -> int:
         return self._outstanding.get(agent_id, 0)

@@ -102,6 +102,7 @@ from mesh.events._values import (
     covers,
 )
 from mesh.events._workflow import (
+    CHUNK_KEY_SEPARATOR,
     TaskCancelled,
     TaskReassigned,
     TaskRetryScheduled,
@@ -114,12 +115,15 @@ from mesh.events._workflow import (
     WorkflowPaused,
     WorkflowResumed,
     WorkflowSnapshot,
+    WorkflowSnapshotChunk,
     WorkflowStarted,
     WorkflowStatus,
+    chunk_key,
 )
 
 __all__ = [
     "CHANNELS",
+    "CHUNK_KEY_SEPARATOR",
     "COMPONENTS",
     "DEFAULT_MAX_EVENT_BYTES",
     "DEFAULT_TOPIC_PREFIX",
@@ -213,10 +217,12 @@ __all__ = [
     "WorkflowPaused",
     "WorkflowResumed",
     "WorkflowSnapshot",
+    "WorkflowSnapshotChunk",
     "WorkflowStarted",
     "WorkflowStatus",
     "WorkflowType",
     "channels_of",
+    "chunk_key",
     "covers",
     "meta",
     "uuid7",

@@ -67,6 +67,7 @@ from mesh.events._workflow import (
     WorkflowPaused,
     WorkflowResumed,
     WorkflowSnapshot,
+    WorkflowSnapshotChunk,
     WorkflowStarted,
 )
 
@@ -149,8 +150,9 @@ _CHANNELS = (
         "workflow.state",
         "workflow id",
         "compact",
-        "Latest snapshot per workflow and the history position it includes.",
-        (WorkflowSnapshot,),
+        "Latest snapshot per workflow and the history position it includes (a large one's "
+        "state in chunks, written before it).",
+        (WorkflowSnapshot, WorkflowSnapshotChunk),
     ),
     Channel(
         "tasks.ready",

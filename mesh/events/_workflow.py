@@ -157,8 +157,54 @@ class WorkflowSnapshot(Event):
         description="Offset of that event in its `workflow.events` partition, if known.",
     )
     state_version: int = Field(ge=1, description="Version of the `state` document's shape.")
-    state: JsonObject = Field(description="The Workflow Manager's state, as JSON.")
+    state: JsonObject = Field(
+        description="The Workflow Manager's state, as JSON (empty when `chunks` holds it)."
+    )
+    snapshot_id: Id | None = Field(
+        default=None,
+        description="Names the `workflow.snapshot_chunk` records that hold the state of a "
+        "snapshot too large for one record.",
+    )
+    chunks: int = Field(
+        default=0,
+        ge=0,
+        description="How many chunks hold the state (0: `state` holds it). Written after its "
+        "chunks: a reader uses the snapshot only once it has all of them.",
+    )
 
     @property
     def key(self) -> str:
         return self.workflow_id
+
+
+CHUNK_KEY_SEPARATOR = " "
+"""Separates a chunk key's parts; ids never contain whitespace, so no workflow id is a chunk
+key."""
+
+
+def chunk_key(workflow_id: str, snapshot_id: str, index: int) -> str:
+    """The Kafka key of one chunk: its own key, so compaction keeps every chunk of a
+    snapshot until the Workflow Manager tombstones them."""
+    return CHUNK_KEY_SEPARATOR.join((workflow_id, snapshot_id, str(index)))
+
+
+class WorkflowSnapshotChunk(Event):
+    """One piece of the JSON text of a snapshot's state too large for one record.
+
+    The pieces of snapshot `snapshot_id`, joined in `index` order, are the state document; the
+    `workflow.snapshot` naming them is written after them.
+    """
+
+    type: Literal["workflow.snapshot_chunk"] = "workflow.snapshot_chunk"
+    schema_version: Literal[1] = 1
+    key_doc: ClassVar[str] = "workflow id, snapshot id and index, space-separated"
+
+    workflow_id: Id = Field(description="The workflow.")
+    snapshot_id: Id = Field(description="The snapshot this chunk belongs to.")
+    index: int = Field(ge=0, description="Position of the piece (from 0).")
+    count: int = Field(ge=1, description="How many pieces the snapshot has.")
+    data: str = Field(description="A piece of the state document's JSON text.")
+
+    @property
+    def key(self) -> str:
+        return chunk_key(self.workflow_id, self.snapshot_id, self.index)

@@ -22,22 +22,26 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pydantic_core
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mesh.errors import ConfigError, DecisionError, EventError, UnknownWorkflow
 from mesh.events import (
+    CHUNK_KEY_SEPARATOR,
     HEADER_TYPE,
     Mapper,
     PlanCreated,
     PlanRejected,
     WorkflowEvent,
     WorkflowSnapshot,
+    WorkflowSnapshotChunk,
     WorkflowStarted,
+    chunk_key,
 )
 from mesh.gctuning import relaxed_gc
 from mesh.kafka.connection import started
 from mesh.kafka.partitions import cluster_metadata, or_hidden, partition_for
-from mesh.kafka.reader import bounds, latest_of_key, read_bounded, read_range, reader
+from mesh.kafka.reader import bounds, read_bounded, read_range, reader
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -47,6 +51,8 @@ MAX_HISTORY = 2_000_000
 """Most events of one workflow held in memory for a replay."""
 
 log = get_logger("mesh.kafka.history")
+
+_CHUNK_SEPARATOR = CHUNK_KEY_SEPARATOR.encode()
 
 
 @dataclass
@@ -179,13 +185,70 @@ def _decode(
 async def read_snapshot(
     consumer: AIOKafkaConsumer, settings: Settings, mapper: Mapper, number: int, workflow_id: str
 ) -> WorkflowSnapshot | None:
-    """The latest snapshot of the workflow (None if none, or deleted by a tombstone)."""
+    """The latest snapshot of the workflow (None if none, or deleted by a tombstone), its state
+    joined from its chunks when it was written in chunks."""
     tp = TopicPartition(settings.topic("workflow.state"), number)
-    record = await latest_of_key(consumer, settings, tp, workflow_id.encode())
-    if record is None or record.value is None:
+    key = workflow_id.encode()
+    prefix = (workflow_id + CHUNK_KEY_SEPARATOR).encode()
+    latest: ConsumedRecord | None = None
+    pieces: dict[bytes, ConsumedRecord] = {}
+    async for records in read_range(consumer, settings, tp):
+        for record in records:
+            if record.key == key:
+                latest = record if record.value is not None else None
+            elif record.key is not None and record.key.startswith(prefix):
+                _keep_piece(pieces, record.key, record)
+    if latest is None or latest.value is None:
         return None
-    decoded = mapper.decode(record.value, record.headers)
-    return decoded if isinstance(decoded, WorkflowSnapshot) else None
+    decoded = mapper.decode(latest.value, latest.headers)
+    if not isinstance(decoded, WorkflowSnapshot):
+        return None
+    return _joined(mapper, decoded, pieces)
+
+
+def _keep_piece(pieces: dict[bytes, ConsumedRecord], key: bytes, record: ConsumedRecord) -> None:
+    """Keep the latest record of a chunk key (a tombstone deletes it), as compaction would."""
+    if record.value is None:
+        pieces.pop(key, None)
+    else:
+        pieces[key] = record
+
+
+def _joined(
+    mapper: Mapper, snapshot: WorkflowSnapshot, pieces: Mapping[bytes, ConsumedRecord]
+) -> WorkflowSnapshot:
+    """``snapshot`` with its state joined from its chunks (as is when it has none). With a
+    chunk missing or unreadable its state stays empty, which readers refuse as unreadable
+    (and fold the workflow from its history instead)."""
+    if not snapshot.chunks or snapshot.snapshot_id is None:
+        return snapshot
+    text: list[str] = []
+    for index in range(snapshot.chunks):
+        key = chunk_key(snapshot.workflow_id, snapshot.snapshot_id, index)
+        record = pieces.get(key.encode())
+        try:
+            chunk = mapper.decode(record.value, record.headers) if record is not None else None
+        except EventError as exc:
+            log.error("snapshot chunk unreadable", key=key, error=str(exc))
+            chunk = None
+        if not isinstance(chunk, WorkflowSnapshotChunk) or chunk.count != snapshot.chunks:
+            log.error(
+                "snapshot incomplete",
+                workflow_id=snapshot.workflow_id,
+                snapshot_id=snapshot.snapshot_id,
+                missing=index,
+                chunks=snapshot.chunks,
+            )
+            return snapshot
+        text.append(chunk.data)
+    try:
+        state = pydantic_core.from_json("".join(text))
+    except ValueError as exc:
+        log.error("snapshot chunks do not join", workflow_id=snapshot.workflow_id, error=str(exc))
+        return snapshot
+    if not isinstance(state, dict):
+        return snapshot
+    return snapshot.model_copy(update={"state": state})
 
 
 @dataclass
@@ -217,9 +280,13 @@ async def read_snapshots(
         limits = await bounds(consumer, settings, tps)
     found = Snapshots()
     unreadable: set[str] = set()
+    pieces: dict[bytes, ConsumedRecord] = {}
     for tp in tps:
         async for records in read_range(consumer, settings, tp, 0, limits[tp]):
             for record in records:
+                if record.key is not None and _CHUNK_SEPARATOR in record.key:
+                    _keep_piece(pieces, record.key, record)
+                    continue
                 key = record.key.decode(errors="replace") if record.key is not None else ""
                 if record.value is None:
                     found.latest.pop(key, None)
@@ -239,6 +306,9 @@ async def read_snapshots(
                 if snapshot.history_offset is not None:
                     found.high_water = max(found.high_water or 0, snapshot.history_offset)
     found.unreadable = unreadable - found.latest.keys()
+    for key, snapshot in found.latest.items():
+        if snapshot.chunks:
+            found.latest[key] = _joined(mapper, snapshot, pieces)
     return found
 
 

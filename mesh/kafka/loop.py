@@ -357,6 +357,7 @@ class PartitionLoop:
         jobs: list[tuple[int, Decided]] = []
         for number in sorted(self.owned):
             records = _merged(fresh.get(number, ()))
+            await _prepare(self.app, number, records)
             decided = self.app.decide(number, records, now)
             if decided is not None:
                 jobs.append((number, decided))
@@ -589,6 +590,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.loop.assigned(assigned)
+
+
+async def _prepare(app: PartitionApp, number: int, records: Sequence[ConsumedRecord]) -> None:
+    """The app's optional ``prepare(number, records)``: load what deciding on ``records``
+    needs and memory does not hold (the Workflow Manager reads finished workflows back)."""
+    prepare = getattr(app, "prepare", None)
+    if prepare is not None and records:
+        await prepare(number, records)
 
 
 def _now() -> datetime:

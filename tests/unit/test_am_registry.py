@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mesh.agentmanager import HealthPolicy, Registry, breaker_name
+from mesh.agentmanager import FINISHED_KEPT, HealthPolicy, Registry, breaker_name
 from mesh.events import (
     AgentHeartbeat,
     AgentRegistered,
@@ -14,6 +14,7 @@ from mesh.events import (
     BreakerStateChanged,
     Capability,
     TaskAssigned,
+    TaskCompleted,
     TaskReassigned,
     TaskSpec,
     meta,
@@ -176,3 +177,32 @@ def test_terminated_agents_leave_the_registry() -> None:
     )
     assert registry.agents(at(0)) == []
     assert registry.refused == {}
+
+
+def completed(task: TaskAssigned) -> TaskCompleted:
+    return TaskCompleted(
+        **stamped("req", 2),
+        workflow_id=task.workflow_id,
+        task_id=task.task_id,
+        attempt=task.attempt,
+        agent_id=task.agent_id,
+    )
+
+
+def test_finished_attempts_are_dropped_beyond_a_bound_and_not_opened_again() -> None:
+    """Finished attempts leave the registry's memory, oldest first, past ``FINISHED_KEPT``;
+    a recent one stays assigned and a late copy of its assignment does not open it again."""
+    registry = Registry()
+    registry.on_registry("a1", registered("a1"))
+    total = FINISHED_KEPT + 50
+    for i in range(total):
+        task = assigned("a1", f"t{i}", 1)
+        registry.on_result(task)
+        registry.on_result(completed(task))
+    assert registry.outstanding("a1") == 0
+    assert registry.attempts_held() == FINISHED_KEPT
+    last = assigned("a1", f"t{total - 1}", 1)
+    assert registry.is_assigned(("wf", last.task_id, 1))
+    registry.on_result(last)  # a late copy of the assignment
+    assert registry.outstanding("a1") == 0
+    assert not registry.is_assigned(("wf", "t0", 1))  # dropped: the oldest

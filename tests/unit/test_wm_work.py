@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pydantic_core
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
 from mesh.events import (
+    CHUNK_KEY_SEPARATOR,
+    CancelWorkflow,
     DeadLetter,
     Event,
     ExecutionPlan,
@@ -31,7 +34,9 @@ from mesh.events import (
     TaskTimedOut,
     WorkflowEvent,
     WorkflowSnapshot,
+    WorkflowSnapshotChunk,
     WorkflowStarted,
+    chunk_key,
     meta,
 )
 from mesh.kafka.dlq import HEADER_ERROR_CLASS, HEADER_ORIGINAL_OFFSET, HEADER_ORIGINAL_TOPIC
@@ -93,6 +98,9 @@ class Harness:
         self.history: list[WorkflowEvent] = []
         self.log_end = 0
         self.snapshots: list[WorkflowSnapshot | None] = []
+        self.chunks: list[WorkflowSnapshotChunk] = []
+        self.dropped_chunks: list[bytes] = []
+        """Keys of chunk tombstones written with snapshots."""
         self.messages: list[Outgoing] = []
 
     def work(self) -> Work:
@@ -134,6 +142,12 @@ class Harness:
         snapshots = work.snapshots(positions)
         for out in snapshots:
             decoded = MAPPER.decode(out.value, out.headers) if out.value is not None else None
+            if isinstance(decoded, WorkflowSnapshotChunk):
+                self.chunks.append(decoded)
+                continue
+            if decoded is None and CHUNK_KEY_SEPARATOR.encode() in (out.key or b""):
+                self.dropped_chunks.append(out.key or b"")
+                continue
             assert decoded is None or isinstance(decoded, WorkflowSnapshot)
             self.snapshots.append(decoded)
         self.messages.extend(work.messages)
@@ -149,7 +163,13 @@ class Harness:
 
     @property
     def state(self) -> WorkflowState:
-        return self.partition.workflows[WID].state
+        """The workflow in memory, or (finished, out of memory) as its last snapshot holds it."""
+        tracked = self.partition.workflows.get(WID)
+        if tracked is not None:
+            return tracked.state
+        assert WID in self.partition.ended
+        last = [s for s in self.snapshots if s is not None and s.workflow_id == WID][-1]
+        return WorkflowState.from_snapshot_state(last.state)
 
 
 def plan_created(*tasks: TaskSpec, workflow_id: str = WID) -> PlanCreated:
@@ -259,21 +279,59 @@ def test_snapshots_are_bounded_by_every_n_events() -> None:
     assert all(b - a <= 4 + 2 for a, b in itertools.pairwise(sequences))
 
 
-def test_a_snapshot_too_large_becomes_a_start_marker() -> None:
-    """Over max_event_bytes the snapshot is skipped; a new workflow gets a marker instead that
-    points just before its workflow.started, and no marker is written twice."""
+def test_a_snapshot_too_large_for_one_record_is_written_in_chunks() -> None:
+    """Over max_event_bytes the state goes in chunks before the snapshot naming them; the
+    chunks join back to the state, each is under the limit, and the next snapshot tombstones
+    the chunks of the one it replaces."""
     tasks = [spec(f"t{i}") for i in range(60)]
     created = plan_created(*tasks)
-    plan_size = len(MAPPER.encode(created).value)
-    h = Harness(mapper=Mapper(max_event_bytes=plan_size + 5_000))
-    h.log_end = 7  # the workflow's history starts at offset 7
+    limit = len(MAPPER.encode(created).value) + 5_000
+    mapper = Mapper(max_event_bytes=limit)
+    h = Harness(mapper=mapper)
+    h.policy = SnapshotPolicy(1, per_task=0)
     h.feed("plans", created)
-    (marker,) = h.snapshots
-    assert marker is not None
-    assert (marker.history_sequence, marker.history_offset, marker.state) == (0, 6, {})
-    assert h.partition.workflows[WID].snapshotted
-    h.feed("commands", PauseWorkflow(**meta(CLIENT, correlation_id="c"), workflow_id=WID))
-    assert len(h.snapshots) == 1
+    (head,) = h.snapshots
+    assert head is not None
+    assert head.chunks > 1
+    assert head.state == {}
+    assert head.snapshot_id is not None
+    assert [c.index for c in h.chunks] == list(range(head.chunks))
+    assert all(len(mapper.encode(c).value) <= limit for c in h.chunks)
+    joined = pydantic_core.from_json("".join(c.data for c in h.chunks))
+    assert WorkflowState.from_snapshot_state(joined) == h.state
+    assert h.partition.workflows[WID].chunks is not None
+    first = head
+    h.chunks.clear()
+    ready = h.sent(TaskReady)[0]
+    h.feed("tasks.results", result(TaskCompleted, ready))
+    second = h.snapshots[-1]
+    assert second is not None
+    assert second.snapshot_id != first.snapshot_id
+    assert {c.snapshot_id for c in h.chunks} == {second.snapshot_id}
+    assert first.snapshot_id is not None
+    assert h.dropped_chunks == [
+        chunk_key(WID, first.snapshot_id, i).encode() for i in range(first.chunks)
+    ]
+
+
+def test_forgetting_a_chunked_workflow_tombstones_its_chunks() -> None:
+    """After the grace period the workflow's key and every chunk of its snapshot are deleted."""
+    h = Harness(mapper=Mapper(max_event_bytes=4_000), grace=10)
+    h.feed("plans", plan_created(*(spec(f"t{i}") for i in range(5))))
+    h.feed("commands", CancelWorkflow(**meta(CLIENT, correlation_id="c"), workflow_id=WID))
+    head = h.snapshots[-1]
+    assert head is not None
+    assert head.status == "cancelled"
+    assert head.snapshot_id is not None
+    h.clock.now = T0 + timedelta(hours=1)
+    work = h.work()
+    work.tick(WID)
+    h.commit(work)
+    deleted = [m.key for m in work.messages if m.value is None]
+    assert deleted == [
+        WID.encode(),
+        *(chunk_key(WID, head.snapshot_id, i).encode() for i in range(head.chunks)),
+    ]
 
 
 def test_without_transactions_a_new_workflow_is_marked_before_its_history() -> None:
@@ -429,7 +487,43 @@ def test_a_finished_workflow_is_tombstoned_after_its_grace_period() -> None:
     )
     assert tombstone.partition == h.partition.number
     assert WID not in h.partition.workflows
+    assert WID not in h.partition.ended
     assert h.partition.timers.next_at() is None
+
+
+def test_a_finished_workflow_leaves_memory_once_its_final_snapshot_is_written() -> None:
+    """Only its end time stays (for the tombstone); the final snapshot holds the rest."""
+    h = Harness()
+    h.feed("plans", plan_created(spec("a")))
+    work = h.work()
+    work.handle(h.record("tasks.results", result(TaskCompleted, h.sent(TaskReady)[0])))
+    assert WID in h.partition.workflows  # until the round (and its snapshot) is written
+    h.commit(work)
+    assert WID not in h.partition.workflows
+    assert h.partition.ended[WID].ended_at == h.state.ended_at
+    assert h.snapshots[-1] is not None
+    assert h.snapshots[-1].status == "completed"
+
+
+def test_an_input_for_a_finished_workflow_out_of_memory_meets_it_read_back() -> None:
+    """A repeated plan for a finished workflow restored from Kafka starts nothing, and the
+    workflow leaves memory again after the round; not restored (Kafka unreadable), the input is
+    refused rather than taken for a new workflow."""
+    h = Harness()
+    created = plan_created(spec("a"))
+    h.feed("plans", created)
+    h.feed("tasks.results", result(TaskCompleted, h.sent(TaskReady)[0]))
+    finished = h.state
+    history = len(h.history)
+    h.partition.restore(WID, tracked(finished))
+    h.feed("plans", created)
+    assert len(h.history) == history
+    assert WID not in h.partition.workflows
+    assert WID in h.partition.ended
+    h.feed("plans", created)
+    assert len(h.history) == history
+    (letter,) = dead(h)
+    assert "could not be read back" in letter.error_message
 
 
 def test_cancelling_tells_no_agent_about_a_task_never_assigned() -> None:

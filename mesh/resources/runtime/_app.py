@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,24 @@ _MAX_WAIT_SECONDS = 0.5
 _INPUT_BATCH = 500
 _COMMIT_LEDGER_EVERY = 5.0
 _SWEEP_EVERY = 60.0
+
+
+def finished_to_forget(records: Mapping[str, Event], cutoff: datetime, keep: int) -> list[str]:
+    """The finished (released or denied) allocations to tombstone: those that ended before
+    ``cutoff``, and the oldest of the rest beyond the ``keep`` newest."""
+    finished = [
+        (r.occurred_at, i)
+        for i, r in records.items()
+        if isinstance(r, ResourceReleased | ResourceDenied)
+    ]
+    old = [i for at, i in finished if at < cutoff]
+    recent = [(at, i) for at, i in finished if at >= cutoff]
+    excess = len(recent) - keep
+    if excess > 0:
+        old += [i for _, i in heapq.nsmallest(excess, recent)]
+    return old
+
+
 _ENVELOPE = {"event_id", "occurred_at", "correlation_id", "causation_id", "producer", "type"}
 
 
@@ -118,6 +137,7 @@ class ResourceService:
         consume_ready: bool | None = None,
         tick_seconds: float = 1.0,
         retain_seconds: float = 86_400.0,
+        keep_finished: int = 10_000,
     ) -> None:
         self.settings = settings
         self.group_id = group_id
@@ -125,6 +145,9 @@ class ResourceService:
         """Turn every TaskReady into a request (None: when the resource gate is on)."""
         self.tick_seconds = tick_seconds
         self.retain = timedelta(seconds=retain_seconds)
+        self.keep_finished = keep_finished
+        """Finished allocations kept at most (a repeated request for one must not be granted
+        again; repeats come within seconds, not after thousands of later allocations)."""
         self.pools: PoolsConfig = pools or load_pools(
             pools_path(pools_file or settings.resource_pools)
         )
@@ -410,14 +433,11 @@ class ResourceService:
             )
 
     def _sweep(self) -> None:
-        """Tombstone finished allocations older than the retention, so the ledger stays small."""
+        """Tombstone finished allocations older than the retention, and the oldest beyond
+        ``keep_finished``, so the ledger (and memory) stays small however much has run."""
         cutoff = datetime.now(UTC) - self.retain
         ledger = self.allocator.ledger
-        old = [
-            i
-            for i, r in ledger.records.items()
-            if isinstance(r, ResourceReleased | ResourceDenied) and r.occurred_at < cutoff
-        ]
+        old = finished_to_forget(ledger.records, cutoff, self.keep_finished)
         for allocation_id in old:
             key = f"allocation:{allocation_id}"
             ledger.forget(key)

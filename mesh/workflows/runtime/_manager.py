@@ -32,6 +32,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from mesh.errors import MeshError
 from mesh.events import Mapper, Producer
 from mesh.kafka.calls import CallServer
 from mesh.kafka.clients import stop_clients
@@ -43,7 +44,7 @@ from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState
-from mesh.workflows.runtime._partition import Partition
+from mesh.workflows.runtime._partition import Chunked, Partition, Tracked
 from mesh.workflows.runtime._produce import write
 from mesh.workflows.runtime._rebuild import (
     Rebuilt,
@@ -121,12 +122,17 @@ class WorkflowManager:
         return sorted(self.partitions)
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
-        """The in-memory state of a workflow this replica owns, if it holds one."""
+        """The in-memory state of a workflow this replica owns, if it holds one (a finished
+        one leaves memory once its final snapshot is written: see ``finished``)."""
         for partition in self.partitions.values():
             tracked = partition.workflows.get(workflow_id)
             if tracked is not None:
                 return tracked.state
         return None
+
+    def finished(self, workflow_id: str) -> bool:
+        """Whether the workflow finished here and is now held on Kafka only."""
+        return any(workflow_id in p.ended for p in self.partitions.values())
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -198,6 +204,46 @@ class WorkflowManager:
             workflows=sum(len(self.partitions[n].workflows) for n in numbers),
             seconds=round(time.perf_counter() - began, 4),
         )
+
+    async def prepare(self, number: int, records: Sequence[ConsumedRecord]) -> None:
+        """Read back from Kafka the finished workflows (out of memory since their final
+        snapshot) that ``records`` are for, so they are decided on as they stand: a late
+        result, a repeated plan or a RetryTask meets the finished workflow, not nothing."""
+        partition = self.partitions.get(number)
+        if partition is None or not partition.ended:
+            return
+        wanted = {
+            key
+            for record in records
+            if record.key is not None
+            and (key := record.key.decode(errors="replace")) in partition.ended
+        }
+        for workflow_id in sorted(wanted):
+            try:
+                live = await live_state(self.settings, workflow_id)
+            except MeshError as exc:  # its inputs are refused (see Work) rather than misread
+                log.error(
+                    "finished workflow not read back", workflow_id=workflow_id, error=str(exc)
+                )
+                continue
+            snapshot = live.snapshot
+            chunks = (
+                Chunked(snapshot.snapshot_id, snapshot.chunks)
+                if snapshot is not None and snapshot.snapshot_id is not None and snapshot.chunks
+                else None
+            )
+            last = live.tail[-1].offset if live.tail else None
+            if last is None and snapshot is not None:
+                last = snapshot.history_offset
+            tracked = Tracked(
+                live.state,
+                last_offset=last,
+                since_snapshot=len(live.tail),
+                snapshotted=True,
+                chunks=chunks,
+            )
+            partition.restore(workflow_id, tracked)
+            log.debug("finished workflow read back", workflow_id=workflow_id)
 
     def drop(self, numbers: Sequence[int]) -> None:
         for number in numbers:

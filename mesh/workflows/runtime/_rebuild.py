@@ -27,7 +27,7 @@ from mesh.kafka.reader import bounds, read_range
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, fold
-from mesh.workflows.runtime._partition import Tracked
+from mesh.workflows.runtime._partition import Chunked, Tracked
 from mesh.workflows.runtime._snapshots import SnapshotInfo, rebuild_start
 
 log = get_logger("mesh.workflows.runtime")
@@ -89,8 +89,13 @@ async def rebuild_partition(
         state = _state_of(snapshot)
         usable = state is not None or snapshot.history_sequence == 0
         infos[workflow_id] = SnapshotInfo(snapshot.status, snapshot.history_offset, usable)
+        chunks = (
+            Chunked(snapshot.snapshot_id, snapshot.chunks)
+            if snapshot.snapshot_id is not None and snapshot.chunks
+            else None
+        )
         tracked = (
-            Tracked(state, last_offset=snapshot.history_offset, snapshotted=True)
+            Tracked(state, last_offset=snapshot.history_offset, snapshotted=True, chunks=chunks)
             if state is not None
             else None
         )
@@ -161,12 +166,20 @@ def _flush(workflow_id: str, entry: _Folding) -> None:
         entry.pending.clear()
         return
     assert state is not None
-    entry.tracked = Tracked(
-        state,
-        last_offset=entry.last_offset,
-        since_snapshot=(before.since_snapshot if before is not None else 0) + len(entry.pending),
-        first_offset=entry.first_offset if before is None else before.first_offset,
-    )
+    if before is None:
+        entry.tracked = Tracked(
+            state,
+            last_offset=entry.last_offset,
+            since_snapshot=len(entry.pending),
+            first_offset=entry.first_offset,
+        )
+    else:
+        entry.tracked = replace(
+            before,
+            state=state,
+            last_offset=entry.last_offset,
+            since_snapshot=before.since_snapshot + len(entry.pending),
+        )
     entry.pending.clear()
 
 

@@ -9,13 +9,21 @@ last one — so a rebuild folds a bounded tail of each workflow.
 It records ``history_sequence`` and ``history_offset`` (the sequence and the offset in
 ``workflow.events`` of the last event it includes): rebuild = snapshot + the events after it.
 
-Too large: a snapshot whose encoded size exceeds ``max_event_bytes`` (``workflow.state``
-accepts 1 MiB records) is skipped with a warning, and no more are tried for that workflow (its
-state only grows); the previous snapshot plus the history still rebuild it. A workflow that has
-no snapshot yet gets a *start marker* instead: a snapshot with ``history_sequence`` 0 and an
-empty ``state`` whose ``history_offset`` lies before its ``workflow.started`` (None: from the
-partition's start), so rebuild knows to fold its history from there. Readers of
-``workflow.state`` must treat ``history_sequence`` 0 as "no state yet".
+Any size: a state whose record would exceed ``max_event_bytes`` (``workflow.state`` accepts
+1 MiB records) is written in *chunks*: its JSON text cut into ``WorkflowSnapshotChunk`` records,
+each under its own key (``<workflow> <snapshot id> <index>``), then the ``WorkflowSnapshot``
+itself with an empty ``state`` naming the snapshot id and the chunk count. Readers use it only
+when every chunk is there (:mod:`mesh.kafka.history`), so a crash between chunks and snapshot
+leaves the previous snapshot in force. The previous snapshot's chunks are tombstoned after the
+new snapshot, and a forgotten workflow's with it. Chunking, not deltas: one snapshot is all a
+rebuild needs (no chain to follow or compact), and compaction keeps exactly the live chunks.
+The plan stays in the state: the only other copy is the history's ``workflow.started``, which
+the ``delete`` retention of ``workflow.events`` may remove.
+
+A workflow that has no snapshot yet can get a *start marker*: a snapshot with
+``history_sequence`` 0 and an empty ``state`` whose ``history_offset`` lies before its
+``workflow.started`` (None: from the partition's start), so rebuild knows to fold its history
+from there. Readers of ``workflow.state`` must treat ``history_sequence`` 0 as "no state yet".
 
 Without transactions a new workflow's start marker is written (and acknowledged) *before* its
 history, pointing at the partition's end as it was, so a crash between its history and its
@@ -24,15 +32,23 @@ first snapshot cannot leave history that no record in ``workflow.state`` leads r
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from mesh.errors import EventTooLarge
-from mesh.events import Encoded, Mapper, Producer, WorkflowSnapshot, meta
+from mesh.events import (
+    Encoded,
+    Mapper,
+    Producer,
+    WorkflowSnapshot,
+    WorkflowSnapshotChunk,
+    meta,
+)
 from mesh.log import get_logger
 from mesh.workflows import STATE_VERSION, WorkflowState
-from mesh.workflows.runtime._partition import Tracked
+from mesh.workflows.runtime._partition import Chunked, Tracked
 
 log = get_logger("mesh.workflows.runtime")
 
@@ -106,19 +122,59 @@ def marker_of(
     )
 
 
-def encode_snapshot(mapper: Mapper, snapshot: WorkflowSnapshot) -> Encoded | None:
-    """The record of ``snapshot``, or None (and a warning) when it is over the size limit."""
-    try:
-        return mapper.encode(snapshot)
-    except EventTooLarge as exc:
-        log.warning(
-            "snapshot skipped: too large",
-            workflow_id=snapshot.workflow_id,
-            history_sequence=snapshot.history_sequence,
-            size=exc.fields.get("size"),
-            limit=exc.fields.get("limit"),
-        )
-        return None
+_ENVELOPE_BYTES = 2_048
+"""Room in a chunk record for everything but its piece of text (ids, times, names)."""
+
+
+def snapshot_records(
+    mapper: Mapper, state: WorkflowState, history_offset: int | None, me: Producer
+) -> tuple[list[Encoded], Chunked | None]:
+    """The records of ``state``'s snapshot, in the order to write them: one snapshot, or its
+    chunks followed by the snapshot naming them (with which chunks those are)."""
+    text = state.model_dump_json()
+    if len(text) + _ENVELOPE_BYTES <= mapper.max_event_bytes:
+        try:
+            return [mapper.encode(snapshot_of(state, history_offset, me))], None
+        except EventTooLarge:
+            pass  # multi-byte characters: chunk it after all
+    snapshot_id = uuid.uuid4().hex
+    pieces = _pieces(text, max(1, (mapper.max_event_bytes - _ENVELOPE_BYTES) * 3 // 4))
+    while True:
+        try:
+            chunks = [
+                mapper.encode(
+                    WorkflowSnapshotChunk(
+                        **meta(me, correlation_id=state.correlation_id),
+                        workflow_id=state.workflow_id,
+                        snapshot_id=snapshot_id,
+                        index=index,
+                        count=len(pieces),
+                        data=piece,
+                    )
+                )
+                for index, piece in enumerate(pieces)
+            ]
+            break
+        except EventTooLarge:  # escaping made a piece too large: cut them finer
+            pieces = _pieces(text, max(1, len(pieces[0]) // 2))
+    status = "running" if state.status == "pending" else state.status
+    head = WorkflowSnapshot.model_construct(
+        **meta(me, correlation_id=state.correlation_id),
+        workflow_id=state.workflow_id,
+        status=status,
+        history_sequence=state.sequence,
+        history_offset=history_offset,
+        state_version=STATE_VERSION,
+        state={},
+        snapshot_id=snapshot_id,
+        chunks=len(chunks),
+    )
+    log.debug("snapshot chunked", workflow_id=state.workflow_id, chunks=len(chunks))
+    return [*chunks, mapper.encode(head)], Chunked(snapshot_id, len(chunks))
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 @dataclass(frozen=True)

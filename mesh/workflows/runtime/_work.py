@@ -38,7 +38,7 @@ from mesh.kafka.partitions import partition_for
 from mesh.kafka.produce import Outgoing
 from mesh.log import bind_event_context, get_logger
 from mesh.workflows import DecideContext, Tick, WorkflowInput, decide_and_fold, dispatches
-from mesh.workflows.runtime._partition import Partition, Tracked, due_at
+from mesh.workflows.runtime._partition import Chunked, Partition, Tracked, due_at
 from mesh.workflows.runtime._records import (
     COMMANDS,
     COMPONENT,
@@ -50,9 +50,8 @@ from mesh.workflows.runtime._records import (
 )
 from mesh.workflows.runtime._snapshots import (
     SnapshotPolicy,
-    encode_snapshot,
     marker_of,
-    snapshot_of,
+    snapshot_records,
 )
 
 _AWAITED = (PauseWorkflow, ResumeWorkflow, CancelWorkflow, RetryTask)
@@ -151,14 +150,18 @@ class Work:
         """Fire a workflow's due timers; forget a finished one whose grace period is over."""
         self._ticked.add(workflow_id)
         tracked = self.current(workflow_id)
-        if tracked is None:
-            return
         now = self._clock()
+        if tracked is None:
+            ended = self.partition.ended.get(workflow_id)
+            due = ended is not None and ended.ended_at + self.partition.grace <= now
+            if ended is not None and due and workflow_id not in self._after:
+                self._forget(workflow_id, snapshotted=True, chunks=ended.chunks)
+            return
         state = tracked.state
         if state.is_final:
             at = due_at(tracked, self.partition.grace)
             if at is not None and at <= now:
-                self._forget(workflow_id, tracked)
+                self._forget(workflow_id, snapshotted=tracked.snapshotted, chunks=tracked.chunks)
             return
         bind_event_context(workflow_id=workflow_id, correlation_id=state.correlation_id)
         try:
@@ -172,6 +175,10 @@ class Work:
     def _decide(self, command: WorkflowInput, now: datetime) -> list[WorkflowEvent]:
         workflow_id = command.workflow_id
         tracked = self.current(workflow_id)
+        if tracked is None and workflow_id in self.partition.ended:
+            raise DecisionError(
+                f"workflow {workflow_id} has finished and could not be read back from Kafka"
+            )
         state = tracked.state if tracked is not None else None
         ctx = DecideContext(now=now, producer=self._me)
         events, new_state = decide_and_fold(state, command, ctx)
@@ -236,11 +243,14 @@ class Work:
             self._before[workflow_id] = self.partition.workflows.get(workflow_id)
         self._after[workflow_id] = tracked
 
-    def _forget(self, workflow_id: str, tracked: Tracked) -> None:
-        if tracked.snapshotted:
-            key = workflow_id.encode()
-            self.messages.append(
+    def _forget(self, workflow_id: str, *, snapshotted: bool, chunks: Chunked | None) -> None:
+        if snapshotted:
+            keys = [workflow_id.encode()]
+            if chunks is not None:
+                keys += chunks.keys(workflow_id)
+            self.messages.extend(
                 Outgoing("workflow.state", key, None, partition=self.partition.number)
+                for key in keys
             )
             self.counts.tombstones += 1
         self._stage(workflow_id, None)
@@ -323,27 +333,23 @@ class Work:
         return out
 
     def _snapshot(self, after: Tracked, out: list[Outgoing]) -> Tracked:
-        """Add the workflow's snapshot (or, if it is too large and has none, its start marker)
-        to ``out``; the result says what ``workflow.state`` now holds for it."""
-        record = None
-        oversize = after.oversize
-        if not oversize:
-            snapshot = snapshot_of(after.state, after.last_offset, self._me)
-            record = encode_snapshot(self._mapper, snapshot)
-            oversize = record is None
-        if record is None and not after.snapshotted:
-            marker = marker_of(
-                after.state.workflow_id, after.state.correlation_id, after.first_offset, self._me
+        """Add the workflow's snapshot (chunked if large, then tombstones for the chunks of the
+        one it replaces) to ``out``; the result says what ``workflow.state`` now holds."""
+        number = self.partition.number
+        records, chunks = snapshot_records(self._mapper, after.state, after.last_offset, self._me)
+        out.extend(Outgoing.of("workflow.state", r, partition=number) for r in records)
+        if after.chunks is not None:
+            workflow_id = after.state.workflow_id
+            out.extend(
+                Outgoing("workflow.state", key, None, partition=number)
+                for key in after.chunks.keys(workflow_id)
             )
-            record = self._mapper.encode(marker)
-        if record is not None:
-            out.append(Outgoing.of("workflow.state", record, partition=self.partition.number))
-            self.counts.snapshots += 1
+        self.counts.snapshots += 1
         return replace(
             after,
             since_snapshot=0,
-            snapshotted=after.snapshotted or record is not None,
-            oversize=oversize,
+            snapshotted=True,
+            chunks=chunks,
             snapshot_at=self._clock(),
         )
 
@@ -354,10 +360,12 @@ class Work:
             partition.put(workflow_id, after)
         partition.log_end = max(partition.log_end, self._log_end)
         self._restore_timers(stalled_after=self._clock())
+        partition.settle()
 
     def discard(self) -> None:
         """Give up the work (the transaction aborted): only the timers it took are put back."""
         self._restore_timers(stalled_after=None)
+        self.partition.settle()
 
     def _restore_timers(self, *, stalled_after: datetime | None) -> None:
         partition = self.partition
@@ -365,9 +373,13 @@ class Work:
             if stalled_after is not None and workflow_id in self._after:
                 continue  # applied: its timer was set from its new state
             tracked = partition.workflows.get(workflow_id)
-            if tracked is None:
+            ended = partition.ended.get(workflow_id)
+            if tracked is not None:
+                partition.put(workflow_id, tracked)
+            elif ended is not None:  # its tombstone is still to be written
+                partition.timers.set(workflow_id, ended.ended_at + partition.grace)
+            else:
                 continue
-            partition.put(workflow_id, tracked)
             at = partition.timers.get(workflow_id)
             if stalled_after is not None and at is not None and at <= stalled_after:
                 # The tick changed nothing (or failed), yet the state says it is due: wait
