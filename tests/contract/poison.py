@@ -18,10 +18,8 @@ a second dead letter from a late consumer could not be missed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +51,7 @@ from mesh.kafka.partitions import partition_for, partitions_of
 from mesh.planner import workflow_id_for
 from mesh.settings import Settings
 from tests.contract.brokers import Contract
-from tests.e2e import running_mesh
+from tests.e2e import eventually, running_mesh
 
 MAPPER = Mapper()
 ME = Producer(component="test-client", instance="t-1")
@@ -217,18 +215,6 @@ def readable(records: list[ConsumedRecord]) -> list[Event]:
         except Exception:  # noqa: S112 - a poison record of this test
             continue
     return events
-
-
-async def eventually(check: Callable[[], Any], *, what: str, within: float = WAIT) -> Any:
-    """Await ``check()`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + within
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 async def committed(settings: Settings, group: str, tp: TopicPartition) -> int:
@@ -411,9 +397,9 @@ class PoisonRecordsContract(Contract):
                     for e in events
                 )
 
-            await eventually(planned, what="the plan of req-ok")
-            await eventually(answered, what="the reply to call-ok")
-            await eventually(completed, what=f"{WORKFLOW} to complete")
+            await eventually(planned, within=WAIT, what="the plan of req-ok")
+            await eventually(answered, within=WAIT, what="the reply to call-ok")
+            await eventually(completed, within=WAIT, what=f"{WORKFLOW} to complete")
             assert marker.read_text() == "ran"
             # A command behind the poisons on commands (the workflow has ended: no effect).
             producer = compressed_producer(settings)
@@ -435,7 +421,7 @@ class PoisonRecordsContract(Contract):
                 async def done(channel: str = channel, sent: Sent = sent, end: int = end) -> bool:
                     return await all_read(settings, groups[channel], sent, end)
 
-                await eventually(done, what=f"every reader of {channel} past offset {end}")
+                await eventually(done, within=WAIT, what=f"every reader of {channel} past {end}")
             dlq = settings.topic("dlq")
             letters = [
                 e
