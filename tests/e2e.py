@@ -88,6 +88,19 @@ async def wait_for(condition: Callable[[], bool], *, within: float, what: str) -
         await asyncio.sleep(0.05)
 
 
+async def eventually(check: Callable[[], Any], *, within: float, what: str) -> Any:
+    """Await ``check()`` until it returns something true; fail naming ``what`` after
+    ``within`` seconds (for conditions that need I/O to check)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = await check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
 def run_log_counts(path: Path) -> dict[str, int]:
     """How many times each task appended itself to the run log (agents run the append)."""
     counts: dict[str, int] = {}

@@ -3,9 +3,10 @@
 ``resources``) at a time, into the :class:`Registry` and the :class:`ResourceGate`.
 
 The Agent Manager follows these topics live; ``mesh agents list`` reads them once to their end;
-both fold through here. A record that cannot be read is skipped with a warning: the one
-consumer that owns its topic dead-letters it (the registry guard for ``agents``, the agent for
-``tasks.assigned``, the Workflow Manager for ``tasks.results``, the allocator for ``resources``).
+both fold through here. A record that cannot be read is skipped with a DEBUG line: the one
+consumer that owns its topic dead-letters it (the registry guard for ``agents``, the guard group
+for ``agents.heartbeats`` and ``breakers``, the Workflow Manager for ``tasks.results``, the
+allocator for ``resources``).
 An ``agents`` record that cannot be read is *refused* instead, so the guard dead-letters it.
 """
 
@@ -83,8 +84,8 @@ class AgentView:
         try:
             event = self.mapper.decode(record.value, record.headers)
         except EventError as exc:
-            log.warning(
-                "unreadable record skipped",
+            log.debug(  # its topic's owner dead-letters it (mesh.kafka.dlq.DLQ_OWNERS)
+                "bad record skipped: its topic's owner dead-letters it",
                 topic=record.topic,
                 offset=record.offset,
                 error=str(exc),
@@ -125,7 +126,12 @@ class AgentView:
         try:
             self.gate.fold(self.mapper.decode(record.value, record.headers))
         except EventError as exc:
-            log.warning("unreadable resources record skipped", offset=record.offset, error=str(exc))
+            log.debug(
+                "bad record skipped: its topic's owner dead-letters it",
+                topic=record.topic,
+                offset=record.offset,
+                error=str(exc),
+            )
 
 
 __all__ = ["CHANNELS", "AgentView"]

@@ -41,6 +41,7 @@ from mesh.agents._command import (
 from mesh.agents._config import WorkerConfig
 from mesh.agents._host import host_name
 from mesh.agents._http import MAX_RESPONSE_BYTES, HttpConfig, HttpRunner
+from mesh.agents._inbox import assignment_problem
 from mesh.agents._outcome import Failure, Outcome, Runner, Success
 from mesh.agents._sdk import (
     AgentFunction,
@@ -76,6 +77,7 @@ __all__ = [
     "WorkerConfig",
     "agent",
     "agents_in",
+    "assignment_problem",
     "check_template",
     "host_name",
     "load_agents",

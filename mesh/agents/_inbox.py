@@ -11,7 +11,8 @@ its partition, committed *before* the agent registers: nothing is addressed to i
 nothing after is skipped on a restart.
 
 Records of other agents sharing the partition are stepped over; a record addressed to this agent
-that is not a ``TaskAssigned`` or ``CancelTask`` for it goes to the dead-letter topic.
+that is not a ``TaskAssigned`` or ``CancelTask`` for it is skipped: the Agent Manager owns the
+topic's dead letters (:func:`assignment_problem` is the verdict both use).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from aiokafka.errors import KafkaError
 
 from mesh.agents._offsets import OffsetTracker
 from mesh.agents._outbox import Outbox
-from mesh.errors import EventError
-from mesh.events import CancelTask, Producer, TaskAssigned
+from mesh.errors import EventError, InvalidEvent
+from mesh.events import CancelTask, Event, Producer, TaskAssigned
 from mesh.kafka.connection import kafka_errors
-from mesh.kafka.dlq import dead_letter
+from mesh.kafka.dlq import skipped
 from mesh.kafka.partitions import partition_for, partitions_of
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
@@ -38,6 +39,21 @@ Delivery = tuple[int, TaskAssigned | CancelTask]
 _POLL_MS = 200
 
 log = get_logger("mesh.agents.inbox")
+
+
+def assignment_problem(key: bytes | None, event: Event) -> str | None:
+    """Why ``event`` does not belong on ``tasks.assigned`` under ``key``; None if it does.
+
+    Judged the same way by the agent (which acts on what passes) and by the Agent Manager's
+    guard (which dead-letters what does not), so exactly one of them has the last word."""
+    if not isinstance(event, TaskAssigned | CancelTask):
+        return f"{event.type} does not belong on tasks.assigned"
+    if key != event.agent_id.encode():
+        shown = key.decode(errors="replace") if key is not None else None
+        return f"keyed to {shown!r} but addressed to {event.agent_id!r}"
+    if isinstance(event, TaskAssigned) and event.task is None:
+        return "an assignment without its task (only the history leaves it out)"
+    return None
 
 
 class Inbox:
@@ -103,22 +119,13 @@ class Inbox:
             return None  # another agent's, on the same partition
         try:
             event = self._outbox.mapper.decode(record.value, record.headers)
-            if not isinstance(event, TaskAssigned | CancelTask):
-                raise EventError(f"{event.type} does not belong on tasks.assigned")
-            if event.agent_id != self.agent_id:
-                raise EventError(f"keyed to this agent but addressed to {event.agent_id!r}")
-            if isinstance(event, TaskAssigned) and event.task is None:
-                raise EventError("an assignment without its task (only the history leaves it out)")
+            problem = assignment_problem(record.key, event)
+            if problem is not None:
+                raise InvalidEvent(problem)
         except EventError as exc:
-            key, value, headers = dead_letter(
-                record,
-                exc,
-                self.me.component,
-                producer=self.me,
-                max_event_bytes=self.settings.max_event_bytes,
-            )
-            await self._outbox.send("dlq", key, value, headers)
+            skipped(self.me.component, record, exc)  # the Agent Manager dead-letters it
             return None
+        assert isinstance(event, TaskAssigned | CancelTask)  # assignment_problem said so
         return event
 
     def throttle(self, crowded: bool) -> None:

@@ -287,7 +287,15 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                 "resource-allocator",
                 "Grants resources from pools under quotas and policies.",
                 sends=("resources", *_DLQ_REPLIES),
-                receives=("tasks.ready", "resources", "calls"),
+                receives=(
+                    "tasks.ready",
+                    "tasks.results",
+                    "workflow.events",
+                    "resources",
+                    "agents",
+                    "agents.heartbeats",
+                    "calls",
+                ),
             ),
             Component(
                 "agent-manager",
@@ -302,6 +310,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                     "breakers",
                     "tasks.results",
                     "tasks.ready",
+                    "tasks.assigned",
                 ),
             ),
             Component(

@@ -36,6 +36,10 @@ from mesh.settings import Settings
 HEADER_REDRIVEN_FROM = "mesh-redriven-from"
 """On a redriven record: the dead letter it came from, ``<dlq topic>/<partition>/<offset>``."""
 
+HEADER_REDRIVEN_ORIGIN = "mesh-redriven-origin"
+"""On a redriven record: where the original was, ``<topic>/<partition>/<offset>``; a redrive
+re-sends one original once, however many dead letters name it."""
+
 REDRIVE_GROUP = "dlq-redrive"
 """Logical consumer group whose committed DLQ offsets are the redrive watermark."""
 
@@ -65,6 +69,14 @@ class Letter:
     @property
     def tp(self) -> TopicPartition:
         return TopicPartition(self.seen.topic, self.seen.partition)
+
+    @property
+    def origin(self) -> str | None:
+        """Where the original record was, ``<topic>/<partition>/<offset>`` (None: no letter)."""
+        letter = self.letter
+        if letter is None:
+            return None
+        return f"{letter.original_topic}/{letter.original_partition}/{letter.original_offset}"
 
     def fields(self, settings: Settings) -> dict[str, Any]:
         """What a filter reads: the letter's fields, the record's, and ``redriven``,
@@ -143,10 +155,15 @@ async def read_letters(settings: Settings) -> Letters:
                 items.append(item)
         items.sort(key=lambda i: (i.seen.partition, i.seen.offset))
         pending = [i for i in items if i.letter is not None and not i.redriven]
+        # One origin record is redriven once, however many dead letters it has: a letter whose
+        # origin was redriven (by a letter below the watermark or, as the redriven copies'
+        # headers say, above it) counts as redriven too.
+        origins = {i.origin for i in items if i.origin is not None and i.redriven}
         if pending:
-            done = await _already_redriven(consumer, settings, pending)
+            done, redriven_origins = await _already_redriven(consumer, settings, pending)
+            origins |= redriven_origins
             for item in pending:
-                item.redriven = _origin(item) in done
+                item.redriven = _origin(item) in done or item.origin in origins
     return Letters(topic, items, watermarks, ends)
 
 
@@ -177,9 +194,10 @@ def redrive_target(item: Letter, partitions: int) -> TopicPartition:
 
 async def _already_redriven(
     consumer: AIOKafkaConsumer, settings: Settings, pending: list[Letter]
-) -> set[str]:
-    """Origins (``topic/partition/offset``) named by ``mesh-redriven-from`` headers in the
-    partitions the pending letters would be redriven to, from the oldest original offset on."""
+) -> tuple[set[str], set[str]]:
+    """Dead letters (``topic/partition/offset``) named by ``mesh-redriven-from`` headers, and
+    original records named by ``mesh-redriven-origin`` headers, in the partitions the pending
+    letters would be redriven to, from the oldest original offset on."""
     topics = await topic_partitions(consumer, settings)
     scan_from: dict[TopicPartition, int] = {}
     for item in pending:
@@ -193,17 +211,17 @@ async def _already_redriven(
         begin = letter.original_offset + 1 if same else 0
         scan_from[target] = min(scan_from.get(target, begin), begin)
     if not scan_from:
-        return set()
+        return set(), set()
     starts = await log_starts(consumer, settings, scan_from)
     ends = await log_ends(consumer, settings, scan_from)
     firsts = {tp: max(offset, starts[tp]) for tp, offset in scan_from.items()}
-    found: set[str] = set()
+    found: dict[str, set[str]] = {HEADER_REDRIVEN_FROM: set(), HEADER_REDRIVEN_ORIGIN: set()}
     async with contextlib.aclosing(read_records(consumer, settings, firsts, ends)) as records:
         async for record in records:
             for name, value in record.headers or ():
-                if name == HEADER_REDRIVEN_FROM and value is not None:
-                    found.add(bytes(value).decode("utf-8", errors="replace"))
-    return found
+                if name in found and value is not None:
+                    found[name].add(bytes(value).decode("utf-8", errors="replace"))
+    return found[HEADER_REDRIVEN_FROM], found[HEADER_REDRIVEN_ORIGIN]
 
 
 def select(letters: Letters, settings: Settings, where: Filter | None) -> list[Letter]:
@@ -331,6 +349,7 @@ def describe_original(original: Original, mapper: Mapper) -> dict[str, Any]:
 
 __all__ = [
     "HEADER_REDRIVEN_FROM",
+    "HEADER_REDRIVEN_ORIGIN",
     "LETTER_FIELDS",
     "REDRIVE_GROUP",
     "Letter",

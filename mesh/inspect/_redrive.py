@@ -12,6 +12,10 @@ Two records of what was redriven, each cheap where the other is not:
   original offset on) for that header, so a letter redriven by an earlier filtered run — or by a
   run that crashed after producing but before committing — is not sent twice. The header also
   travels into a new dead letter if the redriven record fails again, so ``dlq list`` shows it.
+- **Deduplicated by origin**: one original record (topic, partition, offset) is re-sent once,
+  however many dead letters name it. Within a run only its first letter is sent; a letter whose
+  origin was redriven before — by a letter below the watermark, or as the
+  ``mesh-redriven-origin`` header on a redriven copy says — counts as already redriven.
 
 Both work on every broker (the embedded one keeps no offset-commit metadata, which is why the
 "redriven above the watermark" set is not stored there). Records are produced (``acks=all``),
@@ -31,6 +35,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from mesh.events import DeadLetter
 from mesh.inspect._dlq import (
     HEADER_REDRIVEN_FROM,
+    HEADER_REDRIVEN_ORIGIN,
     REDRIVE_GROUP,
     Letter,
     Letters,
@@ -94,7 +99,7 @@ async def redrive(
     letters = await read_letters(settings)
     matching = select(letters, settings, where)
     result = RedriveResult(dry_run=dry_run, matched=len(matching))
-    todo = [item for item in matching if not item.redriven]
+    todo = _first_per_origin([item for item in matching if not item.redriven])
     result.already_redriven = len(matching) - len(todo)
     if limit is not None:
         todo = todo[:limit]
@@ -140,8 +145,24 @@ async def redrive(
         return result
     for item in sent:
         item.redriven = True
+    done = {item.origin for item in sent}
+    for item in matching:  # the other letters of a redriven origin: nothing left to send
+        if item.origin in done:
+            item.redriven = True
     result.watermarks = await _advance(settings, letters)
     return result
+
+
+def _first_per_origin(items: list[Letter]) -> list[Letter]:
+    """The first letter of each original record: two dead letters of one record (two
+    consumers that both gave up on it) re-send it once."""
+    seen: set[str | None] = set()
+    first = []
+    for item in items:
+        if item.origin not in seen:
+            seen.add(item.origin)
+            first.append(item)
+    return first
 
 
 @contextlib.asynccontextmanager
@@ -176,9 +197,11 @@ async def _send(
     target = None
     if original.key is None:
         target = redrive_target(item, topics[whole.original_topic]).partition
-    headers = [(k, v) for k, v in original.headers if k != HEADER_REDRIVEN_FROM]
+    ours = (HEADER_REDRIVEN_FROM, HEADER_REDRIVEN_ORIGIN)
+    headers = [(k, v) for k, v in original.headers if k not in ours]
     origin = f"{dlq_topic}/{item.seen.partition}/{item.seen.offset}"
     headers.append((HEADER_REDRIVEN_FROM, origin.encode()))
+    headers.append((HEADER_REDRIVEN_ORIGIN, (item.origin or "").encode()))
     return await producer.send(
         whole.original_topic, original.value, key=original.key, headers=headers, partition=target
     )

@@ -27,6 +27,7 @@ from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 from mesh.errors import InvalidEvent, MeshError
 from mesh.events import ApiCall, ApiComponent, Event, Producer, Reply, ReplyError, meta
 from mesh.kafka.clients import stop_clients
+from mesh.kafka.dlq import owns, skipped
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
@@ -130,7 +131,10 @@ class CallServer:
             raise RuntimeError("the call server is not subscribed to a router")
         if not isinstance(event, ApiCall):
             error = InvalidEvent(f"expected an api.called event, got {event.type}")
-            await router.dead_letter(record, error)
+            if owns(self.component, "calls"):
+                await router.dead_letter(record, error)
+            else:
+                skipped(self.component, record, error)
             return
         if event.component != self.component:
             return

@@ -8,6 +8,10 @@ and carries the original value (base64) when it fits under the size limit.
 
 Producing the record is the caller's job, so that it can go into the caller's transaction;
 making one logs it, once, in the same words everywhere.
+
+Each bad origin record gets exactly one dead letter: :data:`DLQ_OWNERS` names the one component
+that dead-letters the bad records of each input topic; every other consumer of the topic skips
+them with a DEBUG line (:func:`owns`), so a redrive does not re-send one record several times.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import base64
 import os
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from uuid import UUID
 
 from mesh.errors import EventTooLarge
 from mesh.events import (
+    CHANNELS,
     DEFAULT_MAX_EVENT_BYTES,
     HEADER_CORRELATION_ID,
     HEADER_EVENT_ID,
@@ -32,6 +38,7 @@ from mesh.events import (
 )
 from mesh.kafka.records import ConsumedRecord  # still importable here, where it was first
 from mesh.log import get_logger
+from mesh.settings import Settings
 
 log = get_logger("mesh.dlq")
 
@@ -50,6 +57,62 @@ DLQ_HEADERS = (
     HEADER_COMPONENT,
 )
 """Headers every dead letter carries besides the mesh headers, in order."""
+
+DLQ_OWNERS: Mapping[str, str] = MappingProxyType(
+    {
+        # The Workflow Manager's transactional inputs, and the API: it always runs.
+        "plans": "workflow-manager",
+        "commands": "workflow-manager",
+        "tasks.results": "workflow-manager",
+        "calls": "workflow-manager",
+        "requests": "task-planner",
+        # Read in a group by the allocator only (the planner follows it without one).
+        "workflow.events": "resource-allocator",
+        "resources": "resource-allocator",
+        # The assignment loop, and the Agent Manager's guard groups: one group consumer per
+        # topic, where the agents, the allocator and every replica's view read without one.
+        "tasks.ready": "agent-manager",
+        "tasks.assigned": "agent-manager",
+        "agents": "agent-manager",
+        "agents.heartbeats": "agent-manager",
+        "agents.commands": "agent-manager",
+        "breakers": "agent-manager",
+    }
+)
+"""Input channel → the one component that dead-letters its bad records.
+
+``workflow.state`` is not here: it is read only to rebuild, where an unreadable snapshot is
+logged and the workflow folded from its history instead (nothing is consumed from it)."""
+
+
+def tombstone(channel: str, record: ConsumedRecord) -> bool:
+    """A keyed record without a value on a compacted channel: a deletion, not a bad record."""
+    known = CHANNELS.get(channel)
+    compacted = known is not None and known.cleanup == "compact"
+    return compacted and record.value is None and record.key is not None
+
+
+def channel_of(settings: Settings, topic: str) -> str:
+    """The logical channel of a topic name (``mesh.tasks.ready`` → ``tasks.ready``)."""
+    return topic.removeprefix(settings.topic_prefix)
+
+
+def owns(component: str, channel: str) -> bool:
+    """Whether ``component`` dead-letters the bad records of ``channel`` (others skip them)."""
+    return DLQ_OWNERS.get(channel) == component
+
+
+def skipped(component: str, record: ConsumedRecord, error: BaseException) -> None:
+    """Say at DEBUG that a bad record was skipped by a consumer that does not own its topic."""
+    log.debug(
+        "bad record skipped: its topic's owner dead-letters it",
+        component=component,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        error=_one_line(str(error) or type(error).__name__, _MAX_HEADER_MESSAGE_CHARS),
+    )
+
 
 _MAX_KEY_CHARS = 10_000
 _MAX_HEADERS = 100
@@ -176,4 +239,13 @@ def _instance() -> str:
     return f"{host}-{os.getpid()}"[-_ID_MAX:]
 
 
-__all__ = ["DLQ_HEADERS", "ConsumedRecord", "dead_letter"]
+__all__ = [
+    "DLQ_HEADERS",
+    "DLQ_OWNERS",
+    "ConsumedRecord",
+    "channel_of",
+    "dead_letter",
+    "owns",
+    "skipped",
+    "tombstone",
+]

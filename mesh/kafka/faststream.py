@@ -8,7 +8,9 @@ that :func:`faststream_broker` builds from ``Settings``. The router speaks mesh 
 - decoding goes through the mesh ``Mapper`` once, as the subscriber's decoder. The decoder never
   raises: a record the mapper refuses (not JSON, nested too deep, not UTF-8, too large, an
   unknown type or version, no key) becomes :class:`Undecodable`, which the router dead-letters
-  once with its reason before the offset is committed, so the consumer moves on. (FastStream's
+  once with its reason before the offset is committed, so the consumer moves on — if its
+  component owns the topic (``mesh.kafka.dlq.DLQ_OWNERS``); other components skip it with a
+  DEBUG line, and a tombstone on a compacted topic is skipped as no record at all. (FastStream's
   default decoder would raise, e.g. ``RecursionError`` on deep JSON, before any handler ran,
   and its nack would redeliver the record forever.) The parser is made safe the same way: a
   header that is not UTF-8 no longer fails FastStream before the mapper can say so.
@@ -48,7 +50,7 @@ from mesh._aio import cancel_and_wait
 from mesh.errors import BrokerError, EventError, MeshError
 from mesh.events import HEADER_CORRELATION_ID, Encoded, Event, Mapper, Producer
 from mesh.kafka.connection import client_kwargs, kafka_errors, open_admin
-from mesh.kafka.dlq import dead_letter
+from mesh.kafka.dlq import channel_of, dead_letter, owns, skipped, tombstone
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import clear_event_context, get_logger
 from mesh.settings import Settings
@@ -180,8 +182,8 @@ class EventRouter(KafkaRouter):
         From the earliest offset on a group's first run. ``after`` (e.g. a flush of what the
         handler produced) is awaited after each record, or with ``batch`` after each batch of
         up to that many records, before the commit. Records the mapper refuses go to the
-        dead-letter topic, or to ``unreadable`` instead on a topic whose owner (another
-        component) dead-letters them.
+        dead-letter topic if this component owns their topic (else they are skipped), or to
+        ``unreadable`` instead, which then judges them itself.
         ``group_id`` None reads without a group (nothing is committed).
         """
         # Topics come from topics/ (mesh topics apply): FastStream must not create them.
@@ -290,11 +292,16 @@ class EventRouter(KafkaRouter):
         if where in flow.lettered:  # redelivered with its batch: dead-lettered already
             return
         if isinstance(outcome, Undecodable):
-            if flow.unreadable is None:
+            channel = channel_of(self.settings, record.topic)
+            if flow.unreadable is not None:
+                await flow.unreadable(record, outcome.error)
+            elif tombstone(channel, record):
+                pass  # a deletion on a compacted topic: nothing to handle, nothing bad
+            elif owns(self.component, channel):
                 await self.dead_letter(record, outcome.error)
                 flow.lettered.add(where)
             else:
-                await flow.unreadable(record, outcome.error)
+                skipped(self.component, record, outcome.error)
             return
         try:
             await flow.handle(outcome, record)

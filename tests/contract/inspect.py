@@ -310,3 +310,34 @@ class InspectContract(Contract):
             await stop_clients(member)
         if self.broker.time_lookup:
             assert await committed(settings, group, tp) == 5
+
+    async def test_redrive_sends_each_original_record_once(self, settings: Settings) -> None:
+        """Two dead letters of one original record (two consumers gave up on it) re-send it
+        once; a dead letter that arrives for an original already redriven re-sends nothing; the
+        redriven copies name their origin in ``mesh-redriven-origin``."""
+        await create_topics(settings)
+        results = settings.topic("tasks.results")
+        events = history(workflow_id())[1:3]
+        originals = await make_dead_letters(settings, "tasks.results", events)
+        twice = originals[0]
+        again = dead_letter(twice, ValueError("cannot process it either"), "other-component")
+        await produce(settings, settings.topic("dlq"), [tuple(again)])  # type: ignore[list-item]
+
+        first = ok_json(mesh(settings, "dlq", "redrive", "--json"))
+        assert (first["matched"], first["redriven"], first["already_redriven"]) == (3, 2, 1)
+        copies = await read_all(settings, results, at_least=4)
+        origins = [
+            value.decode()
+            for r in copies
+            for name, value in r.headers
+            if name == "mesh-redriven-origin"
+        ]
+        assert sorted(origins) == sorted(f"{results}/{r.partition}/{r.offset}" for r in originals)
+
+        late = dead_letter(originals[1], ValueError("a late consumer gave up too"), "late")
+        await produce(settings, settings.topic("dlq"), [tuple(late)])  # type: ignore[list-item]
+        second = ok_json(mesh(settings, "dlq", "redrive", "--json"))
+        assert (second["matched"], second["redriven"], second["already_redriven"]) == (4, 0, 4)
+        assert len(await read_all(settings, results, at_least=4)) == 4
+        listed = ok_json(mesh(settings, "dlq", "list", "--json"))["letters"]
+        assert [x["redriven"] for x in listed if x["dead_letter"]] == [True] * 4

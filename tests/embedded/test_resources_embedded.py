@@ -148,16 +148,18 @@ class TestResourcesOnEmbedded(OnEmbedded, ResourceAllocatorContract):
     async def test_undecodable_records_go_to_the_dead_letter_topic(
         self, settings: Settings
     ) -> None:
+        """On the topics whose dead letters the allocator owns (``DLQ_OWNERS``): the ledger and
+        the history (the Workflow Manager owns tasks.results', the Agent Manager tasks.ready's)."""
         await create_topics(settings)
         mapper = Mapper()
-        wanted = {settings.topic("tasks.results"), settings.topic("resources")}
+        wanted = {settings.topic("workflow.events"), settings.topic("resources")}
 
         def origins(records: list[Any]) -> set[str]:
             events = [mapper.decode(r.value, r.headers) for r in records]
             return {e.original_topic for e in events if isinstance(e, DeadLetter)}
 
         async with running(settings, pools=POOLS), publisher(settings) as pub:
-            await pub.raw("tasks.results", b"not json", key=b"wf-x")
+            await pub.raw("workflow.events", b"not json", key=b"wf-x")
             await pub.raw("resources", b'{"type": "nope"}', key=b"allocation:x")
             letters = await wait_for_records(
                 settings,

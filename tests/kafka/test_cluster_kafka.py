@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from mesh.settings import Settings
 from tests._fixtures.kafka import CLUSTER_TOPICS, partition_leader
 from tests.contract.task_path import check_diamond
 from tests.e2e import (
+    eventually,
     layered_plan,
     plan_file,
     run_log_counts,
@@ -45,18 +44,6 @@ async def _admin(settings: Settings) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     return admin
-
-
-async def _eventually(check: Callable[[], Any], *, within: float, what: str) -> Any:
-    """Await ``check()`` until it returns something true; fail naming ``what`` after ``within``."""
-    deadline = time.monotonic() + within
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 def test_mesh_topics_on_the_cluster_have_three_replicas_and_two_in_sync(
@@ -159,7 +146,7 @@ async def test_a_killed_leader_hands_over_loses_nothing_and_rejoins(
             await stop_clients(admin)
         return victim.node_id in described["partitions"][0]["isr"]
 
-    await _eventually(back_in_sync, within=WAIT, what=f"node {victim.node_id} back in the ISR")
+    await eventually(back_in_sync, within=WAIT, what=f"node {victim.node_id} back in the ISR")
 
 
 async def test_diamond_completes_on_the_cluster(cluster_settings: Settings) -> None:

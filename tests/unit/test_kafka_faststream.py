@@ -48,10 +48,15 @@ def request(request_id: str) -> TaskRequest:
 class App:
     """A router with one subscription on ``requests``, its handler's calls and the dead letters."""
 
-    def __init__(self, group_id: str | None = "unit-group", **options: Any) -> None:
+    def __init__(
+        self,
+        group_id: str | None = "unit-group",
+        component: str = "task-planner",  # the owner of requests' dead letters
+        **options: Any,
+    ) -> None:
         self.handled: list[tuple[Event, ConsumedRecord]] = []
         self.failure: Exception | None = None
-        self.router = EventRouter(SETTINGS, component="unit", me=ME)
+        self.router = EventRouter(SETTINGS, component=component, me=ME)
         self.router.events("requests", group_id=group_id, **options)(self.handle)
         self.broker = faststream_broker(SETTINGS)
         self.broker.include_router(self.router)
@@ -116,7 +121,7 @@ async def test_a_record_the_mapper_refuses_is_dead_lettered_once_and_the_next_is
     await app.send(request("r-3"))
     (letter,) = app.dead_letters()
     assert reason in letter.error_message
-    assert letter.component == "unit"
+    assert letter.component == "task-planner"
     assert letter.original_topic == "unit.requests"
     assert [event.correlation_id for event, _ in app.handled] == ["r-3"]
 
@@ -173,6 +178,21 @@ async def test_a_topic_owned_elsewhere_hands_refused_records_to_its_hook() -> No
     assert [name for _, name in skipped] == ["InvalidEvent"]
     assert running.letters == []
     assert running.handled == []
+
+
+async def test_a_component_that_does_not_own_the_topic_skips_a_refused_record() -> None:
+    """Only the topic's owner dead-letters (one dead letter per bad record); another reader
+    says so at DEBUG and goes on to the next record."""
+    running = App(component="resource-allocator")
+    async with TestKafkaBroker(running.broker):
+        with capture_logs() as logs:
+            await running.publish(b"caf\xe9")
+            await running.send(request("r-8"))
+    assert running.letters == []
+    assert [e.correlation_id for e, _ in running.handled] == ["r-8"]
+    (skip,) = [e for e in logs if e["event"].startswith("bad record skipped")]
+    assert skip["log_level"] == "debug"
+    assert (skip["component"], skip["topic"]) == ("resource-allocator", "unit.requests")
 
 
 async def test_a_batch_is_handled_record_by_record_then_after_once() -> None:

@@ -190,7 +190,7 @@ class Assignment:
         """A new ``tasks.ready`` record: wait for placement, skip it, or dead-letter it."""
         self.next_offset = record.offset + 1
         try:
-            event = self.assigner.mapper.decode(record.value, record.headers)
+            event = self.assigner.mapper.decode_record(record)
             if not isinstance(event, TaskReady):
                 raise EventError(f"{event.type} does not belong on tasks.ready")
         except EventError as exc:

@@ -12,7 +12,9 @@ the previous owner are known and their ``TaskReady`` records are skipped, not as
 
 A registry guard (a consumer group on ``agents``) sends refused registrations to the DLQ:
 exactly one replica handles each record, and every replica agrees on the verdict (see
-:class:`~mesh.agentmanager.Registry`). The API (``get_agent_health``, ``match_capabilities``)
+:class:`~mesh.agentmanager.Registry`). A second guard group does the same for the other topics
+the Agent Manager owns the dead letters of (``GUARDED``), which the agents and every replica's
+view read without a group and so only skip. The API (``get_agent_health``, ``match_capabilities``)
 is answered from the view on ``calls``; the lifecycle of local agent processes
 (:class:`AgentLifecycle`) runs beside it in ``mesh run agents``.
 """
@@ -40,16 +42,21 @@ from mesh.agentmanager.runtime._assign import COMPONENT, Assigner, Owned
 from mesh.agentmanager.runtime._lifecycle import AgentLifecycle
 from mesh.agentmanager.runtime._templates import load_templates
 from mesh.agentmanager.runtime._view import View
-from mesh.errors import MeshError, RegistrationRefused
-from mesh.events import CapabilityRequirement, Event, Mapper, Producer, Resources
+from mesh.agents import assignment_problem
+from mesh.errors import InvalidEvent, MeshError, RegistrationRefused
+from mesh.events import CHANNELS, CapabilityRequirement, Event, Mapper, Producer, Resources
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
+from mesh.kafka.dlq import channel_of
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.supervisor import RestartPolicy
+
+GUARDED = ("tasks.assigned", "agents.heartbeats", "breakers")
+"""Topics whose bad records the Agent Manager's guard group dead-letters (``DLQ_OWNERS``)."""
 
 _GUARD_POLL_MS = 500
 _POLL_SECONDS = 0.2  # how soon a change of the view (a new agent) reaches waiting attempts
@@ -142,6 +149,13 @@ class AgentManager:
                 title="agents (registry guard)",
                 description="Registrations the Agent Manager refuses go to the DLQ, once",
             )(self._registration)
+            router.events(
+                *GUARDED,
+                group_id=self.settings.group("agent-manager-guard"),
+                isolation_level="read_committed",
+                title="+".join(GUARDED) + " (dead-letter guard)",
+                description="Bad records on these topics go to the DLQ, once",
+            )(self._guarded)
         self._router = router
         return router
 
@@ -290,6 +304,20 @@ class AgentManager:
     async def _unreadable_registration(self, record: ConsumedRecord, _error: Exception) -> None:
         """A tombstone (a terminated agent) or an unreadable record: the view judged it too."""
         await self._judge(record)
+
+    async def _guarded(self, event: Event, record: ConsumedRecord) -> None:
+        """A readable record on a guarded topic: dead-letter it if it does not belong there
+        (the router dead-letters what cannot be read at all)."""
+        channel = channel_of(self.settings, record.topic)
+        if channel == "tasks.assigned":
+            problem = assignment_problem(record.key, event)
+        elif event.type in CHANNELS[channel].types:
+            problem = None
+        else:
+            problem = f"{event.type} does not belong on {channel}"
+        if problem is not None:
+            assert self._router is not None
+            await self._router.dead_letter(record, InvalidEvent(problem))
 
     async def _judge(self, record: ConsumedRecord) -> None:
         """Once the view has folded ``record``, dead-letter it if it was refused: the group

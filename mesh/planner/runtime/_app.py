@@ -51,6 +51,7 @@ from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.calls import to_json as _as_json
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
+from mesh.kafka.dlq import skipped
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.kafka.reader import end_offsets
 from mesh.log import bind_event_context, get_logger
@@ -231,9 +232,9 @@ class PlannerService:
         await self._passed(record)
 
     async def on_unreadable_history(self, record: ConsumedRecord, error: Exception) -> None:
-        """Skip a history record the mapper refuses: the Workflow Manager owns that topic and
-        dead-letters it."""
-        log.warning("unreadable history record skipped", offset=record.offset, error=str(error))
+        """Skip a history record the mapper refuses (its owner dead-letters it), but count it
+        as passed, so catching up does not wait for it."""
+        skipped(COMPONENT, record, error)
         await self._passed(record)
 
     async def _passed(self, record: ConsumedRecord) -> None:

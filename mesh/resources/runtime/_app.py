@@ -61,6 +61,7 @@ from mesh.kafka import ConsumedRecord
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
+from mesh.kafka.dlq import channel_of, owns, skipped
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.log import bind_event_context, get_logger
 from mesh.resources._api import COMPONENT, Allocator, ResourceRequest, default_producer
@@ -363,12 +364,12 @@ class ResourceService:
             event = fold_record(self.allocator, self.settings, self.mapper, record)
         except EventError as exc:
             # The ledger is ours to dead-letter (once: not again after a restart); a bad record
-            # on the agent topics is their owners' to dead-letter, so it is only skipped here.
-            ours = record.topic == self.settings.topic("resources")
+            # on the agent topics is their owner's to dead-letter, so it is only skipped here.
+            ours = owns(COMPONENT, channel_of(self.settings, record.topic))
             if ours and self._reader is not None and not self._reader.seen_before(record):
                 self.outbox.dead_letter(record, exc)
             else:
-                log.warning("unreadable record skipped", topic=record.topic, error=str(exc))
+                skipped(COMPONENT, record, exc)
             return
         if isinstance(event, ResourceRequested):
             self._new_requests = True

@@ -115,7 +115,7 @@ class Work:
         """Decide on one input record, or dead-letter it."""
         self.counts.inputs += 1
         try:
-            event = self._mapper.decode(record.value, record.headers)
+            event = self._mapper.decode_record(record)  # a keyless record is refused first
             self._check_placement(record, event)
         except Exception as exc:  # undecodable, invalid or misplaced: nothing to decide on
             self._dead(record, exc)
