@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
+import json
 import os
 import sys
 import time
@@ -34,12 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from bench._common import ROOT, broker, console, percentiles, progress, report
 from mesh.broker import FETCH_MAX_WAIT_MS
-from mesh.client import PlanRequest, submit_plan
-from mesh.events import ExecutionPlan, Mapper, TaskSpec
+from mesh.client import Client, new_workflow_id
+from mesh.events import ExecutionPlan, Mapper, PlanCreated, Producer, TaskSpec, meta
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, consumer_kwargs, producer_kwargs
 from mesh.settings import Settings
@@ -75,6 +77,27 @@ def _plan(tasks: int) -> ExecutionPlan:
     )
 
 
+_BENCH = Producer(component="bench", instance=f"bench-{os.getpid()}")
+
+
+async def _start(client: Client, tasks: int) -> str:
+    """Publish a plan of ``tasks`` no-op tasks as a client does, on the bench's one connection
+    (``Client.start_workflow`` also opens a history cursor per workflow, which is the
+    caller's cost, not the task path's)."""
+    workflow_id = new_workflow_id()
+    request_id = f"req-{workflow_id}"
+    await client.publish(
+        PlanCreated(
+            **meta(_BENCH, correlation_id=request_id),
+            workflow_id=workflow_id,
+            request_id=request_id,
+            plan=_plan(tasks),
+        ),
+        "plans",
+    )
+    return workflow_id
+
+
 @dataclass
 class Mesh:
     settings: Settings
@@ -86,30 +109,57 @@ class Mesh:
 
 
 @contextlib.asynccontextmanager
-async def running_mesh(base: Settings, agents: int, gate: bool) -> AsyncIterator[Mesh]:
-    """A fresh prefix, its topics, and the mesh's processes on it."""
+async def running_mesh(
+    base: Settings,
+    agents: int,
+    gate: bool,
+    log_dir: Path | None = None,
+    profile_dir: Path | None = None,
+) -> AsyncIterator[Mesh]:
+    """A fresh prefix, its topics, and the mesh's processes on it (their log lines in
+    ``log_dir``/<prefix><process>.log, and each one's cProfile in
+    ``profile_dir``/<prefix><process>.prof, when given)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = base.model_copy(update={"topic_prefix": prefix, "resource_gate": gate})
     await apply_topics(settings, load_topics(ROOT / "topics", prefix=prefix).topics)
-    supervisor = Supervisor(is_ready=_is_ready)
+    files: dict[str, Any] = {}
+
+    def keep(child: Child, entry: dict[str, Any] | str) -> None:
+        assert log_dir is not None
+        if child.name not in files:
+            files[child.name] = (log_dir / f"{prefix}{child.name}.log").open("a")
+        line = entry if isinstance(entry, str) else json.dumps(entry)
+        files[child.name].write(line + "\n")
+
+    supervisor = Supervisor(is_ready=_is_ready, on_log=keep if log_dir is not None else None)
     mesh = Mesh(settings, supervisor)
     env = settings.to_env()
+
+    def mesh_argv(name: str) -> list[str]:
+        if profile_dir is None:
+            return MESH
+        out = profile_dir / f"{prefix}{name}.prof"
+        return [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "mesh"]
+
     try:
         if gate:
             mesh.children["resources"] = await supervisor.spawn(
-                "resources", [*MESH, "run", "resources"], env=env
+                "resources", [*mesh_argv("resources"), "run", "resources"], env=env
             )
         mesh.children["workflows"] = await supervisor.spawn(
-            "workflows", [*MESH, "run", "workflows"], env=env
+            "workflows", [*mesh_argv("workflows"), "run", "workflows"], env=env
         )
         mesh.children["agent-manager"] = await supervisor.spawn(
-            "agent-manager", [*MESH, "run", "agents", "--no-lifecycle"], env=env
+            "agent-manager",
+            [*mesh_argv("agent-manager"), "run", "agents", "--no-lifecycle"],
+            env=env,
         )
         for i in range(agents):
             mesh.children[f"agent-{i}"] = await supervisor.spawn(
                 f"agent-{i}",
                 [
-                    *(*MESH, "agent", "run", "--kind", "python", "--module", "mesh.agents.demo"),
+                    *mesh_argv(f"agent-{i}"),
+                    *("agent", "run", "--kind", "python", "--module", "mesh.agents.demo"),
                     *("--id", f"{prefix}noop-{i}", "--max-concurrency", "64"),
                 ],
                 env=env,
@@ -120,22 +170,39 @@ async def running_mesh(base: Settings, agents: int, gate: bool) -> AsyncIterator
         yield mesh
     finally:
         await supervisor.stop_all()
+        for file in files.values():
+            file.close()
+
+
+_STAGES = {
+    # (channel, mesh-type) -> the stage a task reaches when that record is written
+    ("workflow.events", "task.scheduled"): "scheduled",
+    ("tasks.ready", "task.ready"): "ready",
+    ("tasks.assigned", "task.assigned"): "assigned",
+    ("tasks.results", "task.started"): "started",
+    ("tasks.results", "task.completed"): "completed",
+    ("workflow.events", "task.completed"): "folded",
+}
+STAGES = ("scheduled", "ready", "assigned", "started", "completed", "folded")
 
 
 class History:
-    """Follows ``workflow.events`` and times each task: scheduled → completion folded."""
+    """Follows the task path's topics and times each task at every hop (broker timestamps of
+    the records each hop wrote): scheduled → ready → assigned → started → completed → folded."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
-        self.scheduled: dict[tuple[str, str], int] = {}
-        self.folded: dict[tuple[str, str], int] = {}
+        self.at: dict[str, dict[tuple[str, str], int]] = {stage: {} for stage in STAGES}
+        self.scheduled = self.at["scheduled"]
+        self.folded = self.at["folded"]
         self.ended: set[str] = set()
         self.changed = asyncio.Event()
+        self.joined = asyncio.Event()
+        self._channels = {settings.topic(c): c for c in {c for c, _ in _STAGES}}
 
     async def follow(self) -> None:
         consumer = AIOKafkaConsumer(
-            self.settings.topic("workflow.events"),
             **client_kwargs(self.settings),
             auto_offset_reset="latest",
             isolation_level="read_committed",
@@ -143,33 +210,80 @@ class History:
         )
         await consumer.start()
         try:
+            tps = [
+                TopicPartition(topic, p)
+                for topic in self._channels
+                for p in consumer.partitions_for_topic(topic) or ()
+            ]
+            consumer.assign(tps)
+            for tp in tps:  # take the "latest" position before anything is sent
+                await consumer.position(tp)
+            self.joined.set()
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5_000)
-                for records in batch.values():
+                for tp, records in batch.items():
+                    channel = self._channels[tp.topic]
                     for record in records:
-                        self._fold(record)
+                        self._fold(channel, record)
                 self.changed.set()
         finally:
             await stop_clients(consumer)
 
-    def _fold(self, record: Any) -> None:
+    def _fold(self, channel: str, record: Any) -> None:
         kind = dict(record.headers).get("mesh-type", b"").decode()
-        if kind not in ("task.scheduled", "task.completed", "workflow.completed"):
+        stage = _STAGES.get((channel, kind))
+        if stage is None and kind != "workflow.completed":
             return
         event = self.mapper.decode(record.value, record.headers)
         wid = event.workflow_id  # type: ignore[attr-defined]
-        if kind == "workflow.completed":
+        if stage is None:
             self.ended.add(wid)
-        elif kind == "task.scheduled":
-            self.scheduled.setdefault((wid, event.task_id), record.timestamp)  # type: ignore[attr-defined]
         else:
-            self.folded[(wid, event.task_id)] = record.timestamp  # type: ignore[attr-defined]
+            # The first attempt's records: a task here runs once.
+            self.at[stage].setdefault((wid, event.task_id), record.timestamp)  # type: ignore[attr-defined]
 
     def latencies(self) -> list[float]:
         return [
             (at - self.scheduled[key]) / 1000
             for key, at in self.folded.items()
             if key in self.scheduled
+        ]
+
+    def hops(self) -> dict[str, dict[str, float]]:
+        """p50/p99 of each hop (previous stage → this one) over the tasks seen at both."""
+        out = {}
+        for before, after in itertools.pairwise(STAGES):
+            gaps = [
+                (at - self.at[before][key]) / 1000
+                for key, at in self.at[after].items()
+                if key in self.at[before]
+            ]
+            out[f"{before}→{after}"] = percentiles(gaps)
+        return out
+
+    def trace(self) -> list[dict[str, Any]]:
+        """Every task's stages (broker timestamps, ms), for ``--trace``."""
+        return [
+            {"task": list(key), **{s: self.at[s].get(key) for s in STAGES}}
+            for key in self.scheduled
+        ]
+
+    def slowest(self, count: int) -> list[tuple[tuple[str, str], list[int | None]]]:
+        """The ``count`` slowest tasks: each stage's time in ms after scheduled (None: unseen)."""
+        ranked = sorted(
+            (key for key in self.folded if key in self.scheduled),
+            key=lambda k: self.folded[k] - self.scheduled[k],
+            reverse=True,
+        )[:count]
+        return [
+            (
+                key,
+                [
+                    self.at[s][key] - self.scheduled[key] if key in self.at[s] else None
+                    for s in STAGES
+                ],
+            )
+            for key in ranked
         ]
 
     async def until(self, done: Callable[[], bool], what: str, total: int, within: float) -> None:
@@ -188,23 +302,25 @@ class History:
 async def history(settings: Settings) -> AsyncIterator[History]:
     seen = History(settings)
     task = asyncio.create_task(seen.follow())
-    await asyncio.sleep(1.0)  # let the consumer take its "latest" position before anything is sent
+    joined = asyncio.create_task(seen.joined.wait())
     try:
+        async with asyncio.timeout(60):
+            await asyncio.wait([task, joined], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # it failed to start: say why
         yield seen
     finally:
         task.cancel()
+        joined.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
 
 async def mesh_burst(mesh: Mesh, workflows: int, tasks: int) -> dict[str, Any]:
-    async with history(mesh.settings) as seen:
+    async with history(mesh.settings) as seen, Client(mesh.settings) as client:
         cpu_before = mesh.cpu()
         began = time.perf_counter()
-        ids = []
-        for _ in range(workflows):
-            submitted = await submit_plan(mesh.settings, PlanRequest(_plan(tasks), None, None, ""))
-            ids.append(submitted.workflow_id)
+        ids = [await _start(client, tasks) for _ in range(workflows)]
         await seen.until(lambda: set(ids) <= seen.ended, "burst", workflows * tasks, within=900)
         seconds = time.perf_counter() - began
         cpu_after = mesh.cpu()
@@ -215,30 +331,63 @@ async def mesh_burst(mesh: Mesh, workflows: int, tasks: int) -> dict[str, Any]:
         "seconds": seconds,
         "cpu_ms_per_task": cpu_ms,
         **percentiles(seen.latencies()),
+        "hops": seen.hops(),
+        "slowest": seen.slowest(5),
+        "trace": seen.trace(),
     }
 
 
 async def mesh_paced(mesh: Mesh, rate: float, seconds: float) -> dict[str, Any]:
     count = int(rate * seconds)
-    async with history(mesh.settings) as seen:
-        ids = []
+    async with history(mesh.settings) as seen, Client(mesh.settings) as client:
         began = time.perf_counter()
+        sends = []
         with progress() as bar:
             job = bar.add_task(f"paced {rate:g}/s", total=count)
             for i in range(count):
                 await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
-                submitted = await submit_plan(mesh.settings, PlanRequest(_plan(1), None, None, ""))
-                ids.append(submitted.workflow_id)
+                # Not awaited one by one: a send waiting for its acknowledgement would hold
+                # back the next plan, and the rate would be the client's, not ``rate``.
+                sends.append(asyncio.create_task(_start(client, 1)))
                 bar.update(job, advance=1)
+            ids = await asyncio.gather(*sends)
+        sent_in = time.perf_counter() - began
         await seen.until(lambda: set(ids) <= seen.ended, "paced", count, within=300)
-    return percentiles(seen.latencies())
+    return {
+        **percentiles(seen.latencies()),
+        "rate": count / sent_in,
+        "hops": seen.hops(),
+        "slowest": seen.slowest(5),
+        "trace": seen.trace(),
+    }
 
 
 # -- the raw pipeline ------------------------------------------------------------------------
 
 
+class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Sets ``ready`` once the group gave this consumer its partitions."""
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            self.ready.set()
+
+
 class Raw:
-    """plans → ready (fan out) → assigned → results → folded, with plain aiokafka clients."""
+    """plans → ready (fan out) → assigned → results → folded, with plain aiokafka clients.
+
+    Written as a careful raw pipeline would be: each hop has its own producer (as each of the
+    mesh's hops is another process), sends a fetched batch without waiting per record, and
+    commits the batch's offsets once its sends are acknowledged (at-least-once, what the mesh
+    gives on the embedded broker). The clock starts only when every hop's consumer holds its
+    partitions and positions: joining a group is start-up, not per-task cost.
+    """
 
     HOPS = ("plans", "ready", "assigned", "results")
 
@@ -249,6 +398,7 @@ class Raw:
         self.sent_ready: dict[bytes, int] = {}
         self.latencies: list[float] = []
         self.changed = asyncio.Event()
+        self.joined: list[asyncio.Event] = []
 
     def topic(self, hop: str) -> str:
         return f"{self.prefix}{hop}"
@@ -259,40 +409,59 @@ class Raw:
         for hop in self.HOPS:
             await create_topic(self.settings, self.topic(hop))
 
-    def consumer(self, hop: str) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            self.topic(hop),
+    async def consumer(self, hop: str) -> AIOKafkaConsumer:
+        """A started consumer of ``hop`` in its own group; ready once it holds its positions."""
+        consumer = AIOKafkaConsumer(
             **consumer_kwargs(self.settings),
             group_id=f"{self.prefix}{hop}",
             auto_offset_reset="earliest",
-            enable_auto_commit=True,
+            enable_auto_commit=False,
         )
-
-    async def relay(
-        self, hop: str, out: str, producer: AIOKafkaProducer, fan: Callable[[Any], list[bytes]]
-    ) -> None:
-        consumer = self.consumer(hop)
+        assigned = _Assigned()
+        consumer.subscribe([self.topic(hop)], listener=assigned)
         await consumer.start()
+        joined = asyncio.Event()
+        self.joined.append(joined)
+
+        async def join() -> None:
+            # The group assigns on the first fetches; resolve every position before saying so.
+            while not assigned.ready.is_set():
+                batch = await consumer.getmany(timeout_ms=50)
+                assert not batch, "nothing is sent before every hop has joined"
+            for tp in consumer.assignment():
+                await consumer.position(tp)
+            joined.set()
+
+        await join()
+        return consumer
+
+    async def relay(self, hop: str, out: str, fan: Callable[[Any], list[bytes]]) -> None:
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings))
+        await producer.start()
+        consumer = await self.consumer(hop)
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=1_000)
-                futures = []
-                for records in batch.values():
-                    for record in records:
-                        for key in fan(record):
-                            futures.append(
-                                await producer.send(self.topic(out), record.value, key=key)
-                            )
+                if not batch:
+                    continue
+                futures = [
+                    await producer.send(self.topic(out), record.value, key=key)
+                    for records in batch.values()
+                    for record in records
+                    for key in fan(record)
+                ]
                 await asyncio.gather(*futures)
+                await consumer.commit()
         finally:
-            await stop_clients(consumer)
+            await stop_clients(consumer, producer)
 
     async def fold(self) -> None:
-        consumer = self.consumer("results")
-        await consumer.start()
+        consumer = await self.consumer("results")
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=1_000)
+                if not batch:
+                    continue
                 for records in batch.values():
                     for record in records:
                         assert record.key is not None
@@ -300,6 +469,7 @@ class Raw:
                         sent = self.sent_ready.pop(record.key, None)
                         if sent is not None:
                             self.latencies.append((record.timestamp - sent) / 1000)
+                await consumer.commit()
                 self.changed.set()
         finally:
             await stop_clients(consumer)
@@ -317,13 +487,18 @@ class Raw:
             return keys
 
         jobs = [
-            asyncio.create_task(self.relay("plans", "ready", producer, spread)),
-            asyncio.create_task(self.relay("ready", "assigned", producer, lambda r: [r.key])),
-            asyncio.create_task(self.relay("assigned", "results", producer, lambda r: [r.key])),
+            asyncio.create_task(self.relay("plans", "ready", spread)),
+            asyncio.create_task(self.relay("ready", "assigned", lambda r: [r.key])),
+            asyncio.create_task(self.relay("assigned", "results", lambda r: [r.key])),
             asyncio.create_task(self.fold()),
         ]
         try:
-            await asyncio.sleep(2.0)  # groups joined
+            async with asyncio.timeout(60):
+                while len(self.joined) < len(jobs) or not all(j.is_set() for j in self.joined):
+                    done = [job for job in jobs if job.done()]
+                    if done:
+                        done[0].result()  # a hop that failed to start says why
+                    await asyncio.sleep(0.05)
             yield producer
         finally:
             for job in jobs:
@@ -340,7 +515,7 @@ class Raw:
                         await self.changed.wait()
 
 
-async def raw_burst(settings: Settings, workflows: int, tasks: int) -> dict[str, float]:
+async def raw_burst(settings: Settings, workflows: int, tasks: int) -> dict[str, Any]:
     raw = Raw(settings)
     await raw.create()
     async with raw.running(fan_out=tasks) as producer:
@@ -352,7 +527,7 @@ async def raw_burst(settings: Settings, workflows: int, tasks: int) -> dict[str,
     return {"tasks_per_s": workflows * tasks / seconds, **percentiles(raw.latencies)}
 
 
-async def raw_paced(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
+async def raw_paced(settings: Settings, rate: float, seconds: float) -> dict[str, Any]:
     raw = Raw(settings)
     await raw.create()
     count = int(rate * seconds)
@@ -368,63 +543,116 @@ async def raw_paced(settings: Settings, rate: float, seconds: float) -> dict[str
 # -- the run ---------------------------------------------------------------------------------
 
 
+def _ms(at: int | None) -> str:
+    return "—" if at is None else f"{at} ms"
+
+
 async def main_async(args: argparse.Namespace) -> None:
     rows: list[list[Any]] = []
+    hops: list[list[Any]] = []
+    slow: list[list[Any]] = []
+    burst, paced = args.only in (None, "burst"), args.only in (None, "paced")
     with broker(args.broker) as servers:
         # The same client settings for the raw pipeline and the mesh: the embedded broker's
         # short fetch wait (see mesh.broker.FETCH_MAX_WAIT_MS) for both, or Kafka's defaults.
         wait = FETCH_MAX_WAIT_MS if args.broker == "embedded" else 500
         settings = Settings(bootstrap_servers=servers, fetch_max_wait_ms=wait)
-        console.print("raw aiokafka pipeline, burst …")
-        rb = await raw_burst(settings, args.workflows, args.tasks)
-        console.print("raw aiokafka pipeline, paced …")
-        rp = await raw_paced(settings, args.rate, args.seconds)
-        rows.append(["raw burst", f"{rb['tasks_per_s']:,.0f} tasks/s", "", "", "1.00"])
-        rows.append(
-            ["raw paced", "", f"{rp['p50'] * 1000:.1f} ms", f"{rp['p99'] * 1000:.1f} ms", "1.00"]
-        )
-        gates = (False, True) if args.gate else (False,)
-        for gate in gates:
+        if burst:
+            console.print("raw aiokafka pipeline, burst …")
+            rb = await raw_burst(settings, args.workflows, args.tasks)
+            rows.append(["raw burst", f"{rb['tasks_per_s']:,.0f} tasks/s", "", "", "1.00"])
+        if paced:
+            console.print("raw aiokafka pipeline, paced …")
+            rp = await raw_paced(settings, args.rate, args.seconds)
+            rows.append(
+                [
+                    "raw paced",
+                    "",
+                    f"{rp['p50'] * 1000:.1f} ms",
+                    f"{rp['p99'] * 1000:.1f} ms",
+                    "1.00",
+                ]
+            )
+        for gate in (False, True) if args.gate else (False,):
             label = "gate on" if gate else "gate off"
-            console.print(f"mesh, {label}, burst …")
-            async with running_mesh(settings, args.agents, gate) as mesh:
-                fig = await mesh_burst(mesh, args.workflows, args.tasks)
-            console.print(f"mesh, {label}, paced …")
-            async with running_mesh(settings, args.agents, gate) as mesh:
-                paced = await mesh_paced(mesh, args.rate, args.seconds)
-            cpu = fig["cpu_ms_per_task"]
-            rows.append(
-                [
-                    f"mesh burst {args.workflows}×{args.tasks}, {args.agents} agents, {label}",
-                    f"{fig['tasks_per_s']:,.0f} tasks/s",
-                    f"{fig['p50'] * 1000:.0f} ms",
-                    f"{fig['p99'] * 1000:.0f} ms",
-                    f"{fig['tasks_per_s'] / rb['tasks_per_s']:.3f} of raw",
-                ]
-            )
-            rows.append(
-                [
-                    f"mesh paced {args.rate:g}/s, {label}",
-                    "",
-                    f"{paced['p50'] * 1000:.0f} ms",
-                    f"{paced['p99'] * 1000:.0f} ms",
-                    f"p50 {paced['p50'] / rp['p50']:.1f}× raw, "
-                    f"p99 {paced['p99'] / rp['p99']:.1f}× raw",
-                ]
-            )
-            rows.append(
-                [
-                    f"CPU ms per task, {label}",
-                    f"{sum(cpu.values()):.3f} ms summed",
-                    "",
-                    "",
-                    ", ".join(f"{n} {v:.3f}" for n, v in sorted(cpu.items())),
-                ]
-            )
+            runs: list[tuple[str, dict[str, Any]]] = []
+            if burst:
+                console.print(f"mesh, {label}, burst …")
+                async with running_mesh(
+                    settings, args.agents, gate, args.log_dir, args.profile_dir
+                ) as mesh:
+                    fig = await mesh_burst(mesh, args.workflows, args.tasks)
+                runs.append(("burst", fig))
+                cpu = fig["cpu_ms_per_task"]
+                rows.append(
+                    [
+                        f"mesh burst {args.workflows}×{args.tasks}, {args.agents} agents, {label}",
+                        f"{fig['tasks_per_s']:,.0f} tasks/s",
+                        f"{fig['p50'] * 1000:.0f} ms",
+                        f"{fig['p99'] * 1000:.0f} ms",
+                        f"{fig['tasks_per_s'] / rb['tasks_per_s']:.3f} of raw",
+                    ]
+                )
+                rows.append(
+                    [
+                        f"CPU ms per task, {label}",
+                        f"{sum(cpu.values()):.3f} ms summed",
+                        "",
+                        "",
+                        ", ".join(f"{n} {v:.3f}" for n, v in sorted(cpu.items())),
+                    ]
+                )
+            if paced:
+                console.print(f"mesh, {label}, paced …")
+                async with running_mesh(
+                    settings, args.agents, gate, args.log_dir, args.profile_dir
+                ) as mesh:
+                    fig = await mesh_paced(mesh, args.rate, args.seconds)
+                runs.append(("paced", fig))
+                rows.append(
+                    [
+                        f"mesh paced {args.rate:g}/s, {label}",
+                        f"sent at {fig['rate']:,.0f}/s",
+                        f"{fig['p50'] * 1000:.0f} ms",
+                        f"{fig['p99'] * 1000:.0f} ms",
+                        f"p50 {fig['p50'] / rp['p50']:.1f}× raw, "
+                        f"p99 {fig['p99'] / rp['p99']:.1f}× raw",
+                    ]
+                )
+            for what, fig in runs:
+                if args.trace is not None:
+                    with args.trace.open("a") as out:
+                        for task in fig["trace"]:
+                            out.write(json.dumps({"run": f"{what}, {label}", **task}) + "\n")
+                hops.extend(
+                    [
+                        f"{what}, {label}",
+                        hop,
+                        f"{v['p50'] * 1000:.0f} ms",
+                        f"{v['p99'] * 1000:.0f} ms",
+                    ]
+                    for hop, v in fig["hops"].items()
+                )
+                slow.extend(
+                    [f"{what}, {label}", f"{wid}/{tid}", *(_ms(at) for at in ats)]
+                    for (wid, tid), ats in fig["slowest"]
+                )
     report(
         f"task path on the {args.broker} broker",
         ["what", "throughput", "p50", "p99", "against raw"],
         rows,
+        as_json=args.json,
+    )
+    report(
+        "each hop of the mesh (broker timestamps of the records each hop wrote)",
+        ["run", "hop", "p50", "p99"],
+        hops,
+        as_json=args.json,
+    )
+    report(
+        "the slowest tasks: each stage's time after scheduled",
+        ["run", "task", *STAGES],
+        slow,
         as_json=args.json,
     )
 
@@ -439,6 +667,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--gate", action="store_true", help="Also run with the resource gate on.")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--log-dir", type=Path, help="Keep the mesh processes' log lines here, one file each."
+    )
+    parser.add_argument(
+        "--profile-dir", type=Path, help="Run each mesh process under cProfile; profiles here."
+    )
+    parser.add_argument(
+        "--trace", type=Path, help="Append every task's stage timestamps here (JSON lines)."
+    )
+    parser.add_argument(
+        "--only", choices=("burst", "paced"), help="Measure only this (raw and mesh)."
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

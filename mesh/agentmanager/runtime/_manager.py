@@ -173,13 +173,21 @@ class AgentManager:
         try:
             await self.view.catch_up()
             await start_broker(broker, self.settings)
-            log.info(
-                "agent manager ready",
-                group_id=self.group_id,
-                agents=len(self.registry.agent_ids),
-                resource_gate=self.resource_gate,
-            )
             loop = asyncio.create_task(self.loop.run(stop))
+            # Ready once the loop holds its partitions: before that nothing is assigned (joining
+            # the group takes seconds on a fresh broker), and tasks sent meanwhile would wait.
+            ready = asyncio.create_task(self.loop.ready.wait())
+            try:
+                await asyncio.wait({loop, follower, ready}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+            if ready.done() and not ready.cancelled():
+                log.info(
+                    "agent manager ready",
+                    group_id=self.group_id,
+                    agents=len(self.registry.agent_ids),
+                    resource_gate=self.resource_gate,
+                )
             done, _ = await asyncio.wait({loop, follower}, return_when=asyncio.FIRST_COMPLETED)
             if follower in done:
                 follower.result()  # the view died: raise its error
