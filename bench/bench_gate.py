@@ -6,11 +6,12 @@ The mesh runs as real processes on a fresh broker (``bench.bench_task_path.runni
 Workflow Manager, the Agent Manager, no-op agents and, with the gate on, the Resource
 Allocator). One-task workflows are submitted at ``--rate`` per second for ``--seconds``, first
 with the resource gate off, then on; each task's scheduled → assigned is taken from the broker
-timestamps of its ``task.scheduled`` and ``task.assigned`` history records. With the gate off
-that hop is the Agent Manager alone; with it on, the ready task also goes through the allocator
-(``tasks.ready`` → ``ResourceRequested``/``ResourceAllocated`` on ``resources`` → the Agent
-Manager), so the difference between the two rows is what the gate costs. One workflow before
-the timed ones warms the mesh up (the first assignment waits for the agent to be seen live).
+timestamps of its ``task.scheduled`` history record and its ``tasks.assigned`` record. With the
+gate off that hop is the Agent Manager alone; with it on, the ready task also goes through the
+allocator (``tasks.ready`` → ``ResourceRequested``/``ResourceAllocated`` on ``resources`` →
+the Agent Manager), so the difference between the two rows is what the gate costs. One workflow
+before the timed ones warms the mesh up (the first assignment waits for the agent to be seen
+live).
 """
 
 from __future__ import annotations
@@ -28,34 +29,19 @@ from mesh.broker import FETCH_MAX_WAIT_MS
 from mesh.client import PlanRequest, submit_plan
 from mesh.settings import Settings
 
-_KINDS = ("task.scheduled", "task.assigned")
-
 
 class Hops(History):
-    """``bench_task_path``'s follower of ``workflow.events``, timing scheduled → first assigned."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.assigned: dict[tuple[str, str], int] = {}
-
-    def _fold(self, record: Any) -> None:
-        kind = dict(record.headers).get("mesh-type", b"").decode()
-        if kind not in _KINDS:
-            return
-        event = self.mapper.decode(record.value, record.headers)
-        key = (event.workflow_id, event.task_id)  # type: ignore[attr-defined]
-        at = self.scheduled if kind == "task.scheduled" else self.assigned
-        at.setdefault(key, record.timestamp)
+    """``bench_task_path``'s follower of the task path, timing scheduled → first assigned."""
 
     def latencies(self) -> list[float]:
+        assigned = self.at["assigned"]
         return [
-            (at - self.scheduled[k]) / 1000
-            for k, at in self.assigned.items()
-            if k in self.scheduled
+            (at - self.scheduled[k]) / 1000 for k, at in assigned.items() if k in self.scheduled
         ]
 
     def clear(self) -> None:
-        self.scheduled, self.assigned = {}, {}
+        for stage in self.at.values():
+            stage.clear()
 
     async def comes_true(self, what: Callable[[], bool], within: float) -> bool:
         """Whether ``what`` came true within ``within`` seconds (checked as records arrive)."""
