@@ -45,6 +45,7 @@ from mesh.events import CapabilityRequirement, Event, Mapper, Producer, Resource
 from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
+from mesh.kafka.faults import mark_serving
 from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
@@ -155,6 +156,7 @@ class AgentManager:
         try:
             await self.view.catch_up()
             await start_broker(broker, self.settings)
+            mark_serving()
             log.info(
                 "agent manager ready",
                 group_id=self.group_id,
