@@ -23,8 +23,8 @@ from mesh.settings import Settings
 from mesh.workflows import WorkflowState
 from tests._fixtures.kafka import stop_broker
 from tests.e2e import (
-    append_command,
     history_of,
+    layered_plan,
     plan_file,
     run_log_counts,
     running_mesh,
@@ -36,24 +36,6 @@ from tooling.kafka.kafka_broker import ApacheKafka
 
 OUTAGE_SECONDS = 15.0
 WIDTH, DEPTH = 4, 10
-
-
-def _slow_layers(run_log: Path) -> dict[str, object]:
-    """WIDTH x DEPTH command tasks, each a column's successor, each taking a moment, so the
-    workflow is still running when the broker stops."""
-    pause = "; import time; time.sleep(0.2)"
-    tasks: list[dict[str, object]] = []
-    for layer in range(DEPTH):
-        for col in range(WIDTH):
-            task: dict[str, object] = {
-                "id": f"t{layer:02d}-{col:02d}",
-                "capabilities": ["shell"],
-                "command": append_command(run_log, pause),
-            }
-            if layer:
-                task["depends_on"] = [f"t{layer - 1:02d}-{col:02d}"]
-            tasks.append(task)
-    return {"workflow_type": "dag", "tasks": tasks}
 
 
 async def _final_unless_one_exits(
@@ -114,7 +96,9 @@ async def test_broker_stopped_for_15_s_mid_workflow(
     equals the live snapshot."""
     settings = Settings(bootstrap_servers=lone_kafka.bootstrap_servers, topic_prefix=topic_prefix)
     run_log = tmp_path / "runs.log"
-    path = plan_file(tmp_path, _slow_layers(run_log))
+    # Each task takes a moment, so the workflow is still running when the broker stops.
+    pause = "; import time; time.sleep(0.2)"
+    path = plan_file(tmp_path, layered_plan(run_log, WIDTH, DEPTH, pause))
     async with running_mesh(settings, shell_agents=3, python_agents=0) as mesh:
         try:
             state, exited, ran_before_stop, ready_at, completed_after, submitted = await _ride(
