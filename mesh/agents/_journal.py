@@ -68,7 +68,7 @@ class AttemptJournal:
         tmp.replace(self.path)
         self._file = self.path.open("a")
         if self._seen:
-            log.info("attempt journal loaded", attempts=len(self._seen), path=str(self.path))
+            log.debug("attempt journal loaded", attempts=len(self._seen), path=str(self.path))
 
     def close(self) -> None:
         if self._file is not None:
