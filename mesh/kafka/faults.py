@@ -93,6 +93,10 @@ def retriable(error: BaseException) -> bool:
             return False
         if isinstance(current, _ALSO_RETRIABLE):
             return True
+        if type(current) is KafkaError:
+            # aiokafka's bare KafkaError ("Unexpected error during batch delivery") wraps a
+            # connection lost under a batch in flight: nothing more specific went wrong.
+            return True
         if isinstance(current, KafkaError):
             return bool(getattr(current, "retriable", False))
         if isinstance(current, MeshError) and current.retriable:

@@ -106,7 +106,8 @@ async def test_broker_stopped_for_15_s_mid_workflow(
             )
         finally:
             for name, child in mesh.supervisor.children.items():  # for a person reading a failure
-                (tmp_path / f"{name}.log").write_text("\n".join(child.lines))
+                code = child.process.returncode
+                (tmp_path / f"{name}.log").write_text("\n".join([*child.lines, f"exit {code}"]))
 
     assert exited == {}, f"components exited after the broker restart: {exited}"
     assert state.status == "completed", state.reason

@@ -16,6 +16,7 @@ from aiokafka.errors import (
     CoordinatorLoadInProgressError,
     InvalidProducerEpoch,
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
     LeaderNotAvailableError,
     NodeNotReadyError,
@@ -51,6 +52,7 @@ RETRIABLE = [
     OutOfOrderSequenceNumber(),
     UnknownProducerId(),
     ConnectionResetError(),
+    KafkaError("Unexpected error during batch delivery"),
 ]
 STOPS = [
     ProducerFenced(),
