@@ -34,7 +34,6 @@ from aiokafka.errors import (
     OutOfOrderSequenceNumber,
     ProducerFenced,
     UnknownProducerId,
-    UnknownTopicOrPartitionError,
 )
 
 from mesh.errors import AuthError, ConfigError, MeshError
@@ -53,9 +52,6 @@ _ALSO_RETRIABLE = (
     KafkaTimeoutError,
 )
 """Retriable although aiokafka does not flag them so."""
-
-_NEVER_RETRIABLE = (UnknownTopicOrPartitionError,)
-"""aiokafka flags it retriable; for mesh a missing topic is a configuration error."""
 
 FIRST_PAUSE = 0.5
 MAX_PAUSE = 10.0
@@ -88,8 +84,6 @@ def retriable(error: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, (*FENCED, AuthError, ConfigError, ssl.SSLError)):
-            return False
-        if isinstance(current, _NEVER_RETRIABLE):
             return False
         if isinstance(current, _ALSO_RETRIABLE):
             return True

@@ -55,7 +55,7 @@ from mesh.kafka.connection import (
     kafka_errors,
     producer_kwargs,
 )
-from mesh.kafka.faults import FENCED, ack_seconds, acknowledged
+from mesh.kafka.faults import FENCED, LOST_PRODUCER_STATE, ack_seconds, acknowledged
 from mesh.kafka.partitions import cluster_metadata, or_hidden
 from mesh.kafka.records import ConsumedRecord
 from mesh.kafka.transactions import supports_transactions
@@ -396,6 +396,12 @@ class PartitionLoop:
             raise BrokerError(
                 f"{self.app.name} fenced on partition {number}: another replica owns it now "
                 f"({type(exc).__name__}); restart this one"
+            ) from exc
+        except LOST_PRODUCER_STATE as exc:
+            # The broker forgot this producer's sequence (it restarted): the same producer
+            # fails every round; a new one (InitProducerId) and a rebuild go on.
+            raise BrokerError(
+                f"the producer of partition {number} must start again ({type(exc).__name__})"
             ) from exc
         except KafkaTimeoutError as exc:
             if producer is None:

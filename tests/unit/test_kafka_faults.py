@@ -53,12 +53,14 @@ RETRIABLE = [
     UnknownProducerId(),
     ConnectionResetError(),
     KafkaError("Unexpected error during batch delivery"),
+    # A broker just restarted may answer so until it has loaded its partitions; a topic missing
+    # at start is still a start-up failure (ride_out only retries a component that was up).
+    UnknownTopicOrPartitionError(),
 ]
 STOPS = [
     ProducerFenced(),
     InvalidProducerEpoch(),
     SaslAuthenticationFailed(),
-    UnknownTopicOrPartitionError(),
     ValueError("a bug"),
 ]
 
