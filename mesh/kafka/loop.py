@@ -241,7 +241,7 @@ class PartitionLoop:
         self._failure: BaseException | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._plain: AIOKafkaProducer | None = None
-        self._ack_seconds = 2 * ack_seconds(settings.request_timeout_ms)
+        self._ack_seconds = ack_seconds(settings.request_timeout_ms)
         """A round (its records, offsets and commit) not done by then is given up."""
 
     # -- lifecycle -----------------------------------------------------------------------------
