@@ -120,16 +120,16 @@ def append_command(run_log: Path, extra: str = "") -> list[str]:
     return ["python3", "-c", code, str(run_log), "{task_id}", "{attempt}"]
 
 
-def layered_plan(run_log: Path, width: int, depth: int) -> dict[str, Any]:
-    """width x depth command tasks appending to ``run_log``; each depends on the same column of
-    the layer above."""
+def layered_plan(run_log: Path, width: int, depth: int, extra: str = "") -> dict[str, Any]:
+    """width x depth command tasks appending to ``run_log`` (then running ``extra``, Python
+    code); each depends on the same column of the layer above."""
     tasks = []
     for layer in range(depth):
         for col in range(width):
             task: dict[str, Any] = {
                 "id": f"t{layer:02d}-{col:02d}",
                 "capabilities": ["shell"],
-                "command": append_command(run_log),
+                "command": append_command(run_log, extra),
             }
             if layer:
                 task["depends_on"] = [f"t{layer - 1:02d}-{col:02d}"]

@@ -8,9 +8,13 @@ Manager's retry goes elsewhere), and in half-open exactly one attempt is the tri
 A ``CancelTask`` or the shutdown cancels only the attempt's inner execution, so the outcome of a
 cancelled attempt is still reported; a ``CancelTask`` that comes before its assignment (e.g.
 redelivered after a restart) is remembered, and the attempt is then reported cancelled without
-running. Only once the outcome is on ``tasks.results`` is the record's offset released. If
-results can no longer be delivered, :attr:`Attempts.fatal` says why and the agent stops: the
-offset stays uncommitted, so the attempt runs again later.
+running. Only once the outcome is on ``tasks.results`` is the record's offset released.
+
+A report the broker cannot take for a while (it restarts, a leader moves) is sent again after a
+capped back-off until it gets through (:mod:`mesh.kafka.faults`); only an error that waiting
+cannot heal sets :attr:`Attempts.fatal`, and the agent stops. Every attempt is written to the
+agent's :class:`~mesh.agents._journal.AttemptJournal` before it runs, so one redelivered after a
+restart (of the agent or of the broker) never runs twice.
 """
 
 from __future__ import annotations
@@ -23,16 +27,16 @@ from dataclasses import dataclass
 
 import structlog
 
+from mesh._aio import cancel_and_wait
 from mesh.agents._breaker import counted, refused
+from mesh.agents._journal import AttemptJournal, AttemptKey
 from mesh.agents._outcome import Failure, Outcome, Runner
 from mesh.agents._report import Reporter
 from mesh.breakers import AsyncBreaker
 from mesh.errors import BreakerOpen, BrokerError
 from mesh.events import CancelTask, TaskAssigned
+from mesh.kafka.faults import Backoff, describe, pause, retriable
 from mesh.log import get_logger
-
-AttemptKey = tuple[str, str, int]
-"""(workflow id, task id, attempt)"""
 
 Release = Callable[[int], Awaitable[None]]
 """Called with an attempt's record offset once its outcome is reported."""
@@ -66,6 +70,7 @@ class Attempts:
         *,
         max_concurrency: int,
         release: Release,
+        journal: AttemptJournal | None = None,
     ) -> None:
         self.runner = runner
         self.breaker = breaker
@@ -73,6 +78,7 @@ class Attempts:
         self.fatal: BaseException | None = None
         """Why results can no longer be delivered (the agent then stops), or None."""
         self._release = release
+        self.journal = journal or AttemptJournal(None)
         self._attempts: dict[AttemptKey, Attempt] = {}
         self._cancelled: OrderedDict[AttemptKey, CancelTask] = OrderedDict()
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -91,11 +97,24 @@ class Attempts:
         if key in self._attempts:
             log.info("duplicate assignment ignored", task_id=assigned.task_id, attempt=key[2])
             return False
+        seen = self.journal.seen(key)
+        if seen == "reported":
+            log.info("assignment already reported; stepped over", task_id=key[1], attempt=key[2])
+            return False
         attempt = Attempt(key, offset, assigned)
         self._attempts[key] = attempt
         cancel = self._cancelled.pop(key, None)
         if cancel is not None:
             attempt.stop_reason = _cancelled(cancel)
+        elif seen == "started":
+            log.warning("attempt started before a restart; not run again", task_id=key[1])
+            attempt.stop_reason = Failure(
+                "interrupted",
+                "the agent restarted while this attempt ran; its outcome is unknown and it is "
+                "not run twice",
+                retriable=True,
+                infrastructure=False,
+            )
         attempt.task = asyncio.create_task(self._run(attempt))
         return True
 
@@ -127,6 +146,16 @@ class Attempts:
         if remaining:
             await asyncio.wait(remaining)
 
+    async def abandon(self) -> None:
+        """Stop every attempt without reporting it (the agent's clients are gone); their
+        offsets stay uncommitted and the journal marks them started."""
+        tasks = []
+        for attempt in self._attempts.values():
+            attempt.reporting = True
+            tasks += [attempt.execution, attempt.task]
+        self._attempts.clear()
+        await cancel_and_wait(*tasks)
+
     def _stop(self, attempt: Attempt, reason: Failure) -> None:
         if attempt.reporting or attempt.stop_reason is not None:
             return
@@ -154,13 +183,31 @@ class Attempts:
                     return
             attempt.reporting = True
             duration = time.monotonic() - attempt.began if attempt.began is not None else None
-            try:
-                await self.reporter.report(assigned, outcome, duration)
-            except BrokerError as exc:
-                self._give_up(exc)  # the offset stays uncommitted: the attempt runs again later
+            if not await self._report(attempt, outcome, duration):
                 return
+            self.journal.reported(attempt.key)
             self._attempts.pop(attempt.key, None)
         await self._release(attempt.offset)
+
+    async def _report(self, attempt: Attempt, outcome: Outcome, duration: float | None) -> bool:
+        """Report the outcome, again after a back-off while the broker is away; False if it
+        cannot be delivered (the offset stays uncommitted, the journal keeps the attempt)."""
+        backoff = Backoff()
+        while True:
+            try:
+                await self.reporter.report(attempt.assigned, outcome, duration)
+                return True
+            except BrokerError as exc:
+                if not retriable(exc):
+                    self._give_up(exc)
+                    return False
+                seconds = backoff.next()
+                log.warning(
+                    "result not delivered; sending it again",
+                    error=describe(exc),
+                    after_seconds=round(seconds, 2),
+                )
+            await pause(seconds)
 
     async def _execute(self, attempt: Attempt) -> Outcome:
         async with self._slots:
@@ -174,6 +221,7 @@ class Attempts:
         """Inside the breaker: admitted, so the attempt really starts."""
         attempt.running = True
         attempt.began = time.monotonic()
+        self.journal.started(attempt.key)
         await self.reporter.started(attempt.assigned)
         log.debug("attempt started")  # per attempt: INFO would cost a quarter of the CPU
         return await self.runner.run(attempt.assigned, self.reporter.progress_for(attempt.assigned))

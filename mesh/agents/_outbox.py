@@ -25,6 +25,7 @@ from mesh.events import (
     TaskStarted,
 )
 from mesh.kafka.connection import kafka_errors
+from mesh.kafka.faults import ack_seconds, acknowledged
 from mesh.log import get_logger
 from mesh.settings import Settings
 
@@ -82,7 +83,8 @@ class Outbox:
         """Produce one raw record to the logical topic ``channel``."""
         topic = self.settings.topic(channel)
         with kafka_errors(self.settings, f"produce to {topic}"):
-            await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+            sent = self._producer.send_and_wait(topic, value, key=key, headers=headers)
+            await acknowledged(sent, ack_seconds(self.settings.request_timeout_ms))
 
 
 def _logged(future: asyncio.Future[Any]) -> None:

@@ -26,6 +26,7 @@ from mesh.events import (
     TaskStarted,
     meta,
 )
+from mesh.kafka.faults import describe, retriable
 from mesh.log import get_logger
 
 _NAME_INVALID = re.compile(r"[^A-Za-z0-9_.:/@+-]")
@@ -44,8 +45,14 @@ class Reporter:
     async def started(self, assigned: TaskAssigned) -> None:
         """Queue the attempt's ``TaskStarted`` without waiting for the broker: the attempt
         runs meanwhile, and its result, produced after it on the same partition, is only
-        reported done once acknowledged (the producer keeps a partition's records in order)."""
-        await self.outbox.publish(TaskStarted(**self._answering(assigned)), wait=False)
+        reported done once acknowledged (the producer keeps a partition's records in order).
+        A broker away for a while costs only this notice (the result follows), never the run."""
+        try:
+            await self.outbox.publish(TaskStarted(**self._answering(assigned)), wait=False)
+        except BrokerError as exc:
+            if not retriable(exc):
+                raise
+            log.warning("start not reported", error=describe(exc))
 
     def progress_for(self, assigned: TaskAssigned) -> ProgressFn:
         """The runner's progress callback: best effort, a progress event never fails a task."""

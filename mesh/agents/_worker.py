@@ -5,6 +5,11 @@ The parts, each in its module: the inbox (:mod:`mesh.agents._inbox`: this agent'
 breaker, report, release the offset), the results (:mod:`mesh.agents._report`), the registry
 record and heartbeats (:mod:`mesh.agents._presence`) and the breaker's state on ``breakers``
 (:mod:`mesh.agents._breaker`). This module starts them in order and stops them in reverse.
+
+A broker fault is ridden out in place where it can be (a fetch or a report is tried again after a
+back-off, attempts keep running); anywhere else the agent starts its clients again
+(:func:`mesh.kafka.faults.ride_out`), and the attempt journal (:mod:`mesh.agents._journal`) keeps
+it from running an attempt it already started.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from mesh.agents._attempts import Attempts
 from mesh.agents._breaker import AgentBreaker
 from mesh.agents._config import WorkerConfig
 from mesh.agents._inbox import Inbox
+from mesh.agents._journal import AttemptJournal, journal_path
 from mesh.agents._outbox import Outbox
 from mesh.agents._outcome import Failure, Runner
 from mesh.agents._presence import Presence
@@ -28,6 +34,7 @@ from mesh.errors import BrokerError
 from mesh.events import CancelTask, Mapper, Producer
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import consumer_kwargs, kafka_errors, producer_kwargs
+from mesh.kafka.faults import Backoff, describe, mark_serving, pause, retriable, ride_out
 from mesh.log import get_logger
 from mesh.settings import Settings
 
@@ -57,9 +64,19 @@ class AgentWorker:
             fail_max=config.breaker_fail_max,
             reset_timeout=config.breaker_reset_timeout,
         )
+        self.journal = AttemptJournal(journal_path(settings.state_dir, config.agent_id))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set, then shut down gracefully."""
+        """Serve until ``stop`` is set, then shut down gracefully; a broker fault on the way
+        re-creates the clients."""
+        self.journal.open()
+        try:
+            await ride_out(self._serve, stop, component=COMPONENT)
+        finally:
+            self.journal.close()
+            await self._close_runner()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         async with self._clients() as (producer, consumer):
             outbox = Outbox(self.settings, producer, self.mapper)
             inbox = Inbox(self.settings, consumer, outbox, self.me, self.config.agent_id)
@@ -69,12 +86,14 @@ class AgentWorker:
                 Reporter(outbox, self.me, self.config.agent_id),
                 max_concurrency=self.config.max_concurrency,
                 release=inbox.release,
+                journal=self.journal,
             )
             partition = await inbox.open()
             await outbox.publish(self.presence.registered())
             # After registering (so it does not delay it), before taking work: the Agent Manager
             # already routes by the published state; this agent's own calls must agree with it.
             await self.breaker.restore(self.settings, producer)
+            mark_serving()
             log.info(
                 "agent ready",
                 agent_id=self.config.agent_id,
@@ -90,9 +109,11 @@ class AgentWorker:
             try:
                 await self._consume(stop, inbox, attempts)
                 await self._shut_down(outbox, inbox, attempts)
+            except BaseException:
+                await attempts.abandon()  # the journal keeps them from running again
+                raise
             finally:
                 await cancel_and_wait(*helpers)
-                await self._close_runner()
             if attempts.fatal is not None:
                 raise attempts.fatal
             await self.breaker.flush(outbox)
@@ -120,8 +141,18 @@ class AgentWorker:
             await stop_clients(consumer, producer)
 
     async def _consume(self, stop: asyncio.Event, inbox: Inbox, attempts: Attempts) -> None:
+        backoff = Backoff()
         while not stop.is_set() and attempts.fatal is None:
-            for offset, event in await inbox.fetch():
+            try:
+                deliveries = await inbox.fetch()
+            except BrokerError as exc:
+                if not retriable(exc):
+                    raise
+                seconds = backoff.next()
+                log.warning("assignments not read", error=describe(exc), after_seconds=seconds)
+                await pause(seconds, stop)
+                continue
+            for offset, event in deliveries:
                 if isinstance(event, CancelTask):
                     attempts.cancel(event)
                     inbox.finished(offset)

@@ -3,6 +3,9 @@ logging and exit codes, so components and agents start, log and stop alike.
 
 - The first SIGTERM or SIGINT sets ``stop``: the service drains and stops, the command exits 0.
 - A second SIGINT (Ctrl-C again) cancels at once; the command exits 130.
+- A broker fault once the service is up (a broker restart, a leader or coordinator moving) is
+  ridden out: ``main`` runs again with fresh clients after a capped back-off
+  (:func:`mesh.kafka.faults.ride_out`), so each ``main`` call must build its component anew.
 - A repeated SIGTERM stays graceful: a Ctrl-C reaches every process of the terminal's
   foreground group (services started together by a script) and their supervisor may then send
   its own SIGTERM, which must not cut the shutdown short (a supervisor that wants it shorter
@@ -25,6 +28,7 @@ from mesh.cli._app import settings_of
 from mesh.errors import BrokerUnavailable
 from mesh.gctuning import GC_THRESHOLDS, tune_gc
 from mesh.kafka.connection import diagnose_connect_failure
+from mesh.kafka.faults import ride_out
 from mesh.log import configure_logging
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
@@ -59,7 +63,7 @@ def serve(
 
     async def diagnosed(stop: asyncio.Event) -> None:
         try:
-            await main(stop)
+            await ride_out(main, stop, component=component)
         except BrokerUnavailable as exc:  # a refused login looks like a broker that is down
             raise await diagnose_connect_failure(settings, exc) from exc.__cause__
 

@@ -7,6 +7,7 @@ once; see :mod:`mesh.cli._service`). A line such as ``workflows ready`` says it 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -56,15 +57,19 @@ def workflows(
     Example: mesh run workflows --snapshot-every 100
     """
     settings = settings_of(ctx)
-    manager = WorkflowManager(
-        settings,
-        group_id=group or settings.group("workflows"),
-        instance=instance,
-        snapshot_every=snapshot_every,
-        finished_grace_seconds=grace_seconds,
-        transactional=transactional,
-    )
-    serve(ctx, "workflows", manager.run, instance=instance, json_logs=json_logs)
+
+    async def run(stop: asyncio.Event) -> None:  # a fresh manager each run (faults rerun it)
+        manager = WorkflowManager(
+            settings,
+            group_id=group or settings.group("workflows"),
+            instance=instance,
+            snapshot_every=snapshot_every,
+            finished_grace_seconds=grace_seconds,
+            transactional=transactional,
+        )
+        await manager.run(stop)
+
+    serve(ctx, "workflows", run, instance=instance, json_logs=json_logs)
 
 
 @app.command()

@@ -51,6 +51,7 @@ from mesh.errors import BrokerError, EventError, MeshError
 from mesh.events import HEADER_CORRELATION_ID, Encoded, Event, Mapper, Producer
 from mesh.kafka.connection import client_kwargs, kafka_errors, open_admin
 from mesh.kafka.dlq import channel_of, dead_letter, owns, skipped, tombstone
+from mesh.kafka.faults import ack_seconds, acknowledged
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import clear_event_context, get_logger
 from mesh.settings import Settings
@@ -240,12 +241,13 @@ class EventRouter(KafkaRouter):
             raise RuntimeError(f"{self.component} does not declare {channel!r} in publishes")
         headers = {name: value.decode() for name, value in encoded.headers}
         with kafka_errors(self.settings, f"publish to {self.settings.topic(channel)}"):
-            await publisher.publish(
+            published = publisher.publish(
                 encoded.value,
                 key=encoded.key,
                 headers=headers,
                 correlation_id=headers.get(HEADER_CORRELATION_ID),
             )
+            await acknowledged(published, ack_seconds(self.settings.request_timeout_ms))
 
     async def dead_letter(self, record: ConsumedRecord, error: BaseException) -> None:
         """Send ``record`` to ``dlq`` with ``error`` as its reason."""

@@ -22,11 +22,15 @@ Agent Manager's assignment (ready tasks → assignments) both run on it; each pl
   or nothing. Without (the embedded broker), at-least-once: the round is produced and
   acknowledged, then the offsets are committed; the app's decisions are idempotent, so a
   redelivered input has no effect.
-- **Failure.** A fence (another replica owns the partition now) stops the component with one
-  line saying so. Any other Kafka error aborts the round: the app discards it, recovers the
-  partition if part of it may have been written, and the inputs are read again from where the
-  app's state stands (an :class:`OffsetBook` per input partition), so nothing is lost and a
-  record is folded once however often it is fetched.
+- **Failure.** A fence (another replica owns the partition now: ``ProducerFenced``,
+  ``InvalidProducerEpoch``) stops the component with one line saying so. Any other Kafka error
+  aborts the round: the app discards it, recovers the partition if part of it may have been
+  written, and the inputs are read again from where the app's state stands (an
+  :class:`OffsetBook` per input partition), so nothing is lost and a record is folded once
+  however often it is fetched. A producer the broker forgot after a restart
+  (``OutOfOrderSequenceNumber``, ``UnknownProducerId``) or a broker that stays away raises out
+  of :meth:`PartitionLoop.run` as a retriable error (:mod:`mesh.kafka.faults`): the service
+  runs the component again with fresh clients, which re-fences and rebuilds its partitions.
 """
 
 from __future__ import annotations
@@ -41,13 +45,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    KafkaError,
-    OutOfOrderSequenceNumber,
-    ProducerFenced,
-    TransactionalIdAuthorizationFailed,
-)
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from mesh.errors import BrokerError, ConfigError
 from mesh.kafka.clients import stop_clients
@@ -57,19 +55,12 @@ from mesh.kafka.connection import (
     kafka_errors,
     producer_kwargs,
 )
+from mesh.kafka.faults import FENCED, LOST_PRODUCER_STATE, ack_seconds, acknowledged
 from mesh.kafka.partitions import cluster_metadata, or_hidden
 from mesh.kafka.records import ConsumedRecord
 from mesh.kafka.transactions import supports_transactions
 from mesh.log import get_logger
 from mesh.settings import Settings
-
-FENCED = (
-    ProducerFenced,
-    InvalidProducerEpoch,
-    OutOfOrderSequenceNumber,
-    TransactionalIdAuthorizationFailed,
-)
-"""Errors that mean another replica owns the partition now: the component must stop."""
 
 _MAX_POLL_SECONDS = 0.5
 
@@ -250,6 +241,8 @@ class PartitionLoop:
         self._failure: BaseException | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._plain: AIOKafkaProducer | None = None
+        self._ack_seconds = ack_seconds(settings.request_timeout_ms)
+        """A round (its records, offsets and commit) not done by then is given up."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -395,16 +388,7 @@ class PartitionLoop:
             work.applied()
             return True
         try:
-            if producer is None:
-                plain = self._plain
-                assert plain is not None
-                await work.write(plain, transactional=False)
-            else:
-                await producer.begin_transaction()
-                await work.write(producer, transactional=True)
-                if decided.commit:
-                    await producer.send_offsets_to_transaction(decided.commit, self.group_id)
-                await producer.commit_transaction()
+            await acknowledged(self._written(work, decided, producer), self._ack_seconds)
         except NOT_AUTHORIZED as exc:
             # A missing ACL does not heal by reading the inputs again: stop, naming it.
             with kafka_errors(self.settings, f"write the round of partition {number}"):
@@ -414,11 +398,40 @@ class PartitionLoop:
                 f"{self.app.name} fenced on partition {number}: another replica owns it now "
                 f"({type(exc).__name__}); restart this one"
             ) from exc
+        except LOST_PRODUCER_STATE as exc:
+            # The broker forgot this producer's sequence (it restarted): the same producer
+            # fails every round; a new one (InitProducerId) and a rebuild go on.
+            raise BrokerError(
+                f"the producer of partition {number} must start again ({type(exc).__name__})"
+            ) from exc
+        except KafkaTimeoutError as exc:
+            if producer is None:
+                await self._recover(number, work, producer, exc)
+                return False
+            # Whether the commit happened is unknown: only a new producer (InitProducerId ends
+            # the transaction either way) and a rebuild from the committed offsets can say.
+            raise BrokerError(
+                f"the round of partition {number} was not acknowledged in time"
+            ) from exc
         except KafkaError as exc:
             await self._recover(number, work, producer, exc)
             return False
         work.applied()
         return True
+
+    async def _written(
+        self, work: Round, decided: Decided, producer: AIOKafkaProducer | None
+    ) -> None:
+        if producer is None:
+            plain = self._plain
+            assert plain is not None
+            await work.write(plain, transactional=False)
+        else:
+            await producer.begin_transaction()
+            await work.write(producer, transactional=True)
+            if decided.commit:
+                await producer.send_offsets_to_transaction(decided.commit, self.group_id)
+            await producer.commit_transaction()
 
     async def _recover(
         self, number: int, work: Round, producer: AIOKafkaProducer | None, error: KafkaError
@@ -433,11 +446,12 @@ class PartitionLoop:
         positions: Mapping[TopicPartition, int] | None = None
         if producer is not None:
             try:
-                await producer.abort_transaction()
+                await acknowledged(producer.abort_transaction(), self._ack_seconds)
             except KafkaError as exc:
+                # Retriable if the broker is only away: the service starts the component
+                # again, whose new producer (InitProducerId) ends the open transaction.
                 raise BrokerError(
-                    f"could not abort the transaction of partition {number} "
-                    f"({type(exc).__name__}); restart the {self.app.name}"
+                    f"could not abort the transaction of partition {number} ({type(exc).__name__})"
                 ) from exc
         else:
             positions = await self.app.recover(number)
@@ -612,4 +626,4 @@ def _merged(streams: Iterable[list[ConsumedRecord]]) -> list[ConsumedRecord]:
     return list(heapq.merge(*streams, key=lambda record: record.timestamp))
 
 
-__all__ = ["FENCED", "Decided", "OffsetBook", "PartitionApp", "PartitionLoop", "Round"]
+__all__ = ["Decided", "OffsetBook", "PartitionApp", "PartitionLoop", "Round"]

@@ -5,6 +5,9 @@
 - ``kafka_cluster``: three combined broker+controller nodes (replication factor 3,
   ``min.insync.replicas=2``), started only if a test asks for it; ``cluster_settings`` gives a
   test the cluster with every node running, and restarts any node a test killed.
+- ``lone_kafka``: a broker of a test's own (one node, same ports and storage across
+  :func:`stop_broker` / ``node.restart``), for faults that stop the whole cluster; the session
+  broker other tests share is never stopped.
 
 Without Java or Maven the ``kafka`` tier is skipped with the reason, except in CI (``CI=true``),
 where a broker that cannot start fails the run: the integration tier must never pass by quietly
@@ -68,6 +71,23 @@ def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[ApacheKafka]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def lone_kafka(request: pytest.FixtureRequest) -> Iterator[ApacheKafka]:
+    """A single-node broker of this test's own, which it may stop and start again."""
+    kafka = _started(request, "stoppable Apache Kafka broker", ApacheKafka())
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+def stop_broker(node: KafkaNode, timeout: float = 30.0) -> None:
+    """Stop ``node`` cleanly (SIGTERM, as an operator's restart does), keeping its storage and
+    ports for ``node.restart``."""
+    node.terminate()
+    node.wait_stopped(timeout)
 
 
 @pytest.fixture

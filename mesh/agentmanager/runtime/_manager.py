@@ -49,6 +49,7 @@ from mesh.kafka.calls import CallServer, Handler
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.dlq import channel_of
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
+from mesh.kafka.faults import mark_serving
 from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
@@ -182,6 +183,7 @@ class AgentManager:
             finally:
                 ready.cancel()
             if ready.done() and not ready.cancelled():
+                mark_serving()
                 log.info(
                     "agent manager ready",
                     group_id=self.group_id,

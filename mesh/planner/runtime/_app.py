@@ -53,6 +53,7 @@ from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.dlq import skipped
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
+from mesh.kafka.faults import mark_serving
 from mesh.kafka.reader import end_offsets
 from mesh.log import bind_event_context, get_logger
 from mesh.planner._api import Planner, rejection
@@ -133,6 +134,7 @@ class PlannerService:
 
     async def _announce(self) -> None:
         await self.caught_up.wait()
+        mark_serving()
         log.info(
             "planner ready",
             learned=self.planner.learning.version,

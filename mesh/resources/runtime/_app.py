@@ -63,6 +63,7 @@ from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.dlq import channel_of, owns, skipped
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
+from mesh.kafka.faults import mark_serving
 from mesh.log import bind_event_context, get_logger
 from mesh.resources._api import COMPONENT, Allocator, ResourceRequest, default_producer
 from mesh.resources._placement import NodeTable
@@ -192,6 +193,7 @@ class ResourceService:
             try:  # inputs and calls only once the ledger is rebuilt
                 await start_broker(broker, self.settings)
                 self.ready.set()
+                mark_serving()
                 log.info(
                     "resources ready", group_id=self.group_id, consume_ready=self.consume_ready
                 )

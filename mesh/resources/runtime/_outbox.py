@@ -16,6 +16,7 @@ from mesh.events import HEADER_EVENT_ID, Event, Mapper, Producer
 from mesh.kafka import ConsumedRecord
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.dlq import dead_letter
+from mesh.kafka.faults import ack_seconds, acknowledged
 from mesh.log import get_logger
 from mesh.resources._api import COMPONENT
 from mesh.settings import Settings
@@ -84,4 +85,4 @@ class Outbox:
             sent = [
                 await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in out
             ]
-            await asyncio.gather(*sent)
+            await acknowledged(asyncio.gather(*sent), ack_seconds(self.settings.request_timeout_ms))

@@ -37,6 +37,7 @@ from mesh.events import Mapper, Producer
 from mesh.kafka.calls import CallServer
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
+from mesh.kafka.faults import mark_serving
 from mesh.kafka.history import live_state
 from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.kafka.reader import bounds, reader
@@ -161,6 +162,7 @@ class WorkflowManager:
 
     async def _announce(self) -> None:
         await self.loop.ready.wait()
+        mark_serving()
         log.info(
             "workflows ready",
             group_id=self.group_id,
