@@ -46,7 +46,7 @@ def configure_logging(
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
     # Library loggers (aiokafka, faststream) go through the stdlib: keep them quiet unless they
@@ -56,6 +56,24 @@ def configure_logging(
     structlog.contextvars.bind_contextvars(
         component=component, instance=instance or f"{socket.gethostname()}-{os.getpid()}"
     )
+
+
+class _StderrLogger:
+    """Writes each line to ``sys.stderr`` as it is at that moment.
+
+    Loggers are cached on first use; one holding the stream of the moment it was configured would
+    keep writing to a stream swapped out since (by a test runner capturing output) and closed.
+    """
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+def _stderr_logger(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
 
 
 _SECRET_KEYS = frozenset({"password", "sasl_password", "secret", "token"})
