@@ -29,7 +29,7 @@ import structlog
 
 from mesh._aio import cancel_and_wait
 from mesh.agents._breaker import counted, refused
-from mesh.agents._journal import AttemptJournal, AttemptKey
+from mesh.agents._journal import AttemptJournal, AttemptKey, journal_key
 from mesh.agents._outcome import Failure, Outcome, Runner
 from mesh.agents._report import Reporter
 from mesh.breakers import AsyncBreaker
@@ -97,7 +97,7 @@ class Attempts:
         if key in self._attempts:
             log.info("duplicate assignment ignored", task_id=assigned.task_id, attempt=key[2])
             return False
-        seen = self.journal.seen(key)
+        seen = self.journal.seen(journal_key(assigned))
         if seen == "reported":
             log.info("assignment already reported; stepped over", task_id=key[1], attempt=key[2])
             return False
@@ -185,7 +185,7 @@ class Attempts:
             duration = time.monotonic() - attempt.began if attempt.began is not None else None
             if not await self._report(attempt, outcome, duration):
                 return
-            self.journal.reported(attempt.key)
+            self.journal.reported(journal_key(attempt.assigned))
             self._attempts.pop(attempt.key, None)
         await self._release(attempt.offset)
 
@@ -221,7 +221,7 @@ class Attempts:
         """Inside the breaker: admitted, so the attempt really starts."""
         attempt.running = True
         attempt.began = time.monotonic()
-        self.journal.started(attempt.key)
+        self.journal.started(journal_key(attempt.assigned))
         await self.reporter.started(attempt.assigned)
         log.debug("attempt started")  # per attempt: INFO would cost a quarter of the CPU
         return await self.runner.run(attempt.assigned, self.reporter.progress_for(attempt.assigned))

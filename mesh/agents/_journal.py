@@ -21,16 +21,30 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import IO, Literal
 
+from mesh.events import TaskAssigned
 from mesh.log import get_logger
 
 AttemptKey = tuple[str, str, int]
 """(workflow id, task id, attempt)"""
+
+JournalKey = tuple[str, str, int, str]
+"""(workflow id, task id, attempt, the event the assignment answers).
+
+The last part tells a redelivered assignment from a new one that happens to carry the same ids (a
+workflow id used again once the first workflow was forgotten, tests that reuse fixed ids): the
+same assignment, sent again or decided again from the same ready task, answers the same event."""
 
 Seen = Literal["started", "reported"]
 
 KEEP = 10_000
 
 log = get_logger("mesh.agents.journal")
+
+
+def journal_key(assigned: TaskAssigned) -> JournalKey:
+    """The journal's key for an assignment (see :data:`JournalKey`)."""
+    origin = assigned.causation_id or assigned.event_id
+    return (assigned.workflow_id, assigned.task_id, assigned.attempt, str(origin))
 
 
 def journal_path(state_dir: Path, agent_id: str) -> Path:
@@ -44,7 +58,7 @@ class AttemptJournal:
     def __init__(self, path: Path | None, *, keep: int = KEEP) -> None:
         self.path = path
         self.keep = keep
-        self._seen: OrderedDict[AttemptKey, Seen] = OrderedDict()
+        self._seen: OrderedDict[JournalKey, Seen] = OrderedDict()
         self._file: IO[str] | None = None
 
     def open(self) -> None:
@@ -55,10 +69,10 @@ class AttemptJournal:
         if self.path.exists():
             for line in self.path.read_text(errors="replace").splitlines():
                 parts = line.split("\t")
-                if len(parts) != 4 or parts[0] not in ("started", "reported"):
+                if len(parts) != 5 or parts[0] not in ("started", "reported"):
                     continue  # a line cut short by a crash
                 try:
-                    key = (parts[1], parts[2], int(parts[3]))
+                    key = (parts[1], parts[2], int(parts[3]), parts[4])
                 except ValueError:
                     continue
                 self._note(key, "reported" if parts[0] == "reported" else "started")
@@ -75,32 +89,32 @@ class AttemptJournal:
             self._file.close()
             self._file = None
 
-    def seen(self, key: AttemptKey) -> Seen | None:
+    def seen(self, key: JournalKey) -> Seen | None:
         return self._seen.get(key)
 
-    def started(self, key: AttemptKey) -> None:
+    def started(self, key: JournalKey) -> None:
         """Written before the attempt's command runs."""
         self._write(key, "started")
 
-    def reported(self, key: AttemptKey) -> None:
+    def reported(self, key: JournalKey) -> None:
         """Written once the attempt's outcome is on the broker."""
         self._write(key, "reported")
 
-    def _write(self, key: AttemptKey, seen: Seen) -> None:
+    def _write(self, key: JournalKey, seen: Seen) -> None:
         self._note(key, seen)
         if self._file is not None:
             self._file.write(_line(key, seen))
             self._file.flush()
 
-    def _note(self, key: AttemptKey, seen: Seen) -> None:
+    def _note(self, key: JournalKey, seen: Seen) -> None:
         self._seen[key] = seen
         self._seen.move_to_end(key)
         while len(self._seen) > self.keep:
             self._seen.popitem(last=False)
 
 
-def _line(key: AttemptKey, seen: Seen) -> str:
-    return f"{seen}\t{key[0]}\t{key[1]}\t{key[2]}\n"
+def _line(key: JournalKey, seen: Seen) -> str:
+    return f"{seen}\t{key[0]}\t{key[1]}\t{key[2]}\t{key[3]}\n"
 
 
-__all__ = ["AttemptJournal", "AttemptKey", "journal_path"]
+__all__ = ["AttemptJournal", "AttemptKey", "JournalKey", "journal_key", "journal_path"]

@@ -31,7 +31,7 @@ from aiokafka.errors import (
 )
 
 from mesh.agents._attempts import Attempts
-from mesh.agents._journal import AttemptJournal, journal_path
+from mesh.agents._journal import AttemptJournal, journal_key, journal_path
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success
 from mesh.breakers import AsyncBreaker
 from mesh.errors import AuthError, BrokerError, BrokerUnavailable, ConfigError
@@ -154,16 +154,17 @@ def test_the_journal_survives_a_restart_and_is_compacted(tmp_path: Path) -> None
     journal = AttemptJournal(path, keep=3)
     journal.open()
     for n in range(1, 5):
-        journal.started(("wf", "A", n))
-    journal.reported(("wf", "A", 4))
+        journal.started(("wf", "A", n, "ready-1"))
+    journal.reported(("wf", "A", 4, "ready-1"))
     journal.close()
     with path.open("a") as torn:
         torn.write("started\twf\tB")  # a line cut short by a kill
     again = AttemptJournal(path, keep=3)
     again.open()
-    assert again.seen(("wf", "A", 1)) is None  # compacted away (keep=3)
-    assert again.seen(("wf", "A", 3)) == "started"
-    assert again.seen(("wf", "A", 4)) == "reported"
+    assert again.seen(("wf", "A", 1, "ready-1")) is None  # compacted away (keep=3)
+    assert again.seen(("wf", "A", 3, "ready-1")) == "started"
+    assert again.seen(("wf", "A", 4, "ready-1")) == "reported"
+    assert again.seen(("wf", "A", 4, "ready-2")) is None  # same ids, another assignment
     assert len(path.read_text().splitlines()) == 3
     again.close()
 
@@ -201,7 +202,9 @@ class _Reporter:
         self.outcomes.append((assigned.task_id, outcome))
 
 
-async def _run_through(journal: AttemptJournal, reporter: _Reporter, runner: _Runner) -> None:
+async def _run_through(
+    journal: AttemptJournal, reporter: _Reporter, runner: _Runner, assigned: TaskAssigned
+) -> None:
     released: list[int] = []
     done = asyncio.Event()
 
@@ -217,7 +220,7 @@ async def _run_through(journal: AttemptJournal, reporter: _Reporter, runner: _Ru
         release=release,
         journal=journal,
     )
-    attempts.take(task_assigned("a-1", spec("A")), offset=7)
+    attempts.take(assigned, offset=7)
     async with asyncio.timeout(30):
         await done.wait()
     assert released == [7]
@@ -226,34 +229,36 @@ async def _run_through(journal: AttemptJournal, reporter: _Reporter, runner: _Ru
 
 async def test_an_attempt_started_before_a_restart_is_reported_not_run(tmp_path: Path) -> None:
     path = journal_path(tmp_path, "a-1")
+    assigned = task_assigned("a-1", spec("A"))
     earlier = AttemptJournal(path)
     earlier.open()
-    earlier.started(("wf-1", "A", 1))  # the previous process ran it, then died
+    earlier.started(journal_key(assigned))  # the previous process ran it, then died
     earlier.close()
     journal = AttemptJournal(path)
     journal.open()
     runner, reporter = _Runner(), _Reporter()
     try:
-        await _run_through(journal, reporter, runner)
+        await _run_through(journal, reporter, runner, assigned)
     finally:
         journal.close()
     assert runner.ran == []
     [(task, outcome)] = reporter.outcomes
     assert isinstance(outcome, Failure)
     assert (task, outcome.kind, outcome.retriable) == ("A", "interrupted", True)
-    assert journal.seen(("wf-1", "A", 1)) == "reported"
+    assert journal.seen(journal_key(assigned)) == "reported"
 
 
 async def test_a_report_refused_while_the_broker_is_away_is_sent_again(tmp_path: Path) -> None:
     journal = AttemptJournal(journal_path(tmp_path, "a-1"))
     journal.open()
     runner, reporter = _Runner(), _Reporter(refuse=2)
+    assigned = task_assigned("a-1", spec("A"))
     try:
-        await _run_through(journal, reporter, runner)
+        await _run_through(journal, reporter, runner, assigned)
     finally:
         journal.close()
     assert runner.ran == [("A", 1)]
     assert [(task, type(outcome).__name__) for task, outcome in reporter.outcomes] == [
         ("A", "Success")
     ]
-    assert journal.seen(("wf-1", "A", 1)) == "reported"
+    assert journal.seen(journal_key(assigned)) == "reported"
