@@ -16,10 +16,10 @@ import sys
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -180,3 +180,22 @@ async def aiokafka_baseline(settings: Settings, messages: int, size: int = 300) 
         "consume_per_s": messages / consume_s,
         **percentiles(latencies),
     }
+
+
+class _Follows(Protocol):
+    async def follow(self) -> None: ...
+
+
+_F = TypeVar("_F", bound=_Follows)
+
+
+@contextlib.asynccontextmanager
+async def following(follower: _F) -> AsyncIterator[_F]:
+    """``follower.follow()`` runs in the background for the block, and is cancelled after it."""
+    task = asyncio.create_task(follower.follow())
+    try:
+        yield follower
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

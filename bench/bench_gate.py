@@ -20,10 +20,10 @@ import argparse
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-from bench._common import broker, console, percentiles, report
+from bench._common import broker, console, following, percentiles, report
 from bench.bench_task_path import History, _plan, running_mesh
 from mesh.broker import FETCH_MAX_WAIT_MS
 from mesh.client import PlanRequest, submit_plan
@@ -54,21 +54,9 @@ class Hops(History):
         return False
 
 
-@contextlib.asynccontextmanager
-async def hops(settings: Settings) -> AsyncIterator[Hops]:
-    seen = Hops(settings)
-    task = asyncio.create_task(seen.follow())
-    try:
-        yield seen
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def paced_hop(settings: Settings, gate: bool, rate: float, seconds: float) -> dict[str, Any]:
     count = int(rate * seconds)
-    async with running_mesh(settings, 1, gate) as mesh, hops(mesh.settings) as seen:
+    async with running_mesh(settings, 1, gate) as mesh, following(Hops(mesh.settings)) as seen:
         # Warm up until one task is seen assigned: the follower has taken its position (it
         # starts at the end of the topic) and the first assignment, which waits for the agent
         # to be seen live, is start-up rather than the hop.

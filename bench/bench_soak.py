@@ -19,13 +19,12 @@ import argparse
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench._common import broker, console, report
+from bench._common import broker, console, following, report
 from bench.bench_task_path import Mesh, _plan, mesh_burst, running_mesh
 from mesh.broker import FETCH_MAX_WAIT_MS
 from mesh.client import new_workflow_id
@@ -72,18 +71,6 @@ class Completed:
             await stop_clients(consumer)
 
 
-@contextlib.asynccontextmanager
-async def counting(settings: Settings) -> AsyncIterator[Completed]:
-    completed = Completed(settings)
-    task = asyncio.create_task(completed.follow())
-    try:
-        yield completed
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 class Published:
     count = 0
 
@@ -127,7 +114,7 @@ async def soak(mesh: Mesh, rate: float, tasks: int, minutes: int) -> list[dict[s
     samples: list[dict[str, Any]] = []
     stop = asyncio.Event()
     sent = Published()
-    async with counting(mesh.settings) as completed:
+    async with following(Completed(mesh.settings)) as completed:
         publisher = asyncio.create_task(publish_paced(mesh.settings, rate, tasks, stop, sent))
         began = time.perf_counter()
         try:
