@@ -115,16 +115,28 @@ class ResourceGate:
         return GateAnswer("ended", record)
 
 
+UNANSWERED_REASON = (
+    "waiting for the Resource Allocator: no request recorded for this attempt yet (is "
+    "'mesh run resources' running with MESH_RESOURCE_GATE on?)"
+)
+
+
+def queued_reason(queued: ResourceQueued) -> str:
+    """What a queued attempt's ``TaskWaiting`` says: compared with the reason already noted
+    before any event is built, since an attempt may be looked at on every pass while it waits."""
+    code = f" ({queued.code})" if queued.code else ""
+    return _cut(f"resources queued{code}: {queued.reason or 'no capacity yet'}")
+
+
 def queued_notice(ready: TaskReady, queued: ResourceQueued, producer: Producer) -> TaskWaiting:
     """The ``TaskWaiting`` that says why an attempt waits for its resources."""
-    code = f" ({queued.code})" if queued.code else ""
     return TaskWaiting(
         **meta(producer, causation=queued),
         workflow_id=ready.workflow_id,
         task_id=ready.task_id,
         attempt=ready.attempt,
         reason_kind="resources",
-        reason=_cut(f"resources queued{code}: {queued.reason or 'no capacity yet'}"),
+        reason=queued_reason(queued),
     )
 
 
@@ -137,10 +149,7 @@ def unanswered_notice(ready: TaskReady, producer: Producer) -> TaskWaiting:
         task_id=ready.task_id,
         attempt=ready.attempt,
         reason_kind="resources",
-        reason=(
-            "waiting for the Resource Allocator: no request recorded for this attempt yet (is "
-            "'mesh run resources' running with MESH_RESOURCE_GATE on?)"
-        ),
+        reason=UNANSWERED_REASON,
     )
 
 
@@ -175,10 +184,12 @@ def _cut(text: str, limit: int = _MAX_TEXT) -> str:
 
 
 __all__ = [
+    "UNANSWERED_REASON",
     "UNANSWERED_SECONDS",
     "GateAnswer",
     "ResourceGate",
     "ended_notice",
     "queued_notice",
+    "queued_reason",
     "unanswered_notice",
 ]

@@ -36,9 +36,11 @@ from datetime import datetime
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from mesh.agentmanager._gate import (
+    UNANSWERED_REASON,
     UNANSWERED_SECONDS,
     ended_notice,
     queued_notice,
+    queued_reason,
     unanswered_notice,
 )
 from mesh.agentmanager._matching import (
@@ -287,10 +289,15 @@ class Assignment:
         notice = None
         if answer.verdict == "queued":
             assert isinstance(record, ResourceQueued)
-            notice = queued_notice(pending.ready, record, me)
-        elif record is None and time.monotonic() - pending.since >= UNANSWERED_SECONDS:
+            if queued_reason(record) != pending.noted:
+                notice = queued_notice(pending.ready, record, me)
+        elif (
+            record is None
+            and pending.noted != UNANSWERED_REASON
+            and time.monotonic() - pending.since >= UNANSWERED_SECONDS
+        ):
             notice = unanswered_notice(pending.ready, me)
-        if notice is not None and notice.reason != pending.noted:
+        if notice is not None:
             self.queue_notes.append((pending, notice.reason))
             self._for_workflow(notice)
         if answer.verdict == "queued":
