@@ -81,6 +81,21 @@ class ResourceGate:
         self._records: dict[str, GateRecord] = {}
         self.version = 0
         """Bumped by every change, so the Agent Manager runs a round when an answer arrives."""
+        self._changed: set[str] | None = None
+
+    def track(self) -> None:
+        """Remember which allocations changed, for :meth:`drain`: the Agent Manager looks again
+        only at the attempts whose answer moved, not at every waiting attempt on every pass."""
+        if self._changed is None:
+            self._changed = set()
+
+    def drain(self) -> set[str]:
+        """The allocation ids changed since the last drain (empty unless :meth:`track`)."""
+        changed = self._changed
+        if not changed:
+            return set()
+        self._changed = set()
+        return changed
 
     def __len__(self) -> int:
         return len(self._records)
@@ -94,18 +109,23 @@ class ResourceGate:
             return  # a repeat, an echo, or a late duplicate request: the answer stands
         self._records[event.allocation_id] = event
         self.version += 1
+        if self._changed is not None:
+            self._changed.add(event.allocation_id)
 
     def forget(self, key: str) -> None:
         """Fold a tombstone of ``resources`` (``allocation:<id>``; other kinds are not ours)."""
         kind, _, allocation_id = key.partition(":")
         if kind == "allocation" and self._records.pop(allocation_id, None) is not None:
             self.version += 1
+            if self._changed is not None:
+                self._changed.add(allocation_id)
 
-    def answer(self, ready: TaskReady) -> GateAnswer:
-        """Whether the attempt may be placed now, must wait, or will never be placed."""
-        record = self._records.get(
-            allocation_id_for(ready.workflow_id, ready.task_id, ready.attempt)
-        )
+    def answer(self, ready: TaskReady, allocation_id: str | None = None) -> GateAnswer:
+        """Whether the attempt may be placed now, must wait, or will never be placed
+        (``allocation_id``: the attempt's, if the caller has it already)."""
+        if allocation_id is None:
+            allocation_id = allocation_id_for(ready.workflow_id, ready.task_id, ready.attempt)
+        record = self._records.get(allocation_id)
         if record is None or isinstance(record, ResourceRequested):
             return GateAnswer("waiting", record)
         if isinstance(record, ResourceQueued):

@@ -74,6 +74,7 @@ from mesh.kafka.partitions import partition_for
 from mesh.kafka.produce import Outgoing, send_all, wait_all
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
+from mesh.resources import allocation_id_for
 from mesh.settings import Settings
 
 COMPONENT = "agent-manager"
@@ -94,6 +95,14 @@ class Pending:
     announced: bool = False
     noted: str | None = None
     """The resource queue reason already published for this attempt (a TaskWaiting)."""
+    gated: bool = False
+    """The last look found it waiting for the resource gate (no allocation yet): it is looked
+    at again when its allocation changes, not on every pass."""
+    allocation_id: str = ""
+
+    def __post_init__(self) -> None:
+        ready = self.ready
+        self.allocation_id = allocation_id_for(ready.workflow_id, ready.task_id, ready.attempt)
 
     @property
     def key(self) -> AttemptKey:
@@ -108,11 +117,58 @@ class Owned:
     committed: int | None
     next_offset: int | None
     """Past the last record taken (the committed offset before any)."""
-    pending: list[Pending] = field(default_factory=list)
+    pending: dict[int, Pending] = field(default_factory=dict)
+    """The attempts waiting, by offset (oldest first)."""
+    by_allocation: dict[str, Pending] = field(default_factory=dict)
+    """The same attempts by allocation id, to find the one an allocator answer concerns."""
+    ungated: set[int] = field(default_factory=set)
+    """Offsets of the attempts that wait for an agent, not for the gate: looked at again
+    whenever the agents move."""
+    dirty: set[str] = field(default_factory=set)
+    """Allocations whose gate record changed since a round last looked at their attempt."""
     last_round: float = 0.0
-    seen: tuple[int, int] = (-1, -1)
+    seen: int = -1
+    """The registry version the last round placed against."""
     awaiting: bool = False
-    """An attempt waits for the allocator's first answer (due within milliseconds)."""
+    """An attempt waits for the allocator's answer: the loop looks again within milliseconds
+    (a look that finds no allocation moved costs next to nothing)."""
+
+    def keep(self, pending: Pending) -> None:
+        self.pending[pending.offset] = pending
+        self.by_allocation[pending.allocation_id] = pending
+        self.flag(pending, gated=pending.gated)
+
+    def flag(self, pending: Pending, *, gated: bool) -> None:
+        pending.gated = gated
+        if gated:
+            self.ungated.discard(pending.offset)
+        elif pending.offset in self.pending:
+            self.ungated.add(pending.offset)
+
+    def remove(self, pending: Pending) -> None:
+        self.pending.pop(pending.offset, None)
+        self.by_allocation.pop(pending.allocation_id, None)
+        self.ungated.discard(pending.offset)
+
+    def to_look_at(self) -> list[Pending]:
+        """What an incremental round looks at: attempts waiting for an agent and those whose
+        allocation changed, oldest first."""
+        offsets = set(self.ungated)
+        offsets.update(
+            found.offset for a in self.dirty if (found := self.by_allocation.get(a)) is not None
+        )
+        return [self.pending[o] for o in sorted(offsets)]
+
+    def reset(self) -> list[Pending]:
+        """Forget what waits (to be read again from the committed offset); what was kept."""
+        dropped = list(self.pending.values())
+        self.pending.clear()
+        self.by_allocation.clear()
+        self.ungated.clear()
+        self.dirty.clear()
+        self.awaiting = False
+        self.next_offset = self.committed
+        return dropped
 
 
 class Assigner:
@@ -139,10 +195,36 @@ class Assigner:
         """The waiting reason last published per attempt still waiting."""
         self.decisions = 0
         """Placement decisions made (assigned or not), for benchmarks and metrics."""
+        if view.gate is not None:
+            view.gate.track()
+
+    def forget(self, owned: Owned) -> int:
+        """Forget what waits in ``owned`` (it is read again, here or by its next owner); how
+        many attempts waited."""
+        dropped = owned.reset()
+        for pending in dropped:
+            self.noted.pop(pending.key, None)
+        return len(dropped)
+
+    def _route_changes(self) -> None:
+        """Mark the waiting attempts whose allocation changed (an answer for an attempt not
+        read yet is not kept: a new attempt is always looked at whole)."""
+        gate = self.view.gate
+        if gate is None:
+            return
+        for allocation_id in gate.drain():
+            for owned in self.owned.values():
+                if allocation_id in owned.by_allocation:
+                    owned.dirty.add(allocation_id)
+                    break
 
     def due(self, owned: Owned) -> bool:
-        """Whether a round without new records could change anything."""
-        if self.view.version != owned.seen:
+        """Whether a round without new records could change anything: an answer of the
+        allocator about one of its attempts, agents that moved while some wait for an agent,
+        or the clock (health, dead agents, notes after a time) once a second."""
+        if owned.dirty:
+            return True
+        if self.view.registry.version != owned.seen and owned.ungated:
             return True
         stale = time.monotonic() - owned.last_round >= REPLACE_EVERY_SECONDS
         return stale and (bool(owned.pending) or bool(self.view.registry.open_attempts()))
@@ -150,19 +232,28 @@ class Assigner:
     def decide(
         self, owned: Owned, records: Sequence[ConsumedRecord], partitions: int, now: datetime
     ) -> Assignment | None:
+        """One round: the new records, the attempts whose allocation moved and those waiting
+        for an agent; every waiting attempt once a second (a full round)."""
+        self._route_changes()
         if not records and not self.due(owned):
             return None
-        owned.seen = self.view.version
-        owned.last_round = time.monotonic()
+        started = time.monotonic()
+        full = started - owned.last_round >= REPLACE_EVERY_SECONDS
+        owned.seen = self.view.registry.version
+        if full:
+            owned.last_round = started
         work = Assignment(self, owned)
+        looked = list(owned.pending.values()) if full else owned.to_look_at()
+        work.looked_dirty = set(owned.dirty)
         for record in records:
             work.take(record)
         placer = Placer(self.view.registry.agents(now))
-        for pending in work.pending:
+        for pending in (*looked, *work.new):
             work.place(pending, placer)
         work.reassign(placer.states, partitions, now)
-        work.watermark = min((p.offset for p in work.waiting), default=work.next_offset)
+        work.watermark = work.oldest_waiting()
         if not records and not work.records and work.watermark in (None, owned.committed):
+            work.applied()  # nothing to write, but what was looked at is up to date
             return None  # nothing read, nothing to say: the partition stays as it is
         return work
 
@@ -173,17 +264,22 @@ class Assignment:
     def __init__(self, assigner: Assigner, owned: Owned) -> None:
         self.assigner = assigner
         self.owned = owned
-        self.pending = list(owned.pending)
-        self._keys = {p.key for p in self.pending}
+        self.new: list[Pending] = []
+        """Attempts read in this round."""
+        self._new_keys: set[AttemptKey] = set()
         self.next_offset = owned.next_offset
+        self.gone: list[Pending] = []
+        """Attempts of ``owned.pending`` that stop waiting (placed, failed, dead-lettered)."""
         self.waiting: list[Pending] = []
+        """Attempts read in this round that wait."""
+        self.gated: list[tuple[Pending, bool]] = []
+        self.looked_dirty: set[str] = set()
         self.records: list[Outgoing] = []
         self.placed: list[tuple[Pending, TaskAssigned]] = []
         self.notes: dict[AttemptKey, WaitingReason] = {}
         self.queue_notes: list[tuple[Pending, str]] = []
         self.reassigned: list[TaskReassigned] = []
         self.watermark: int | None = None
-        self.awaiting = False
 
     # -- deciding --------------------------------------------------------------------------
 
@@ -198,7 +294,11 @@ class Assignment:
             self._dead_letter(record, exc)
             return
         pending = Pending(record.offset, event, record)
-        if self.assigner.view.registry.is_assigned(pending.key) or pending.key in self._keys:
+        if (
+            self.assigner.view.registry.is_assigned(pending.key)
+            or pending.key in self._new_keys
+            or pending.allocation_id in self.owned.by_allocation
+        ):
             log.info(
                 "task already assigned; skipped",
                 workflow_id=event.workflow_id,
@@ -206,8 +306,17 @@ class Assignment:
                 attempt=event.attempt,
             )
             return
-        self.pending.append(pending)
-        self._keys.add(pending.key)
+        self.new.append(pending)
+        self._new_keys.add(pending.key)
+
+    def _wait(self, pending: Pending, *, gated: bool) -> None:
+        self.gated.append((pending, gated))
+        if pending.offset not in self.owned.pending:
+            self.waiting.append(pending)
+
+    def _leave(self, pending: Pending) -> None:
+        if pending.offset in self.owned.pending:
+            self.gone.append(pending)
 
     def place(self, pending: Pending, placer: Placer) -> None:
         """Place one waiting attempt, or keep it waiting (saying why once)."""
@@ -215,17 +324,19 @@ class Assignment:
         if self.assigner.view.gate is not None:
             gated = self._gate(pending)
             if gated is False:
+                self._leave(pending)
                 return  # denied or ended: failed in this round, never placed
             if gated is None:
-                self.waiting.append(pending)
+                self._wait(pending, gated=True)
                 return
             allocation_id = gated
         assigned = self._choose(pending, placer)
         if assigned is None:
-            self.waiting.append(pending)
+            self._wait(pending, gated=False)
             return
         if allocation_id is not None:
             assigned = assigned.model_copy(update={"allocation_id": allocation_id})
+        self._leave(pending)
         try:
             encoded = self.assigner.mapper.encode(assigned)
         except EventError as exc:  # the task spec plus envelope no longer fits the size limit
@@ -282,7 +393,7 @@ class Assignment:
         gate = self.assigner.view.gate
         assert gate is not None
         me = self.assigner.me
-        answer = gate.answer(pending.ready)
+        answer = gate.answer(pending.ready, pending.allocation_id)
         record = answer.record
         if answer.verdict == "allocated":
             return answer.allocation_id
@@ -302,10 +413,6 @@ class Assignment:
             self._for_workflow(notice)
         if answer.verdict == "queued":
             return None
-        if answer.verdict == "waiting" and (
-            record is not None or time.monotonic() - pending.since < UNANSWERED_SECONDS
-        ):
-            self.awaiting = True
         if answer.verdict == "ended":
             assert isinstance(record, ResourceDenied | ResourceReleased)
             failed = ended_notice(pending.ready, record, me)
@@ -393,10 +500,27 @@ class Assignment:
         sent = await send_all(producer, self.assigner.settings.topic, self.records)
         await wait_all(sent)
 
+    def oldest_waiting(self) -> int | None:
+        """The offset to commit: the oldest attempt still waiting, else past the last read."""
+        gone = {p.offset for p in self.gone}
+        for offset in self.owned.pending:
+            if offset not in gone:
+                return offset
+        if self.waiting:
+            return self.waiting[0].offset
+        return self.next_offset
+
     def applied(self) -> None:
         assigner, owned = self.assigner, self.owned
-        owned.pending = self.waiting
-        owned.awaiting = self.awaiting
+        for pending in self.gone:
+            owned.remove(pending)
+            assigner.noted.pop(pending.key, None)
+        for pending, gated in self.gated:
+            owned.flag(pending, gated=gated)
+        for pending in self.waiting:
+            owned.keep(pending)
+        owned.dirty -= self.looked_dirty
+        owned.awaiting = len(owned.ungated) < len(owned.pending)
         owned.next_offset = self.next_offset
         owned.committed = self.watermark
         for pending, reason in self.queue_notes:
@@ -405,7 +529,8 @@ class Assignment:
         for pending, assigned in self.placed:
             registry.record(assigned)
             _announce(pending, assigned)
-        assigner.noted.update(self.notes)
+        waits = {p.key for p, _ in self.gated}
+        assigner.noted.update((k, v) for k, v in self.notes.items() if k in waits)
         for event in self.reassigned:
             registry.on_result(event)
             log.warning(
@@ -416,9 +541,6 @@ class Assignment:
                 from_agent_id=event.from_agent_id,
                 reason=event.reason,
             )
-        live = {p.key for o in assigner.owned.values() for p in o.pending}
-        for key in [k for k in assigner.noted if k not in live]:
-            del assigner.noted[key]
 
     def discarded(self) -> None:
         """Nothing of the round was kept: the partition waits as it did before it."""

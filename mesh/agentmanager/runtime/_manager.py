@@ -268,11 +268,12 @@ class AgentManager:
     def drop(self, numbers: Sequence[int]) -> None:
         for number in numbers:
             owned = self.assigner.owned.pop(number, None)
-            if owned is not None and owned.pending:
+            if owned is None:
+                continue
+            left = self.assigner.forget(owned)
+            if left:
                 log.info(
-                    "waiting tasks left to the partition's next owner",
-                    partition=number,
-                    tasks=len(owned.pending),
+                    "waiting tasks left to the partition's next owner", partition=number, tasks=left
                 )
 
     def decide(
@@ -296,8 +297,7 @@ class AgentManager:
         owned = self.assigner.owned.get(number)
         if owned is None:
             return None
-        owned.pending = []
-        owned.next_offset = owned.committed
+        self.assigner.forget(owned)
         await self.view.catch_up()
         return {owned.tp: owned.committed} if owned.committed is not None else None
 

@@ -79,6 +79,11 @@ _MAX_WAIT_SECONDS = 0.5
 """Longest the loop waits for ledger records before it looks at its timers and ``stop``
 (a wait ends as soon as records come: nothing on the decision path waits it out)."""
 _INPUT_BATCH = 500
+_ROUND_SHARE = 0.25
+"""Rounds take at most about this share of the allocator's time: a round costs in proportion to
+what waits, and one after every input batch over a long queue that lets nothing in starved the
+component (and the queue grew). A cheap round is due again within milliseconds."""
+_MAX_ROUND_GAP = 0.5
 _COMMIT_LEDGER_EVERY = 5.0
 _SWEEP_EVERY = 60.0
 
@@ -166,6 +171,10 @@ class ResourceService:
         self._new_requests = False
         self._agents_moved = False
         self._seen_version = -1
+        self._next_round = 0.0
+        """When a round may run again (``time.monotonic``), after the last one's cost."""
+        self._round_owed = False
+        """A round was put off by that pace: the loop runs it when it is due."""
         self._table: NodeTable | None = None
         self._reader: TopicReader | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -339,6 +348,8 @@ class ResourceService:
         last_tick = last_commit = last_sweep = 0.0
         while not stop.is_set():
             next_tick = last_tick + self.tick_seconds - time.monotonic()
+            if self._round_owed:
+                next_tick = min(next_tick, self._next_round - time.monotonic())
             wait = min(_MAX_WAIT_SECONDS, max(0.0, next_tick))
             for record in await reader.poll(timeout_ms=int(wait * 1000)):
                 self._fold(record)
@@ -420,12 +431,20 @@ class ResourceService:
             or table is not self._table
             or allocator.ledger.version != self._seen_version
         )
-        self._table = table
         decisions: list[Event] = []
-        if allocator.ledger.waiting and changed:
-            decisions = list(allocator.decide(now))
-        self._new_requests = False
-        self._seen_version = allocator.ledger.version
+        started = time.monotonic()
+        if allocator.ledger.waiting and changed and started < self._next_round:
+            self._round_owed = True  # the loop comes back for it (see ``_ROUND_SHARE``)
+        else:
+            self._table = table
+            if allocator.ledger.waiting and changed:
+                decisions = list(allocator.decide(now))
+                spent = time.monotonic() - started
+                gap = min(_MAX_ROUND_GAP, spent * (1 - _ROUND_SHARE) / _ROUND_SHARE)
+                self._next_round = started + spent + gap
+            self._round_owed = False
+            self._new_requests = False
+            self._seen_version = allocator.ledger.version
         for event in (*lost, *decisions, *allocator.reassert()):
             self.outbox.event(event)
         if decisions:
