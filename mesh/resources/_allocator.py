@@ -69,17 +69,21 @@ def decide(
     state.reserved = reservations(ledger, config, quotas, now)
     out: list[Decision] = []
     left: list[Waiting] = []
+    granted: set[str] = set()
+    dropped: set[str] = set()
+    at_most = _at_their_count(state)
     for waiting in sorted(ledger.waiting.values(), key=lambda w: w.arrival):
         memo = (waiting.need.tobytes(), waiting.request.pool_id, waiting.request.tenant)
         if memo not in state.denials:
             state.denials[memo] = _denial(state, waiting)
         denial = state.denials[memo]
-        if denial is None:
-            left.append(waiting)
-        else:
+        if denial is not None:
             out.append(denied(producer, now, waiting, *denial))
-    granted: set[str] = set()
-    dropped: set[str] = set()
+        elif (why := at_most.get(waiting.request.tenant)) is not None:
+            state.why[waiting.request.allocation_id] = (why, "quota")
+            dropped.add(waiting.request.allocation_id)  # only its tenant's releases can help it
+        else:
+            left.append(waiting)
     for _spill in range(_PASSES):
         if not left:
             break
@@ -106,6 +110,28 @@ def decide(
             out.append(queued(producer, now, waiting, position, reason, code))
         position += 1
     return out
+
+
+def _at_their_count(state: Round) -> dict[str, str]:
+    """Tenants that hold as many allocations as their quota allows, with why: none of their
+    requests can be granted in this round (grants only add), so they are not routed and
+    scored one by one (a long queue behind a full quota made every round cost O(queue) in
+    placement). Not under the demand policy, whose weights count all queued demand."""
+    config = state.config
+    policies = [config.default.kind]
+    policies += [pool_policy(config, pool).kind for pool in state.ledger.pools.values()]
+    policies += [q.policy.kind for q in state.quotas.values() if q.policy is not None]
+    if "demand" in policies:
+        return {}
+    full: dict[str, str] = {}
+    for tenant, quota in state.quotas.items():
+        if quota.max_allocations is None:
+            continue
+        used, count, _rate = state.tenant(tenant)
+        why = must_wait(quota, used, count, np.zeros_like(used))
+        if why is not None and count >= quota.max_allocations:
+            full[tenant] = why
+    return full
 
 
 def _denial(state: Round, waiting: Waiting) -> tuple[str, str] | None:
@@ -160,6 +186,9 @@ def _route(state: Round, left: Sequence[Waiting]) -> tuple[dict[str, list[Waitin
     routed: dict[str, list[Waiting]] = {}
     retry: list[Waiting] = []
     single = len(table.pools) == 1
+    # Nothing is granted while routing, so equal asks get the same node: scored once (unless a
+    # reservation makes the nodes open to a request depend on its workflow).
+    scored: dict[tuple[object, ...], Choice | None] = {}
     for waiting in left:
         pinned = waiting.request.pool_id
         if pinned is not None or single:
@@ -168,8 +197,17 @@ def _route(state: Round, left: Sequence[Waiting]) -> tuple[dict[str, list[Waitin
             continue
         ask = _ask(state, waiting, state.config.default.placement)
         choice = None
-        if not state.doomed(None, ask):
+        same = (
+            (ask.need.tobytes(), ask.placement, ask.hours, ask.hours_left, ask.cost_room)
+            if not state.reserved
+            else None
+        )
+        if same is not None and same in scored:
+            choice = scored[same]
+        elif not state.doomed(None, ask):
             choice = state.placer.choose(ask, _open_for(state, waiting, None))
+        if same is not None:
+            scored[same] = choice
         if choice is None:
             state.no_fit(None, ask)
             state.why.setdefault(waiting.request.allocation_id, no_room(waiting))
