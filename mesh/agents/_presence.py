@@ -71,11 +71,17 @@ class Presence:
         )
 
     async def heartbeats(self, outbox: Outbox, attempts: Attempts) -> None:
-        """Beat every interval until cancelled; a beat the broker refuses is only logged (the
-        next one may get through, and missing a few is what the Agent Manager tolerates)."""
+        """Beat every interval until cancelled, never waiting for a beat's acknowledgement.
+
+        While a partition's leader moves, an acknowledgement can take the whole request timeout,
+        or never come (aio-libs/aiokafka#1101); a loop that waited for it fell silent for longer
+        than the Agent Manager's threshold and the agent was presumed dead while it ran an
+        attempt, which then ran twice. Beats not acknowledged go out in order once the
+        partition has a leader again, the newest saying the agent is alive; a beat the broker
+        refuses is only logged (missing a few is what the Agent Manager tolerates)."""
         while True:
             try:
-                await outbox.publish(self.heartbeat(attempts))
+                await outbox.publish(self.heartbeat(attempts), wait=False)
             except BrokerError as exc:
                 log.warning("heartbeat not published", error=str(exc))
             await asyncio.sleep(self.config.heartbeat_interval)
