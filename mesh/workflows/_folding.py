@@ -24,6 +24,7 @@ from mesh.workflows._state import (
     WorkflowState,
     WorkflowStatus,
 )
+from mesh.workflows._table import TaskTable
 
 
 class Folding:
@@ -45,7 +46,7 @@ class Folding:
         self.ended_at = state.ended_at
         self.reason = state.reason
         self.failed_task_ids = state.failed_task_ids
-        self.tasks = dict(state.tasks)
+        self.tasks = TaskTable.of(state.tasks).edit()
         self.runnable = list(state.runnable)
         self._runnable = set(state.runnable)
         self.in_flight = state.in_flight
@@ -72,7 +73,7 @@ class Folding:
                 correlation_id=event.correlation_id,
                 status="running",
                 plan=event.plan,
-                tasks=tasks,
+                tasks=TaskTable.of(tasks),
                 sequence=1,
                 started_at=event.occurred_at,
                 ended_at=None,
@@ -97,7 +98,7 @@ class Folding:
             correlation_id=self.correlation_id,
             status=self.status,
             plan=self.plan,
-            tasks=dict(self.tasks),
+            tasks=self.tasks.freeze(),
             sequence=self.sequence,
             started_at=self.started_at,
             ended_at=self.ended_at,

@@ -32,6 +32,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, JsonValue, Validation
 
 from mesh.errors import DecisionError
 from mesh.events import ExecutionPlan
+from mesh.workflows._table import TaskTable
 
 STATE_VERSION: int = 1
 """Version of the shape of :meth:`WorkflowState.to_snapshot_state`; bump it with an upcaster."""
@@ -127,7 +128,8 @@ class WorkflowState(_StateModel):
     correlation_id: str
     status: WorkflowStatus
     plan: ExecutionPlan
-    tasks: dict[str, TaskState]
+    tasks: TaskTable
+    """Task id → task, in plan order (a dict is accepted and kept as a table)."""
     sequence: int
     """``sequence`` of the last history event folded in."""
     started_at: AwareDatetime
