@@ -38,7 +38,8 @@ from urllib.parse import quote
 import httpx
 
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit
-from mesh.errors import ConfigError
+from mesh.agents._templates import attempt_values
+from mesh.errors import ArgvTemplateError, ConfigError
 from mesh.events import Capability, TaskAssigned
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -105,8 +106,10 @@ class HttpRunner:
         return self.config.capabilities
 
     def body(self, assigned: TaskAssigned, limit: float | None) -> dict[str, Any]:
-        """The JSON the endpoint receives for ``assigned``."""
+        """The JSON the endpoint receives for ``assigned`` (its prompt's placeholders filled;
+        ``ArgvTemplateError`` if one names a missing input)."""
         task = assigned.spec
+        prompt = attempt_values(assigned)["prompt"]
         return {
             "workflow_id": assigned.workflow_id,
             "task_id": assigned.task_id,
@@ -114,7 +117,7 @@ class HttpRunner:
             "agent_id": self.agent_id,
             "correlation_id": assigned.correlation_id,
             "name": task.name,
-            "prompt": task.prompt,
+            "prompt": prompt,
             "inputs": task.inputs,
             "capabilities": [c.model_dump(mode="json") for c in task.capabilities],
             "deadline": assigned.deadline.isoformat() if assigned.deadline else None,
@@ -126,6 +129,10 @@ class HttpRunner:
         if limit is not None and limit <= 0:
             return Failure("timeout", "the attempt's deadline passed before it started", True)
         seconds = limit if limit is not None else DEFAULT_TIMEOUT
+        try:
+            body = self.body(assigned, limit)
+        except ArgvTemplateError as exc:
+            return Failure(ArgvTemplateError.kind, str(exc), retriable=False)
         headers = {
             **self.config.headers,
             "Accept": "application/json",
@@ -142,7 +149,7 @@ class HttpRunner:
                 async with self.client.stream(
                     "POST",
                     self.config.url,
-                    json=self.body(assigned, limit),
+                    json=body,
                     headers=headers,
                     timeout=httpx.Timeout(seconds),
                 ) as response:
