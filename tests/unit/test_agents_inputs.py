@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mesh.agentmanager.runtime import load_templates, parse_capability
 from mesh.agents import (
     CommandConfig,
     CommandRunner,
@@ -35,11 +36,19 @@ from mesh.agents._templates import (
     values_for,
 )
 from mesh.errors import ArgvTemplateError
-from mesh.events import Capability, CapabilityRequirement, Producer, TaskAssigned, TaskSpec, meta
-from tests._agents_support import eventually
+from mesh.events import (
+    Capability,
+    Producer,
+    TaskAssigned,
+    TaskRequest,
+    meta,
+)
+from mesh.planner import Planner, PlannerConfig
+from tests._agents_support import eventually, spec, task_assigned
 from tests._http_support import http_stub, json_answer
 
 PY = sys.executable
+ROOT = Path(__file__).resolve().parents[2]
 
 UPSTREAM: dict[str, Any] = {
     # A command agent's output: stdout, and ``json`` when stdout is a JSON object.
@@ -135,18 +144,24 @@ def test_a_prompt_naming_a_missing_input_is_an_error() -> None:
         render_prompt("Implement {inputs.plan.stdout}", values())
 
 
-def test_prompt_placeholder_in_argv_carries_the_upstream_outputs() -> None:
-    """For an LLM CLI given ``{prompt}``: the task's prompt, then each upstream's output under
-    a heading (stdout or text, else JSON)."""
-    inputs = {"upstream": {"design": {"stdout": "use a dict\n"}, "ask": {"answer": 42}}}
-    rendered = values_for(
-        prompt="Implement it.",
+def argv_prompt(prompt: str, inputs: dict[str, Any]) -> str:
+    """What ``{prompt}`` stands for in a command agent's argv."""
+    rendered: str = values_for(
+        prompt=prompt,
         task_id="t",
         workflow_id="w",
         attempt=1,
         inputs=inputs,
         upstream_in_prompt=True,
     )["prompt"]
+    return rendered
+
+
+def test_prompt_placeholder_in_argv_carries_the_upstream_outputs() -> None:
+    """For an LLM CLI given ``{prompt}``: the task's prompt, then each upstream's output under
+    a heading (stdout or text, else JSON)."""
+    inputs = {"upstream": {"design": {"stdout": "use a dict\n"}, "ask": {"answer": 42}}}
+    rendered = argv_prompt("Implement it.", inputs)
     assert rendered == (
         'Implement it.\n\n## Output of design\n\nuse a dict\n\n## Output of ask\n\n{"answer": 42}'
     )
@@ -154,14 +169,7 @@ def test_prompt_placeholder_in_argv_carries_the_upstream_outputs() -> None:
 
 def test_a_prompt_that_places_inputs_itself_gets_nothing_appended() -> None:
     inputs = {"upstream": {"design": {"stdout": "use a dict"}}}
-    rendered = values_for(
-        prompt="Implement {inputs.design.stdout}.",
-        task_id="t",
-        workflow_id="w",
-        attempt=1,
-        inputs=inputs,
-        upstream_in_prompt=True,
-    )["prompt"]
+    rendered = argv_prompt("Implement {inputs.design.stdout}.", inputs)
     assert rendered == "Implement use a dict."
 
 
@@ -194,21 +202,9 @@ def assigned(
     inputs: dict[str, Any] | None = None,
     capability: str = "work",
 ) -> TaskAssigned:
-    return TaskAssigned(
-        **meta(Producer(component="test", instance="t"), correlation_id="req-1"),
-        workflow_id="wf-1",
-        task_id="T",
-        attempt=1,
-        agent_id="agent-1",
-        task=TaskSpec(
-            task_id="T",
-            name="test task",
-            capabilities=[CapabilityRequirement(name=capability)],
-            command=command,
-            prompt=prompt,
-            inputs=INPUTS if inputs is None else inputs,
-        ),
-    )
+    inputs = INPUTS if inputs is None else inputs
+    task = spec("T", capability, command=command, prompt=prompt, inputs=inputs)
+    return task_assigned("agent-1", task)
 
 
 def _text_of(path: Path) -> str | None:
@@ -271,11 +267,18 @@ async def test_a_cancelled_command_leaves_no_inputs_file(tmp_path: Path) -> None
     assert not exists(path)
 
 
-async def test_an_agents_template_gets_upstream_work_in_prompt(tmp_path: Path) -> None:
-    """``llm-coder``'s argv ``[cli, -p, "{prompt}"]``: the prompt and the upstream outputs in
-    one argument."""
+async def test_the_llm_coder_template_passes_the_prompt_with_upstream_work(tmp_path: Path) -> None:
+    """``mesh agents spawn llm-coder --set 'argv=[cli, -p, "{prompt}"]'``: the CLI gets the
+    task's prompt and the upstream outputs in its one prompt argument."""
     print_argv = "import json, sys; print(json.dumps(sys.argv[1:]))"
-    runner = command_runner(tmp_path, argv=(PY, "-c", print_argv, "-p", "{prompt}"))
+    templates = load_templates([ROOT / "agents" / "templates.yaml"])
+    coder = templates.resolve("llm-coder", {"argv": [PY, "-c", print_argv, "-p", "{prompt}"]})
+    config = CommandConfig(
+        capabilities=tuple(parse_capability(c) for c in coder.capabilities),
+        argv=coder.argv,
+        workdir=tmp_path,
+    )
+    runner = CommandRunner(config, agent_id="llm-coder-1")
     inputs = {"upstream": {"design": {"stdout": "add a flag\n"}}}
     outcome = await runner.run(assigned(prompt="Implement the design.", inputs=inputs), no_progress)
     assert isinstance(outcome, Success), outcome
@@ -390,3 +393,25 @@ async def test_cancelling_an_http_call_in_flight_closes_its_connection() -> None
         await runner.aclose()
         server.close()
         await server.wait_closed()
+
+
+def test_the_planner_passes_the_requests_context_to_every_task() -> None:
+    """How ``{context.<key>}`` reaches an agent: the plan carries it in each task's inputs."""
+    request = TaskRequest(
+        **meta(Producer(component="test", instance="t"), correlation_id="r-1"),
+        request_id="r-1",
+        task_type="feature",
+        description="Add a --verbose flag",
+        context={"repository": "/srv/repo"},
+    )
+    plan = Planner(config=PlannerConfig(cache_size=0)).report(request).plan
+    assert plan.tasks
+    for task in plan.tasks:
+        rendered = values_for(
+            prompt="in {context.repository}",
+            task_id=task.task_id,
+            workflow_id="wf",
+            attempt=1,
+            inputs=task.inputs,
+        )["prompt"]
+        assert rendered == "in /srv/repo"
