@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
-from mesh.agents._templates import attempt_values, check_template, render_argv
+from mesh.agents._templates import attempt_values, check_template, places_inputs, render_argv
 from mesh.errors import ArgvTemplateError, ConfigError
 from mesh.events import Capability, TaskAssigned
 
@@ -268,7 +268,10 @@ class CommandRunner:
                 retriable=False,
             )
         try:
-            return render_argv(template, attempt_values(assigned, upstream_in_prompt=True))
+            # {prompt} carries the upstream outputs unless the argv places them itself.
+            upstream_in_prompt = not places_inputs(template)
+            values = attempt_values(assigned, upstream_in_prompt=upstream_in_prompt)
+            return render_argv(template, values)
         except ArgvTemplateError as exc:
             return Failure(ArgvTemplateError.kind, str(exc), retriable=False)
 

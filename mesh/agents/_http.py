@@ -7,7 +7,10 @@ The request body (``Content-Type: application/json``)::
      "capabilities": [{"name": "...", "min_level": null, "tags": []}],
      "deadline": "2026-01-01T00:00:00Z" | null, "timeout_seconds": 30.0 | null}
 
-with an ``Idempotency-Key: <workflow id>/<task id>/<attempt>`` header: delivery to agents is
+where ``prompt`` has its ``{inputs…}`` and ``{context…}`` placeholders filled (one that names a
+missing input fails the attempt as ``bad_template`` before any call) and ``inputs`` holds the
+upstream outputs (``inputs.upstream``) and the request's context (``inputs.context``); with an
+``Idempotency-Key: <workflow id>/<task id>/<attempt>`` header: delivery to agents is
 at-least-once, so an endpoint may see an attempt twice and can recognise it.
 
 The response:
@@ -20,6 +23,8 @@ The response:
   agent's breaker. 408 and 429 are the exception: the endpoint is busy, so retriable and counted;
 - **5xx**, a timeout, a connection error, an unusable 2xx body or any other status: a retriable
   failure that counts against the breaker.
+
+A cancelled attempt (``CancelTask``, the agent stopping) closes its call in flight.
 
 The body read is capped (``max_response_bytes``); the URL's credentials and query string and the
 configured headers are never logged or put in a message.

@@ -11,6 +11,11 @@
             raise TaskError("nothing to summarise", kind="empty_prompt")
         return {"summary": ctx.prompt[:100]}
 
+``ctx.inputs`` holds the task's inputs with the upstream outputs (``ctx.upstream("design")``)
+and the request's context (``ctx.context``); ``ctx.prompt`` has its ``{inputs…}`` and
+``{context…}`` placeholders filled (one naming a missing input fails the attempt as
+``bad_template`` before the function runs).
+
 A task goes to the first function (in module order) whose capabilities cover the task's
 requirements. Plain ``def`` functions run in a worker thread so they cannot stall the agent's
 heartbeats. An exception fails the attempt with its class name as ``error_kind``; it is retriable

@@ -9,8 +9,8 @@ without a shell, never a command.
 The values (:func:`values_for`):
 
 - ``{prompt}``: the task's prompt with its own placeholders filled; in argv, followed by each
-  upstream task's output under a heading (:func:`prompt_with_upstream`) unless the prompt
-  places inputs itself;
+  upstream task's output under a heading (:func:`prompt_with_upstream`) unless the prompt or
+  the argv places ``{inputs…}`` itself;
 - ``{task_id}``, ``{workflow_id}``, ``{attempt}``;
 - ``{inputs.<key>…}``: the task's inputs (``{inputs}`` is all of them as JSON);
   ``{inputs.<task>…}`` is shorthand for ``{inputs.upstream.<task>…}`` (an upstream task's
@@ -164,7 +164,7 @@ def values_for(
         "context": context if isinstance(context, Mapping) else {},
     }
     rendered = render_prompt(prompt, values)
-    if upstream_in_prompt and not _places_inputs(prompt):
+    if upstream_in_prompt and not places_inputs([prompt or ""], PROMPT_PLACEHOLDERS):
         rendered = prompt_with_upstream(rendered, inputs.get("upstream"))
     values["prompt"] = rendered
     return values
@@ -182,12 +182,13 @@ def attempt_values(assigned: TaskAssigned, *, upstream_in_prompt: bool = False) 
     )
 
 
-def _places_inputs(prompt: str | None) -> bool:
-    if not prompt:
-        return False
+def places_inputs(templates: Sequence[str], roots: Sequence[str] | None = None) -> bool:
+    """Whether any of ``templates`` has an ``{inputs…}`` placeholder (its author placed the
+    upstream outputs where they belong, so ``{prompt}`` need not carry them)."""
     return any(
         isinstance(part, _Field) and part.path[0] == "inputs"
-        for part in parse(prompt, PROMPT_PLACEHOLDERS)
+        for template in templates
+        for part in parse(template, roots)
     )
 
 
@@ -319,6 +320,7 @@ __all__ = [
     "check_template",
     "output_text",
     "parse",
+    "places_inputs",
     "prompt_with_upstream",
     "render",
     "render_argv",

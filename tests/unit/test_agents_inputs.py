@@ -288,6 +288,17 @@ async def test_the_llm_coder_template_passes_the_prompt_with_upstream_work(tmp_p
     ]
 
 
+async def test_an_argv_that_places_inputs_itself_gets_the_bare_prompt(tmp_path: Path) -> None:
+    print_argv = "import json, sys; print(json.dumps(sys.argv[1:]))"
+    command = [PY, "-c", print_argv, "{prompt}", "{inputs.design.stdout}"]
+    inputs = {"upstream": {"design": {"stdout": "add a flag"}}}
+    outcome = await command_runner(tmp_path).run(
+        assigned(command=command, prompt="Implement it.", inputs=inputs), no_progress
+    )
+    assert isinstance(outcome, Success), outcome
+    assert json.loads(outcome.output["stdout"]) == ["Implement it.", "add a flag"]
+
+
 async def test_a_command_naming_a_missing_input_fails_without_running(tmp_path: Path) -> None:
     ran = tmp_path / "ran"
     outcome = await command_runner(tmp_path).run(
