@@ -46,7 +46,7 @@ PROMPT_PLACEHOLDERS = ("inputs", "context")
 """The roots that are placeholders inside a prompt (any other ``{word}`` there is prose)."""
 
 UPSTREAM_PROMPT_BUDGET = 96 * 1024
-"""Characters of upstream output appended to ``{prompt}`` in argv: one argument of a Linux
+"""Bytes of upstream output appended to ``{prompt}`` in argv: one argument of a Linux
 ``exec`` may hold 128 KiB, and the whole inputs are in ``MESH_INPUTS_FILE`` anyway."""
 
 
@@ -196,15 +196,17 @@ def prompt_with_upstream(
     prompt: str | None, upstream: Any, budget: int = UPSTREAM_PROMPT_BUDGET
 ) -> str | None:
     """``prompt`` followed by each upstream output (its text: ``stdout``, ``text``, else JSON)
-    under a ``## Output of <task>`` heading, each cut to its share of ``budget`` characters."""
+    under a ``## Output of <task>`` heading, each cut to its share of ``budget`` bytes (UTF-8)."""
     if not isinstance(upstream, Mapping) or not upstream:
         return prompt
     share = max(budget // len(upstream), 1)
     sections = [prompt.rstrip("\n")] if prompt else []
     for task_id, output in upstream.items():
         text = output_text(output)
-        if len(text) > share:
-            text = text[:share] + "\n[… cut; the whole output is in the file $MESH_INPUTS_FILE]"
+        encoded = text.encode()
+        if len(encoded) > share:
+            text = encoded[:share].decode(errors="ignore")
+            text += "\n[… cut; the whole output is in the file $MESH_INPUTS_FILE]"
         sections.append(f"## Output of {task_id}\n\n{text}")
     return "\n\n".join(sections)
 

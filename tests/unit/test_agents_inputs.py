@@ -186,6 +186,9 @@ def test_upstream_text_in_a_prompt_is_cut_to_fit_one_argument() -> None:
     assert len(rendered) < UPSTREAM_PROMPT_BUDGET + 1_000
     assert "the whole output is in the file $MESH_INPUTS_FILE" in rendered
     assert rendered.endswith("## Output of b\n\nsmall")
+    wide = prompt_with_upstream(None, {"a": {"stdout": "é" * UPSTREAM_PROMPT_BUDGET}})
+    assert wide is not None
+    assert len(wide.encode()) < UPSTREAM_PROMPT_BUDGET + 1_000  # bytes: what exec counts
 
 
 def test_output_text() -> None:
@@ -286,6 +289,20 @@ async def test_the_llm_coder_template_passes_the_prompt_with_upstream_work(tmp_p
         "-p",
         "Implement the design.\n\n## Output of design\n\nadd a flag",
     ]
+
+
+async def test_a_large_upstream_output_still_fits_the_prompt_argument(tmp_path: Path) -> None:
+    """Over 128 KiB in one argument, exec fails (E2BIG); the prompt is cut to fit, and the
+    whole output is in the inputs file."""
+    code = "import json, os, sys; print(len(sys.argv[1]), "
+    code += "len(json.load(open(os.environ['MESH_INPUTS_FILE']))['upstream']['a']['stdout']))"
+    runner = command_runner(tmp_path, argv=(PY, "-c", code, "{prompt}"))
+    inputs = {"upstream": {"a": {"stdout": "ü" * 200_000}}}
+    outcome = await runner.run(assigned(prompt="Go.", inputs=inputs), no_progress)
+    assert isinstance(outcome, Success), outcome
+    in_argv, in_file = map(int, outcome.output["stdout"].split())
+    assert in_argv < UPSTREAM_PROMPT_BUDGET
+    assert in_file == 200_000
 
 
 async def test_an_argv_that_places_inputs_itself_gets_the_bare_prompt(tmp_path: Path) -> None:
