@@ -12,19 +12,23 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
-from mesh.agents._templates import check_template, render_argv, values_for
+from mesh.agents._templates import attempt_values, check_template, places_inputs, render_argv
 from mesh.errors import ArgvTemplateError, ConfigError
 from mesh.events import Capability, TaskAssigned
 
 MAX_OUTPUT_BYTES = 64 * 1024
 """Default cap on each of stdout and stderr kept from one attempt."""
+
+INPUTS_FILE_ENV = "MESH_INPUTS_FILE"
+"""The environment variable that holds the path of the attempt's inputs file."""
 
 KILL_GRACE_SECONDS = 2.0
 """Time between SIGTERM and SIGKILL when a process group is stopped."""
@@ -263,14 +267,10 @@ class CommandRunner:
                 "--argv template",
                 retriable=False,
             )
-        values = values_for(
-            prompt=task.prompt,
-            task_id=task.task_id,
-            workflow_id=assigned.workflow_id,
-            attempt=assigned.attempt,
-            inputs=task.inputs,
-        )
         try:
+            # {prompt} carries the upstream outputs unless the argv places them itself.
+            upstream_in_prompt = not places_inputs(template)
+            values = attempt_values(assigned, upstream_in_prompt=upstream_in_prompt)
             return render_argv(template, values)
         except ArgvTemplateError as exc:
             return Failure(ArgvTemplateError.kind, str(exc), retriable=False)
@@ -285,24 +285,26 @@ class CommandRunner:
         # The agent's own program failing to start is the agent's failure (its breaker counts
         # it); a task's own command failing to start is the task's.
         own = assigned.spec.command is None
-        env = child_environment(
-            {
-                **self.config.env,
-                "MESH_AGENT_ID": self.agent_id,
-                "MESH_WORKFLOW_ID": assigned.workflow_id,
-                "MESH_TASK_ID": assigned.task_id,
-                "MESH_ATTEMPT": str(assigned.attempt),
-            }
-        )
         try:
-            result = await run_command(
-                argv,
-                cwd=self.config.workdir,
-                env=env,
-                timeout_seconds=limit,
-                max_output_bytes=self.config.max_output_bytes,
-                kill_grace=self.config.kill_grace,
-            )
+            with inputs_file(assigned.spec.inputs) as inputs_path:
+                env = child_environment(
+                    {
+                        **self.config.env,
+                        "MESH_AGENT_ID": self.agent_id,
+                        "MESH_WORKFLOW_ID": assigned.workflow_id,
+                        "MESH_TASK_ID": assigned.task_id,
+                        "MESH_ATTEMPT": str(assigned.attempt),
+                        INPUTS_FILE_ENV: str(inputs_path),
+                    }
+                )
+                result = await run_command(
+                    argv,
+                    cwd=self.config.workdir,
+                    env=env,
+                    timeout_seconds=limit,
+                    max_output_bytes=self.config.max_output_bytes,
+                    kill_grace=self.config.kill_grace,
+                )
         except FileNotFoundError:
             return Failure(
                 "not_found",
@@ -319,6 +321,19 @@ class CommandRunner:
                 "exec_failed", f"could not start {argv[0]!r}: {exc}", False, infrastructure=own
             )
         return outcome_of(result, limit)
+
+
+@contextlib.contextmanager
+def inputs_file(inputs: Mapping[str, Any]) -> Iterator[Path]:
+    """The attempt's whole inputs as a JSON file in a private directory (mode 0700, of this
+    attempt alone), removed with the directory when the attempt ends, cancelled or not.
+
+    Not in argv: inputs may be larger than one argument can hold, and other users can read a
+    process's arguments."""
+    with tempfile.TemporaryDirectory(prefix="mesh-inputs-") as directory:
+        path = Path(directory) / "inputs.json"
+        path.write_text(json.dumps(inputs, ensure_ascii=False), encoding="utf-8")
+        yield path
 
 
 _CANNOT_EXECUTE = (126, 127)
@@ -344,12 +359,14 @@ def outcome_of(result: CommandResult, limit: float | None) -> Outcome:
 
 
 __all__ = [
+    "INPUTS_FILE_ENV",
     "KILL_GRACE_SECONDS",
     "MAX_OUTPUT_BYTES",
     "CommandConfig",
     "CommandResult",
     "CommandRunner",
     "child_environment",
+    "inputs_file",
     "outcome_of",
     "run_command",
     "shrink_output",

@@ -7,7 +7,10 @@ The request body (``Content-Type: application/json``)::
      "capabilities": [{"name": "...", "min_level": null, "tags": []}],
      "deadline": "2026-01-01T00:00:00Z" | null, "timeout_seconds": 30.0 | null}
 
-with an ``Idempotency-Key: <workflow id>/<task id>/<attempt>`` header: delivery to agents is
+where ``prompt`` has its ``{inputs…}`` and ``{context…}`` placeholders filled (one that names a
+missing input fails the attempt as ``bad_template`` before any call) and ``inputs`` holds the
+upstream outputs (``inputs.upstream``) and the request's context (``inputs.context``); with an
+``Idempotency-Key: <workflow id>/<task id>/<attempt>`` header: delivery to agents is
 at-least-once, so an endpoint may see an attempt twice and can recognise it.
 
 The response:
@@ -20,6 +23,8 @@ The response:
   agent's breaker. 408 and 429 are the exception: the endpoint is busy, so retriable and counted;
 - **5xx**, a timeout, a connection error, an unusable 2xx body or any other status: a retriable
   failure that counts against the breaker.
+
+A cancelled attempt (``CancelTask``, the agent stopping) closes its call in flight.
 
 The body read is capped (``max_response_bytes``); the URL's credentials and query string and the
 configured headers are never logged or put in a message.
@@ -38,7 +43,8 @@ from urllib.parse import quote
 import httpx
 
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit
-from mesh.errors import ConfigError
+from mesh.agents._templates import attempt_values
+from mesh.errors import ArgvTemplateError, ConfigError
 from mesh.events import Capability, TaskAssigned
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -105,8 +111,10 @@ class HttpRunner:
         return self.config.capabilities
 
     def body(self, assigned: TaskAssigned, limit: float | None) -> dict[str, Any]:
-        """The JSON the endpoint receives for ``assigned``."""
+        """The JSON the endpoint receives for ``assigned`` (its prompt's placeholders filled;
+        ``ArgvTemplateError`` if one names a missing input)."""
         task = assigned.spec
+        prompt = attempt_values(assigned)["prompt"]
         return {
             "workflow_id": assigned.workflow_id,
             "task_id": assigned.task_id,
@@ -114,7 +122,7 @@ class HttpRunner:
             "agent_id": self.agent_id,
             "correlation_id": assigned.correlation_id,
             "name": task.name,
-            "prompt": task.prompt,
+            "prompt": prompt,
             "inputs": task.inputs,
             "capabilities": [c.model_dump(mode="json") for c in task.capabilities],
             "deadline": assigned.deadline.isoformat() if assigned.deadline else None,
@@ -126,6 +134,10 @@ class HttpRunner:
         if limit is not None and limit <= 0:
             return Failure("timeout", "the attempt's deadline passed before it started", True)
         seconds = limit if limit is not None else DEFAULT_TIMEOUT
+        try:
+            body = self.body(assigned, limit)
+        except ArgvTemplateError as exc:
+            return Failure(ArgvTemplateError.kind, str(exc), retriable=False)
         headers = {
             **self.config.headers,
             "Accept": "application/json",
@@ -142,7 +154,7 @@ class HttpRunner:
                 async with self.client.stream(
                     "POST",
                     self.config.url,
-                    json=self.body(assigned, limit),
+                    json=body,
                     headers=headers,
                     timeout=httpx.Timeout(seconds),
                 ) as response:

@@ -11,6 +11,11 @@
             raise TaskError("nothing to summarise", kind="empty_prompt")
         return {"summary": ctx.prompt[:100]}
 
+``ctx.inputs`` holds the task's inputs with the upstream outputs (``ctx.upstream("design")``)
+and the request's context (``ctx.context``); ``ctx.prompt`` has its ``{inputs…}`` and
+``{context…}`` placeholders filled (one naming a missing input fails the attempt as
+``bad_template`` before the function runs).
+
 A task goes to the first function (in module order) whose capabilities cover the task's
 requirements. Plain ``def`` functions run in a worker thread so they cannot stall the agent's
 heartbeats. An exception fails the attempt with its class name as ``error_kind``; it is retriable
@@ -31,7 +36,8 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
-from mesh.errors import ConfigError, MeshError, TaskError
+from mesh.agents._templates import attempt_values
+from mesh.errors import ArgvTemplateError, ConfigError, MeshError, TaskError
 from mesh.events import Capability, CapabilityRequirement, TaskAssigned, TaskSpec, covers
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,6 +58,8 @@ class TaskContext:
         self._assigned = assigned
         self._progress = progress
         self._loop = loop
+        # Rendered here, so a prompt naming a missing input fails the attempt before it runs.
+        self._values = attempt_values(assigned)
 
     @property
     def task(self) -> TaskSpec:
@@ -76,12 +84,36 @@ class TaskContext:
 
     @property
     def prompt(self) -> str | None:
-        return self._assigned.spec.prompt
+        """The task's prompt with its ``{inputs…}`` and ``{context…}`` placeholders filled."""
+        prompt: str | None = self._values["prompt"]
+        return prompt
 
     @property
     def inputs(self) -> Mapping[str, Any]:
-        """The task's inputs (upstream outputs too, as the Workflow Manager passes them)."""
+        """The task's inputs: the plan's, plus ``upstream`` (dependency id → its output, as the
+        Workflow Manager passes them), ``event`` for a triggered task, ``context`` from the
+        planner."""
         return self._assigned.spec.inputs
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        """The request's context (``inputs.context``; empty when the plan has none)."""
+        context: Mapping[str, Any] = self._values["context"]
+        return context
+
+    def upstream(self, task_id: str) -> Mapping[str, Any]:
+        """The output of the upstream task ``task_id``; a non-retriable ``TaskError``
+        (``missing_input``) naming the tasks there are when it is not one."""
+        upstream = self.inputs.get("upstream")
+        upstream = upstream if isinstance(upstream, Mapping) else {}
+        output = upstream.get(task_id)
+        if not isinstance(output, Mapping):
+            names = ", ".join(sorted(upstream)) or "none"
+            raise TaskError(
+                f"task {self.task_id!r} has no upstream task {task_id!r} (upstream: {names})",
+                kind="missing_input",
+            )
+        return output
 
     async def progress(
         self, percent: float | None = None, message: str = "", **details: Any
@@ -188,7 +220,10 @@ class PythonRunner:
         limit = time_limit(assigned, self.timeout, datetime.now(UTC))
         if limit is not None and limit <= 0:
             return Failure("timeout", "the attempt's deadline passed before it started", True)
-        ctx = TaskContext(assigned, progress, asyncio.get_running_loop())
+        try:
+            ctx = TaskContext(assigned, progress, asyncio.get_running_loop())
+        except ArgvTemplateError as exc:
+            return Failure(ArgvTemplateError.kind, str(exc), retriable=False)
         try:
             async with asyncio.timeout(limit):
                 result = await _call(function.func, ctx)

@@ -1,5 +1,5 @@
 """A primitive task's draft rendered as a ``TaskSpec``: parameters substituted, capabilities
-mapped to the agents at hand, the planner's tag added to its inputs.
+mapped to the agents at hand, the planner's tag (and the request's context) added to its inputs.
 
 The tag (``inputs["planner"]`` = ``{"type", "methods", "template"}``) is how the planner later
 learns from the task's outcome: which task type it was and which methods produced it. It rides in
@@ -23,6 +23,9 @@ from mesh.planner._templates import Primitive
 
 PLANNER_INPUT_KEY = "planner"
 """``TaskSpec.inputs[PLANNER_INPUT_KEY]`` = ``{"type", "methods", "template"}``."""
+
+CONTEXT_INPUT_KEY = "context"
+"""``TaskSpec.inputs[CONTEXT_INPUT_KEY]``: the request's context, for ``{context.<key>}``."""
 
 Estimate = Callable[[Primitive], tuple[float, float]]
 """(duration seconds, cost) of one attempt of a primitive task."""
@@ -71,6 +74,9 @@ def render_task(
         inputs = substitute(dict(primitive.inputs), ns, where) if primitive.inputs else {}
     except PlanTemplateError as exc:
         raise PlanningError("template", str(exc)) from exc
+    if spec.request.context:
+        # How ``{context.<key>}`` reaches the agent: the plan is all that reaches the history.
+        inputs.setdefault(CONTEXT_INPUT_KEY, dict(spec.request.context))
     inputs[PLANNER_INPUT_KEY] = {
         "type": primitive.name,
         "methods": list(draft.methods),

@@ -39,6 +39,7 @@ VALUES = values_for(
         ("{inputs.upstream.A.stdout}", "hello\n"),
         ("{inputs.upstream.A.json}", '{"k": [1, 2]}'),
         ("{inputs.list}", '[1, "two"]'),
+        ("{inputs.list.1}", "two"),
         ("no placeholders", "no placeholders"),
         ("", ""),
     ],
@@ -74,17 +75,19 @@ def test_doubled_braces_make_a_placeholder_literal(template: str, expected: str)
 @pytest.mark.parametrize(
     ("template", "fragment"),
     [
-        ("{inputs.missing}", "no key 'missing'"),
+        ("{inputs.missing}", "no input 'missing' and no upstream task 'missing'"),
         ("{inputs.upstream.Z.stdout}", "inputs.upstream has no key 'Z'"),
         ("{inputs.name.first}", "inputs.name is a string"),
-        ("{inputs.list.0}", "inputs.list is a list"),
+        ("{inputs.list.2}", "inputs.list has 2 items, no item 2"),
+        ("{inputs.list.x}", "inputs.list is a list"),
         ("{prompt.upper}", "prompt is a string"),
         ("{attempt.real}", "attempt is a number"),
         ("{secret}", "unknown placeholder {secret}"),
         ("{__import__}", "unknown placeholder {__import__}"),
-        ("{inputs.__class__}", "no key '__class__'"),
-        ("{inputs.name!r}", "no key 'name!r'"),
-        ("{inputs.name:>10}", "no key 'name:>10'"),
+        ("{inputs.__class__}", "no input '__class__'"),
+        ("{inputs.name!r}", "no input 'name!r'"),
+        ("{inputs.name:>10}", "no input 'name:>10'"),
+        ("{inputs.name.__class__}", "inputs.name is a string"),
         ("{inputs..name}", "empty key"),
         ("{inputs.}", "empty key"),
     ],
@@ -136,7 +139,6 @@ def test_check_rejects_unknown_names_without_values() -> None:
         "line1\nline2",
         "* ? [a-z]",
         "--help",
-        "{inputs.name}",  # a value is never re-parsed as a template
         "{{",
     ],
 )
@@ -147,7 +149,9 @@ def test_substituted_values_stay_inside_their_one_element(prompt: str) -> None:
 
 
 def test_values_holding_braces_are_not_expanded_again() -> None:
+    """A prompt is rendered once: what it renders to (here a literal placeholder, written with
+    doubled braces) is never parsed again."""
     values: dict[str, Any] = values_for(
-        prompt="{inputs.secret}", task_id="t", workflow_id="w", attempt=1, inputs={"secret": "x"}
+        prompt="{{inputs.secret}}", task_id="t", workflow_id="w", attempt=1, inputs={"secret": "x"}
     )
     assert render("{prompt}", values) == "{inputs.secret}"

@@ -12,6 +12,11 @@ directory by default, or ``mesh run agents --templates PATH``)::
         argv: [claude, -p, "{prompt}"]  # any CLI; {prompt} is one argv element, no shell
         timeout: 1800
 
+In a command agent's argv, ``{prompt}`` is the task's prompt followed by each upstream task's
+output under a heading (``mesh.agents`` renders it), so an LLM CLI sees the work it builds on;
+``{inputs.<task>.stdout}``, ``{inputs.<task>.json.<path>}`` and ``{context.<key>}`` place one
+value, and ``$MESH_INPUTS_FILE`` holds all of them.
+
 The base kinds ``command``, ``python`` and ``http`` are always there, empty: the request's
 ``config`` then says everything. Turning a template into argv is pure and checked here, so a bad
 request is refused with a reason before any process starts.
