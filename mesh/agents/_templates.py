@@ -31,18 +31,23 @@ changed, so code such as ``print({'a': {'b': 1}})`` or a JSON literal needs no e
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mesh.errors import ArgvTemplateError
-from mesh.events import TaskAssigned
+from mesh.events import (
+    ESCAPED_PLACEHOLDER,
+    PLACEHOLDER,
+    PROMPT_ROOTS,
+    TaskAssigned,
+    is_placeholder,
+)
 
 PLACEHOLDERS = ("prompt", "task_id", "workflow_id", "attempt", "inputs", "context")
 """The roots an argv placeholder may start with; ``inputs`` and ``context`` have keys below."""
 
-PROMPT_PLACEHOLDERS = ("inputs", "context")
+PROMPT_PLACEHOLDERS = PROMPT_ROOTS
 """The roots that are placeholders inside a prompt (any other ``{word}`` there is prose)."""
 
 UPSTREAM_PROMPT_BUDGET = 96 * 1024
@@ -59,11 +64,6 @@ class _Field:
 _Part = str | _Field
 
 
-_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[^{}]*)?"
-_FIELD = re.compile(r"\{(" + _PATH + r")\}")
-_ESCAPED = re.compile(r"\{\{(" + _PATH + r")\}\}")
-
-
 def parse(template: str, roots: Sequence[str] | None = None) -> tuple[_Part, ...]:
     """Split a template into literal text and placeholders; ``ArgvTemplateError`` if one is bad.
 
@@ -77,10 +77,12 @@ def parse(template: str, roots: Sequence[str] | None = None) -> tuple[_Part, ...
         if template[i] != "{":
             text.append(template[i])
             i += 1
-        elif (escaped := _ESCAPED.match(template, i)) and _ours(escaped.group(1), roots):
+        elif (escaped := ESCAPED_PLACEHOLDER.match(template, i)) and is_placeholder(
+            escaped.group(1), roots
+        ):
             text.append("{" + escaped.group(1) + "}")
             i = escaped.end()
-        elif (field := _FIELD.match(template, i)) and _ours(field.group(1), roots):
+        elif (field := PLACEHOLDER.match(template, i)) and is_placeholder(field.group(1), roots):
             if text:
                 parts.append("".join(text))
                 text.clear()
@@ -92,10 +94,6 @@ def parse(template: str, roots: Sequence[str] | None = None) -> tuple[_Part, ...
     if text:
         parts.append("".join(text))
     return tuple(parts)
-
-
-def _ours(source: str, roots: Sequence[str] | None) -> bool:
-    return roots is None or source.split(".", 1)[0] in roots
 
 
 def _field(source: str) -> _Field:

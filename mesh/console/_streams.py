@@ -120,9 +120,9 @@ class _Tracked:
 
     def apply(self, event: WorkflowEvent) -> list[TaskState]:
         """Fold ``event``; the tasks it changed (each ``put`` replaces a task's object)."""
-        before = self.folding.tasks.copy()
+        before = self.folding.tasks.freeze()
         self.folding.apply(event)
-        changed = [t for k, t in self.folding.tasks.items() if before.get(k) is not t]
+        changed = self.folding.tasks.changed_since(before)
         self.done += sum(t.is_final for t in changed) - sum(
             before[t.task_id].is_final for t in changed if t.task_id in before
         )

@@ -55,6 +55,13 @@ from mesh.events._mapper import (
     KeyedRecord,
     Mapper,
 )
+from mesh.events._placeholders import (
+    ESCAPED_PLACEHOLDER,
+    PLACEHOLDER,
+    PROMPT_ROOTS,
+    is_placeholder,
+    literal,
+)
 from mesh.events._plans import (
     ExecutionPlan,
     FailurePolicy,
@@ -127,11 +134,14 @@ __all__ = [
     "COMPONENTS",
     "DEFAULT_MAX_EVENT_BYTES",
     "DEFAULT_TOPIC_PREFIX",
+    "ESCAPED_PLACEHOLDER",
     "HEADER_CORRELATION_ID",
     "HEADER_EVENT_ID",
     "HEADER_SCHEMA_VERSION",
     "HEADER_TYPE",
     "MESH_HEADERS",
+    "PLACEHOLDER",
+    "PROMPT_ROOTS",
     "REGISTRY",
     "AgentHeartbeat",
     "AgentKind",
@@ -224,6 +234,8 @@ __all__ = [
     "channels_of",
     "chunk_key",
     "covers",
+    "is_placeholder",
+    "literal",
     "meta",
     "uuid7",
     "uuid7_time",

@@ -10,8 +10,9 @@ list, so ``for_each: ${context.files}`` works); elsewhere ``${path}`` is replace
 text (JSON for non-strings). ``${path|default}`` gives a default, read as a YAML scalar
 (``${context.files|[]}``). ``$${`` writes a literal ``${``.
 
-In agent commands, the agents' own ``{placeholder}`` syntax must survive, so substituted text is
-brace-escaped there (``{`` → ``{{``): a description holding ``{x}`` cannot smuggle in a placeholder.
+In agent commands and prompts, the agents' own ``{placeholder}`` syntax must survive, so
+substituted text is made literal there (``mesh.events.literal``): a description holding ``{x}``
+cannot smuggle in a placeholder, and reaches the agent as written.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,9 +123,15 @@ def _compiled(template: str) -> tuple[Piece, ...] | tuple[str]:
 
 
 def substitute(
-    value: Any, namespace: Mapping[str, Any], where: str, *, escape_braces: bool = False
+    value: Any,
+    namespace: Mapping[str, Any],
+    where: str,
+    *,
+    escape: Callable[[str], str] | None = None,
 ) -> Any:
-    """``value`` with every ``${...}`` replaced (recursively through lists and mappings)."""
+    """``value`` with every ``${...}`` replaced (recursively through lists and mappings);
+    ``escape`` applies to the text each one puts in (e.g. so that it stays literal text in an
+    agent's template)."""
     kind = type(value)
     if kind is int or kind is float or kind is bool or value is None:
         return value  # most template values: skip the abc checks below
@@ -134,8 +141,8 @@ def substitute(
         pieces = _compiled(value)
         if len(pieces) == 2 and pieces[0] == "" and isinstance(pieces[1], tuple):
             result = _resolve(pieces[1][0], namespace, where)
-            if escape_braces and isinstance(result, str):
-                return _escape(result)
+            if escape is not None and isinstance(result, str):
+                return escape(result)
             return result
         out: list[str] = []
         for piece in pieces:
@@ -143,20 +150,13 @@ def substitute(
                 out.append(piece)
             else:
                 text = _text(_resolve(piece[0], namespace, where))
-                out.append(_escape(text) if escape_braces else text)
+                out.append(escape(text) if escape is not None else text)
         return "".join(out)
     if kind is dict or isinstance(value, Mapping):
-        return {
-            str(k): substitute(v, namespace, where, escape_braces=escape_braces)
-            for k, v in value.items()
-        }
+        return {str(k): substitute(v, namespace, where, escape=escape) for k, v in value.items()}
     if kind is list or kind is tuple or isinstance(value, list | tuple):
-        return [substitute(v, namespace, where, escape_braces=escape_braces) for v in value]
+        return [substitute(v, namespace, where, escape=escape) for v in value]
     return value
-
-
-def _escape(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mesh.errors import PlanningError, PlanTemplateError
-from mesh.events import CapabilityRequirement, TaskSpec
+from mesh.events import PROMPT_ROOTS, CapabilityRequirement, TaskSpec, literal
 from mesh.planner._expr import substitute
 from mesh.planner._request import RequestSpec
 from mesh.planner._templates import Primitive
@@ -62,10 +62,14 @@ def render_task(
     # and many titles are fixed and this runs once per task of a 10,000-task plan.
     try:
         title = substitute(primitive.title, ns, where) if primitive.title else None
-        prompt = substitute(primitive.prompt, ns, where) if primitive.prompt else None
+        prompt = (
+            substitute(primitive.prompt, ns, where, escape=_prompt_literal)
+            if primitive.prompt
+            else None
+        )
         command = (
             [
-                p if "$" not in p else _as_text(substitute(p, ns, where, escape_braces=True))
+                p if "$" not in p else _as_text(substitute(p, ns, where, escape=literal))
                 for p in primitive.command
             ]
             if primitive.command is not None and commands
@@ -127,3 +131,8 @@ def _capabilities(
 
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _prompt_literal(text: str) -> str:
+    """Substituted text in a prompt stays text: only ``{inputs…}``/``{context…}`` are read there."""
+    return literal(text, PROMPT_ROOTS)

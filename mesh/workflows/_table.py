@@ -144,5 +144,16 @@ class TaskEdits(MutableMapping[str, "TaskState"]):
         self._owned.clear()
         return TaskTable(self._slot, tuple(self._buckets), self._len)
 
+    def changed_since(self, table: TaskTable) -> list[TaskState]:
+        """The tasks that are no longer the objects they were in ``table`` (a freeze of this
+        working copy): only the buckets written since are looked at."""
+        changed: list[TaskState] = []
+        old = table._buckets
+        for number, bucket in enumerate(self._buckets):
+            before = old[number] if number < len(old) else {}
+            if bucket is not before:
+                changed.extend(t for k, t in bucket.items() if before.get(k) is not t)
+        return changed
+
 
 __all__ = ["BUCKET", "TaskEdits", "TaskTable"]
