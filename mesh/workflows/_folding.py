@@ -23,8 +23,12 @@ from mesh.workflows._state import (
     TaskState,
     WorkflowState,
     WorkflowStatus,
+    constructed,
 )
 from mesh.workflows._table import TaskTable
+
+_STATE_FIELDS = frozenset(WorkflowState.model_fields)
+"""Every field of a state is set by ``freeze``."""
 
 
 class Folding:
@@ -92,22 +96,26 @@ class Folding:
 
     def freeze(self) -> WorkflowState:
         """The immutable state (no re-validation: every value came from validated events)."""
-        return WorkflowState.model_construct(
-            workflow_id=self.workflow_id,
-            request_id=self.request_id,
-            correlation_id=self.correlation_id,
-            status=self.status,
-            plan=self.plan,
-            tasks=self.tasks.freeze(),
-            sequence=self.sequence,
-            started_at=self.started_at,
-            ended_at=self.ended_at,
-            reason=self.reason,
-            failed_task_ids=self.failed_task_ids,
-            runnable=tuple(self.runnable),
-            in_flight=self.in_flight,
-            unfinished=self.unfinished,
-            timers=dict(self.timers),
+        return constructed(
+            WorkflowState,
+            {
+                "workflow_id": self.workflow_id,
+                "request_id": self.request_id,
+                "correlation_id": self.correlation_id,
+                "status": self.status,
+                "plan": self.plan,
+                "tasks": self.tasks.freeze(),
+                "sequence": self.sequence,
+                "started_at": self.started_at,
+                "ended_at": self.ended_at,
+                "reason": self.reason,
+                "failed_task_ids": self.failed_task_ids,
+                "runnable": tuple(self.runnable),
+                "in_flight": self.in_flight,
+                "unfinished": self.unfinished,
+                "timers": dict(self.timers),
+            },
+            set(_STATE_FIELDS),
         )
 
     @property

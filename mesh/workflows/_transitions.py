@@ -48,6 +48,7 @@ from mesh.workflows._state import (
     TaskState,
     TaskStatus,
     WorkflowStatus,
+    constructed,
     wait_key,
 )
 
@@ -99,14 +100,7 @@ def changed(task: TaskState, changes: dict[str, Any]) -> TaskState:
     like ``model_copy`` nothing is validated again."""
     fields = task.__dict__.copy()
     fields.update(changes)
-    new = object.__new__(TaskState)
-    object.__setattr__(new, "__dict__", fields)
-    object.__setattr__(
-        new, "__pydantic_fields_set__", task.__pydantic_fields_set__ | changes.keys()
-    )
-    object.__setattr__(new, "__pydantic_extra__", None)
-    object.__setattr__(new, "__pydantic_private__", None)
-    return new
+    return constructed(TaskState, fields, task.__pydantic_fields_set__ | changes.keys())
 
 
 def apply(state: Folding, event: WorkflowEvent) -> None:
