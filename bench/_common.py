@@ -111,17 +111,25 @@ def _fmt(cell: Any) -> str:
     return str(cell)
 
 
+BROKER_PIDS: dict[str, int] = {}
+"""Bootstrap servers → pid of the broker process :func:`broker` started (for its CPU)."""
+
+
 @contextlib.contextmanager
 def broker(kind: str) -> Iterator[str]:
     """Bootstrap servers of a fresh broker: ``embedded`` (Tansu) or ``kafka`` (Apache Kafka)."""
     if kind == "embedded":
         with EmbeddedBroker() as embedded:
+            if embedded.pid is not None:
+                BROKER_PIDS[embedded.bootstrap_servers] = embedded.pid
             yield embedded.bootstrap_servers
         return
     sys.path.insert(0, str(ROOT))
     from tooling.kafka.kafka_broker import ApacheKafka
 
     with ApacheKafka() as kafka:
+        if kafka.pid is not None:
+            BROKER_PIDS[kafka.bootstrap_servers] = kafka.pid
         yield kafka.bootstrap_servers
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from bench._common import ROOT, broker, console, percentiles, progress, report
+from bench._common import BROKER_PIDS, ROOT, broker, console, percentiles, progress, report
 from mesh.broker import FETCH_MAX_WAIT_MS
 from mesh.client import Client, new_workflow_id
 from mesh.events import ExecutionPlan, Mapper, PlanCreated, Producer, TaskSpec, meta
@@ -106,6 +106,11 @@ class Mesh:
 
     def cpu(self) -> dict[str, float]:
         return {name: _cpu_seconds(child.pid) for name, child in self.children.items()}
+
+    def broker_cpu(self) -> float | None:
+        """CPU seconds of the broker process so far (None: not a process this run started)."""
+        pid = BROKER_PIDS.get(self.settings.bootstrap_servers)
+        return _cpu_seconds(pid) if pid is not None else None
 
 
 @contextlib.asynccontextmanager
@@ -318,18 +323,24 @@ async def history(settings: Settings) -> AsyncIterator[History]:
 
 async def mesh_burst(mesh: Mesh, workflows: int, tasks: int) -> dict[str, Any]:
     async with history(mesh.settings) as seen, Client(mesh.settings) as client:
-        cpu_before = mesh.cpu()
+        cpu_before, broker_before = mesh.cpu(), mesh.broker_cpu()
         began = time.perf_counter()
         ids = [await _start(client, tasks) for _ in range(workflows)]
         await seen.until(lambda: set(ids) <= seen.ended, "burst", workflows * tasks, within=900)
         seconds = time.perf_counter() - began
-        cpu_after = mesh.cpu()
+        cpu_after, broker_after = mesh.cpu(), mesh.broker_cpu()
     total = workflows * tasks
     cpu_ms = {n: (cpu_after[n] - cpu_before[n]) * 1000 / total for n in cpu_before}
+    broker_ms = (
+        (broker_after - broker_before) * 1000 / total
+        if broker_before is not None and broker_after is not None
+        else None
+    )
     return {
         "tasks_per_s": total / seconds,
         "seconds": seconds,
         "cpu_ms_per_task": cpu_ms,
+        "broker_cpu_ms_per_task": broker_ms,
         **percentiles(seen.latencies()),
         "hops": seen.hops(),
         "slowest": seen.slowest(5),
@@ -602,6 +613,16 @@ async def main_async(args: argparse.Namespace) -> None:
                         ", ".join(f"{n} {v:.3f}" for n, v in sorted(cpu.items())),
                     ]
                 )
+                if fig["broker_cpu_ms_per_task"] is not None:
+                    rows.append(
+                        [
+                            f"broker CPU ms per task, {label}",
+                            f"{fig['broker_cpu_ms_per_task']:.3f} ms",
+                            "",
+                            "",
+                            f"the {args.broker} broker's own process, apart from the sum",
+                        ]
+                    )
             if paced:
                 console.print(f"mesh, {label}, paced …")
                 async with running_mesh(
