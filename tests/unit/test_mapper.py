@@ -196,6 +196,7 @@ def test_an_event_exactly_at_the_limit_passes() -> None:
         (HEADER_EVENT_ID, str(uuid7()).encode(), "header mesh-event-id is"),
         (HEADER_EVENT_ID, b"not-a-uuid", "header mesh-event-id is 'not-a-uuid'"),
     ],
+    ids=["type", "version", "correlation", "other-event-id", "bad-event-id"],
 )
 @pytest.mark.parametrize("shape", [list, tuple], ids=["list", "aiokafka-tuple"])
 def test_headers_that_disagree_with_the_body_are_rejected(
