@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from mesh.errors import UnknownTask
 from mesh.workflows import TaskState, WorkflowState
 
 STYLES = {
@@ -83,6 +84,59 @@ def task_dict(task: TaskState, now: datetime) -> dict[str, Any]:
         "error": task.error_message,
         "output": task.output,
     }
+
+
+def task_of(state: WorkflowState, task_id: str) -> TaskState:
+    """The task ``task_id``; ``UnknownTask`` (one line, with the tasks there are) if none."""
+    task = state.tasks.get(task_id)
+    if task is None:
+        known = ", ".join(sorted(state.tasks)[:20])
+        raise UnknownTask(f"workflow {state.workflow_id} has no task {task_id!r} (tasks: {known})")
+    return task
+
+
+def attempt_outputs(task: TaskState) -> list[dict[str, Any]]:
+    """What each attempt printed, oldest first: failed attempts from ``failed_outputs``, the
+    current one from ``output`` once it succeeded (older states have no failed outputs)."""
+    kept: dict[str, Any] = dict(getattr(task, "failed_outputs", {}) or {})
+    attempts = [
+        {"attempt": int(number), "outcome": "failed", **output}
+        for number, output in sorted(kept.items(), key=lambda item: int(item[0]))
+    ]
+    if task.status == "succeeded":
+        attempts.append({"attempt": task.attempt, "outcome": "succeeded", **task.output})
+    return attempts
+
+
+def task_detail(task: TaskState, now: datetime) -> dict[str, Any]:
+    """One task with every attempt's output (``mesh status WF --task T``)."""
+    return {**task_dict(task, now), "attempts": attempt_outputs(task)}
+
+
+def task_panel(task: TaskState, now: datetime) -> Group:
+    """The task for people: its fields, then each attempt's exit code, stdout and stderr."""
+    table = Table.grid(padding=(0, 2))
+    for key, value in task_dict(task, now).items():
+        if key != "output" and value not in (None, ""):
+            table.add_row(Text(key, style="bold"), Text(str(value)))
+    parts: list[Any] = [table]
+    for attempt in attempt_outputs(task):
+        style = "green" if attempt["outcome"] == "succeeded" else "red"
+        code = attempt.get("exit_code")
+        exit_note = f", exit {code}" if code is not None else ""
+        cut = ", truncated" if attempt.get("truncated") else ""
+        parts.append(
+            Text(f"attempt {attempt['attempt']} {attempt['outcome']}{exit_note}{cut}", style)
+        )
+        streams = [k for k in ("stdout", "stderr") if isinstance(attempt.get(k), str)]
+        for stream in streams:
+            text = attempt[stream].rstrip("\n")
+            parts.append(Text(f"  {stream}:" + ("" if text else " (empty)"), style="bold"))
+            parts.extend(Text("    " + line) for line in text.splitlines())
+        if not streams:
+            shown = {k: v for k, v in attempt.items() if k not in ("attempt", "outcome")}
+            parts.append(Text(f"  output: {shown}"))
+    return Group(*parts)
 
 
 def state_dict(state: WorkflowState, now: datetime | None = None) -> dict[str, Any]:

@@ -83,9 +83,11 @@ from mesh.events._resources import (
 )
 from mesh.events._tasks import (
     CancelTask,
+    OutputStream,
     TaskAssigned,
     TaskCompleted,
     TaskFailed,
+    TaskOutput,
     TaskProgress,
     TaskReady,
     TaskStarted,
@@ -166,6 +168,7 @@ __all__ = [
     "KeyedRecord",
     "Mapper",
     "Meta",
+    "OutputStream",
     "PauseWorkflow",
     "PlacementName",
     "PlanCreated",
@@ -195,6 +198,7 @@ __all__ = [
     "TaskCompleted",
     "TaskEvent",
     "TaskFailed",
+    "TaskOutput",
     "TaskProgress",
     "TaskReady",
     "TaskReassigned",
