@@ -161,6 +161,7 @@ def tasks_table(
     title: str | None = None,
     now: datetime | None = None,
     progress: Mapping[str, str] | None = None,
+    last_lines: Mapping[str, str] | None = None,
 ) -> Group:
     """The tasks as a table (state, attempt, agent, why waiting, durations), then each task's
     last error on a line of its own under it: a table column would be cut to nothing on an
@@ -175,6 +176,8 @@ def tasks_table(
     columns += ["queued", "ran"]
     notes = {k: v for k, v in (progress or {}).items() if v}
     columns += ["progress"] if notes else []
+    printed = {k: v for k, v in (last_lines or {}).items() if v}
+    columns += ["last output"] if printed else []
     for column in columns:
         table.add_column(column)
     for task in tasks:
@@ -195,6 +198,7 @@ def tasks_table(
             duration_text(seconds_between(task.started_at, task.ended_at, at)),
         ]
         row += [escape(notes.get(task.task_id, ""))] if notes else []
+        row += [escape(printed.get(task.task_id, ""))] if printed else []
         table.add_row(*row)
     errors = [
         Text.assemble(

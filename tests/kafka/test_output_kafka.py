@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +94,12 @@ async def test_a_failing_tasks_output_is_kept_and_shown(
     assert "wf-nope" in assert_one_line_error(await mesh("logs", "wf-nope"))
 
 
-async def test_logs_follow_shows_a_running_agents_lines_before_it_ends(
+async def test_logs_follow_and_submit_wait_show_a_running_agents_line_before_it_ends(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    """The agent prints a line, then waits for a file only the test creates after
-    ``mesh logs --follow`` has shown that line; the follow then ends with the workflow."""
+    """The agent prints a line, then waits for a file that the test creates only after
+    ``mesh logs --follow`` and a piped ``mesh submit --wait`` have shown that line; both then
+    end with the workflow."""
     started, go = tmp_path / "started", tmp_path / "go"
     code = (
         "import os, pathlib, sys, time\n"
@@ -114,22 +117,33 @@ async def test_logs_follow_shows_a_running_agents_lines_before_it_ends(
             }
         ]
     }
+    workflow_id = f"wf-logs-{uuid.uuid4().hex[:8]}"
+    submit_args = ["submit", str(plan_file(tmp_path, plan)), "--workflow-id", workflow_id]
     async with running_mesh(kafka_settings, shell_agents=1, python_agents=0, resources=False):
-        submitted = await submit(kafka_settings, plan_file(tmp_path, plan))
-        await wait_for(started.exists, within=120, what="the agent to start the task")
-        args = ["logs", submitted.workflow_id, "slow", "--follow"]
-        with mesh_process(kafka_settings, "logs", args, tmp_path) as follow:
-            await wait_for(
-                lambda: "slow#1 stdout | waiting for go" in follow.output(),
-                within=60,
-                what="mesh logs --follow to show the running agent's line",
-            )
-            assert follow.process.poll() is None
-            go.touch()
-            state, _ = await wait_final(kafka_settings, submitted)
-            assert await asyncio.to_thread(follow.exited, 60) == 0, follow.output()
-    assert state.status == "completed"
+        with mesh_process(kafka_settings, "submit", [*submit_args, "--wait"], tmp_path) as waits:
+            await wait_for(started.exists, within=120, what="the agent to start the task")
+            args = ["logs", workflow_id, "slow", "--follow"]
+            with mesh_process(kafka_settings, "logs", args, tmp_path) as follow:
+                await wait_for(
+                    lambda: "slow#1 stdout | waiting for go" in follow.output(),
+                    within=60,
+                    what="mesh logs --follow to show the running agent's line",
+                )
+                await wait_for(
+                    lambda: (
+                        re.search(r" task\.output +slow waiting for go$", waits.output(), re.M)
+                        is not None
+                    ),
+                    within=60,
+                    what="submit --wait to show the running agent's last line",
+                )
+                # Shown while the agent runs: it cannot end before the file exists.
+                assert (follow.process.poll(), waits.process.poll()) == (None, None)
+                go.touch()
+                assert await asyncio.to_thread(follow.exited, 60) == 0, follow.output()
+                assert await asyncio.to_thread(waits.exited, 60) == 0, waits.output()
     assert follow.output().splitlines() == [
         "slow#1 stdout | waiting for go",
         "slow#1 stdout | done",
     ]
+    assert f"workflow {workflow_id} completed" in waits.output()
