@@ -53,10 +53,10 @@ def test_what_the_brokers_refuse_is_refused_by_the_plan(
 
     dry = mesh(kafka_settings, "apply", "--dry-run", "--dir", str(topics_dir))
     assert dry.code == 2
-    assert "would apply 15 changes; 1 left as they are" in dry.stdout
+    assert "would apply 16 changes; 1 left as they are" in dry.stdout
 
     document = applied(kafka_settings, topics_dir, code=2)
-    assert len(document["changes"]) == 15
+    assert len(document["changes"]) == 16
     assert document["failed"] == []
     assert [c["topic"] for c in document["skipped"]] == [resources]
     assert mesh(kafka_settings, "check", "--dir", str(topics_dir)).code == 2
