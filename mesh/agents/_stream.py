@@ -2,9 +2,11 @@
 
 A runner hands text to :meth:`AttemptOutput.write` (never blocking, from the event loop or any
 thread); a flusher publishes what came in every ``interval`` seconds, one chunk per stream, whole
-lines only (a partial line waits for its end, or for the attempt's end). That batching is the rate
-limit: however chatty the program, a stream costs at most a few events a second. Past ``cap``
-bytes per attempt the chunk that reaches the cap is marked ``truncated`` and the rest dropped.
+lines only (a partial line waits for its end, the attempt's end, or until it fills a chunk).
+That batching is the rate limit: however chatty the program, a stream costs at most a few events
+a second. Past ``cap`` bytes per attempt the chunk that reaches the cap is marked ``truncated``
+and the rest dropped; text beyond the cap is dropped as it comes, so the buffer never holds more
+than the cap either.
 
 Publishing is best effort, like progress: a chunk the broker does not take is logged and lost,
 never the attempt. :meth:`AttemptOutput.close` publishes the remainder before the result is
@@ -41,6 +43,7 @@ class AttemptOutput:
         self._interval = interval
         self._room = cap
         self._pending: dict[OutputStream, str] = {}
+        self._pending_chars = 0
         self._lock = threading.Lock()  # write() may come from a Python agent's worker thread
         self._chunk = 0
         self._truncated = False
@@ -54,6 +57,11 @@ class AttemptOutput:
         """Whether output was dropped at the cap."""
         return self._truncated
 
+    @property
+    def buffered(self) -> int:
+        """Characters taken in and not yet published."""
+        return self._pending_chars
+
     def write(self, stream: OutputStream, text: str) -> None:
         """Take ``text`` printed on ``stream``; returns at once (it is published later)."""
         if not text or self._closed:
@@ -61,6 +69,10 @@ class AttemptOutput:
         with self._lock:
             if self._truncated:
                 return
+            # One character past the room is enough for _take to see the cap reached (a
+            # character is at least a byte), so more is never kept.
+            text = text[: max(0, self._room + 1 - self._pending_chars)]
+            self._pending_chars += len(text)
             self._pending[stream] = self._pending.get(stream, "") + text
             ask = not self._flusher_asked and self._loop is not None
             self._flusher_asked = self._flusher_asked or ask
@@ -102,9 +114,12 @@ class AttemptOutput:
         with self._lock:
             for stream, text in list(self._pending.items()):
                 end = len(text) if final else text.rfind("\n") + 1
+                if end == 0 and len(text) >= CHUNK_CHARS:
+                    end = len(text)  # a line that long goes out in pieces
                 if end == 0:
                     continue
                 self._pending[stream] = text[end:]
+                self._pending_chars -= end
                 send = text[:end]
                 size = len(send.encode("utf-8", errors="replace"))
                 cut = size > self._room
@@ -112,6 +127,7 @@ class AttemptOutput:
                     send = _prefix_of_bytes(send, self._room)
                     self._truncated = True
                     self._pending.clear()
+                    self._pending_chars = 0
                 self._room -= min(size, self._room)
                 if send or cut:
                     ready.append((stream, send, cut))

@@ -98,3 +98,25 @@ async def test_an_attempt_that_prints_nothing_publishes_nothing() -> None:
     output.start()
     await output.close()
     assert sent.sent == []
+
+
+async def test_text_past_the_cap_is_not_even_kept() -> None:
+    """A program printing far more than the cap without a newline costs the cap, not more."""
+    sent = Recorder()
+    output = AttemptOutput(sent, interval=5, cap=100)
+    output.start()
+    for _ in range(1_000):
+        output.write("stdout", "y" * 1_000)
+    assert output.buffered == 101
+    await output.close()
+    assert sent.sent == [("stdout", 0, "y" * 100, True)]
+
+
+async def test_a_line_that_fills_a_chunk_goes_out_before_its_end() -> None:
+    sent = Recorder()
+    output = AttemptOutput(sent, interval=0.01, cap=10 * CHUNK_CHARS)
+    output.start()
+    output.write("stdout", "z" * CHUNK_CHARS)
+    await sent.until(1)
+    assert sent.sent == [("stdout", 0, "z" * CHUNK_CHARS, False)]
+    await output.close()
