@@ -29,7 +29,9 @@ from mesh.cli._app import mesh_command
 from mesh.cli._output import console, say
 from mesh.cli._workflow_view import duration_text, headline, tasks_table
 from mesh.client import HistoryCursor, follow_history, follow_key, key_cursor
+from mesh.errors import MeshError
 from mesh.events import Event, TaskOutput, TaskProgress, WorkflowEvent
+from mesh.log import get_logger
 from mesh.settings import Settings
 from mesh.times import format_time
 from mesh.workflows import WorkflowState, evolve
@@ -38,6 +40,8 @@ TICK_SECONDS = 0.5
 """How often the live view is redrawn while no event comes."""
 
 _END = object()
+
+log = get_logger("mesh.cli.follow")
 
 
 async def follow(
@@ -52,14 +56,23 @@ async def follow(
     """Fold the workflow's history from ``cursor`` onto ``state`` until it ends, showing it
     live unless ``quiet`` (``--json``); the state it ended in."""
     progress_at = await key_cursor(settings, "tasks.results", workflow_id, from_end=True)
-    output_at = await key_cursor(settings, "tasks.output", workflow_id, from_end=True)
+    try:
+        output_at: HistoryCursor | None = await key_cursor(
+            settings, "tasks.output", workflow_id, from_end=True
+        )
+    except MeshError as exc:  # no tasks.output topic yet, or no READ on it: go on without lines
+        output_at = None
+        log.info("output lines not shown", error=str(exc))
     queue: asyncio.Queue[Any] = asyncio.Queue()
     history = follow_history(settings, workflow_id, cursor, idle_timeout=idle_timeout)
     readers = [
         asyncio.create_task(_pump(history, queue, end=True)),
         asyncio.create_task(_progress(follow_key(settings, workflow_id, progress_at), queue)),
-        asyncio.create_task(_pump(follow_key(settings, workflow_id, output_at), queue)),
     ]
+    if output_at is not None:
+        readers.append(
+            asyncio.create_task(_lines(follow_key(settings, workflow_id, output_at), queue))
+        )
     live = console.is_terminal and not quiet
     view = Live(console=console, refresh_per_second=8) if live else None
     shown = _Shown(time.monotonic())
@@ -120,6 +133,18 @@ async def _progress(events: AsyncGenerator[Event, None], queue: asyncio.Queue[An
                     yield event
 
     await _pump(reports(), queue)
+
+
+async def _lines(events: AsyncGenerator[Event, None], queue: asyncio.Queue[Any]) -> None:
+    """Hand the output chunks among ``events`` to ``queue``; best effort: the view does not
+    depend on them, so an error ends only them."""
+    try:
+        async with contextlib.aclosing(events) as stream:
+            async for event in stream:
+                if isinstance(event, TaskOutput):
+                    await queue.put(event)
+    except MeshError as exc:
+        log.info("output lines no longer shown", error=str(exc))
 
 
 class _Shown:
