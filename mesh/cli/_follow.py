@@ -55,14 +55,11 @@ async def follow(
 ) -> WorkflowState | None:
     """Fold the workflow's history from ``cursor`` onto ``state`` until it ends, showing it
     live unless ``quiet`` (``--json``); the state it ended in."""
-    progress_at = await key_cursor(settings, "tasks.results", workflow_id, from_end=True)
-    try:
-        output_at: HistoryCursor | None = await key_cursor(
-            settings, "tasks.output", workflow_id, from_end=True
-        )
-    except MeshError as exc:  # no tasks.output topic yet, or no READ on it: go on without lines
-        output_at = None
-        log.info("output lines not shown", error=str(exc))
+    # Together: the output's cursor costs the view no extra wait.
+    progress_at, output_at = await asyncio.gather(
+        key_cursor(settings, "tasks.results", workflow_id, from_end=True),
+        _output_cursor(settings, workflow_id),
+    )
     queue: asyncio.Queue[Any] = asyncio.Queue()
     history = follow_history(settings, workflow_id, cursor, idle_timeout=idle_timeout)
     readers = [
@@ -70,9 +67,8 @@ async def follow(
         asyncio.create_task(_progress(follow_key(settings, workflow_id, progress_at), queue)),
     ]
     if output_at is not None:
-        readers.append(
-            asyncio.create_task(_lines(follow_key(settings, workflow_id, output_at), queue))
-        )
+        lines = follow_key(settings, workflow_id, output_at)
+        readers.append(asyncio.create_task(_lines(lines, queue)))
     live = console.is_terminal and not quiet
     view = Live(console=console, refresh_per_second=8) if live else None
     shown = _Shown(time.monotonic())
@@ -135,16 +131,25 @@ async def _progress(events: AsyncGenerator[Event, None], queue: asyncio.Queue[An
     await _pump(reports(), queue)
 
 
+async def _output_cursor(settings: Settings, workflow_id: str) -> HistoryCursor | None:
+    """Where the workflow's output is read from (its partition's end); None without a
+    ``tasks.output`` topic or READ on it: the view goes on without output lines."""
+    try:
+        return await key_cursor(settings, "tasks.output", workflow_id, from_end=True)
+    except MeshError as exc:
+        log.info("output lines not shown", error=str(exc))
+        return None
+
+
 async def _lines(events: AsyncGenerator[Event, None], queue: asyncio.Queue[Any]) -> None:
-    """Hand the output chunks among ``events`` to ``queue``; best effort: the view does not
-    depend on them, so an error ends only them."""
+    """Hand the output chunks among ``events`` to ``queue``; best effort, like the cursor."""
     try:
         async with contextlib.aclosing(events) as stream:
             async for event in stream:
                 if isinstance(event, TaskOutput):
                     await queue.put(event)
     except MeshError as exc:
-        log.info("output lines no longer shown", error=str(exc))
+        log.info("output lines not shown", error=str(exc))
 
 
 class _Shown:
