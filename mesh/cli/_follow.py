@@ -55,20 +55,15 @@ async def follow(
 ) -> WorkflowState | None:
     """Fold the workflow's history from ``cursor`` onto ``state`` until it ends, showing it
     live unless ``quiet`` (``--json``); the state it ended in."""
-    # Together: the output's cursor costs the view no extra wait.
-    progress_at, output_at = await asyncio.gather(
-        key_cursor(settings, "tasks.results", workflow_id, from_end=True),
-        _output_cursor(settings, workflow_id),
-    )
+    progress_at = await key_cursor(settings, "tasks.results", workflow_id, from_end=True)
     queue: asyncio.Queue[Any] = asyncio.Queue()
     history = follow_history(settings, workflow_id, cursor, idle_timeout=idle_timeout)
     readers = [
         asyncio.create_task(_pump(history, queue, end=True)),
         asyncio.create_task(_progress(follow_key(settings, workflow_id, progress_at), queue)),
+        # In the background: the view neither waits for the output nor depends on it.
+        asyncio.create_task(_lines(settings, workflow_id, queue)),
     ]
-    if output_at is not None:
-        lines = follow_key(settings, workflow_id, output_at)
-        readers.append(asyncio.create_task(_lines(lines, queue)))
     live = console.is_terminal and not quiet
     view = Live(console=console, refresh_per_second=8) if live else None
     shown = _Shown(time.monotonic())
@@ -131,19 +126,12 @@ async def _progress(events: AsyncGenerator[Event, None], queue: asyncio.Queue[An
     await _pump(reports(), queue)
 
 
-async def _output_cursor(settings: Settings, workflow_id: str) -> HistoryCursor | None:
-    """Where the workflow's output is read from (its partition's end); None without a
-    ``tasks.output`` topic or READ on it: the view goes on without output lines."""
+async def _lines(settings: Settings, workflow_id: str, queue: asyncio.Queue[Any]) -> None:
+    """Hand the workflow's output chunks from now on to ``queue``; best effort: without a
+    ``tasks.output`` topic, or READ on it, the view goes on without output lines."""
     try:
-        return await key_cursor(settings, "tasks.output", workflow_id, from_end=True)
-    except MeshError as exc:
-        log.info("output lines not shown", error=str(exc))
-        return None
-
-
-async def _lines(events: AsyncGenerator[Event, None], queue: asyncio.Queue[Any]) -> None:
-    """Hand the output chunks among ``events`` to ``queue``; best effort, like the cursor."""
-    try:
+        output_at = await key_cursor(settings, "tasks.output", workflow_id, from_end=True)
+        events = follow_key(settings, workflow_id, output_at)
         async with contextlib.aclosing(events) as stream:
             async for event in stream:
                 if isinstance(event, TaskOutput):
