@@ -22,6 +22,7 @@ flag (so retries and circuit breakers count only what they should)::
     │   └── InvalidRequest     the request's own fields are wrong
     ├── DecisionError          an input the workflow aggregate cannot apply (dead-lettered)
     ├── UnknownWorkflow        workflow.events holds no history for the workflow id
+    ├── UnknownTask            the workflow has no task of that id (or no such attempt)
     ├── WorkflowExists         a new plan names the id of a workflow that already started
     ├── NoAnswer               no component answered a client's call in time (retriable)
     ├── CallFailed             a component answered a client's call with an error
@@ -202,6 +203,10 @@ class DecisionError(MeshError):
 
 class UnknownWorkflow(MeshError):
     """``workflow.events`` holds no history for this workflow id."""
+
+
+class UnknownTask(MeshError):
+    """The workflow has no task of that id, or the task no attempt of that number."""
 
 
 class WorkflowExists(MeshError):

@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         default=1_000_000, ge=1_024, description="Largest encoded event accepted or produced."
     )
+    output_cap_bytes: int = Field(
+        default=1_048_576,
+        ge=1_024,
+        description="Bytes of output (TaskOutput chunks) an agent publishes per attempt; the "
+        "chunk that reaches the cap is marked truncated and the rest is dropped.",
+    )
+    output_interval_seconds: float = Field(
+        default=0.25,
+        ge=0.01,
+        le=10,
+        description="How often an agent publishes a running attempt's new output: lines are "
+        "batched over this interval, so a chatty program costs a few events a second.",
+    )
     state_dir: Path = Field(
         default=Path.home() / ".mesh", description="Where pid files of local brokers are kept."
     )

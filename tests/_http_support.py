@@ -19,6 +19,9 @@ class Answer:
     delay: float = 0.0
     """Seconds to hold the response (cut short by ``release()`` or when the stub closes)."""
     content_type: str = "application/json"
+    parts: tuple[bytes, ...] = ()
+    """Stream these instead of ``body``: no Content-Length, each part flushed, the later ones
+    only after ``release()`` (so a test sees the first part while the call runs)."""
 
 
 @dataclass
@@ -72,6 +75,15 @@ class HttpStub:
             self._released.wait(answer.delay)
         handler.send_response(answer.status)
         handler.send_header("Content-Type", answer.content_type)
+        if answer.parts:  # HTTP/1.0 without a length: the body ends when the connection does
+            handler.end_headers()
+            for number, part in enumerate(answer.parts):
+                if number:
+                    self._released.wait(30)
+                with contextlib.suppress(OSError):
+                    handler.wfile.write(part)
+                    handler.wfile.flush()
+            return
         handler.send_header("Content-Length", str(len(answer.body)))
         handler.end_headers()
         with contextlib.suppress(OSError):  # the client may have given up (a timeout test)

@@ -224,7 +224,14 @@ class Attempts:
         self.journal.started(journal_key(attempt.assigned))
         await self.reporter.started(attempt.assigned)
         log.debug("attempt started")  # per attempt: INFO would cost a quarter of the CPU
-        return await self.runner.run(attempt.assigned, self.reporter.progress_for(attempt.assigned))
+        output = self.reporter.output_for(attempt.assigned)
+        output.start()
+        try:
+            progress = self.reporter.progress_for(attempt.assigned)
+            return await self.runner.run(attempt.assigned, progress, output.write)
+        finally:
+            # Before the outcome is reported: an attempt's chunks come before its result.
+            await output.close()
 
     def _outcome_of(self, attempt: Attempt, execution: asyncio.Task[Outcome]) -> Outcome | None:
         if execution.cancelled():

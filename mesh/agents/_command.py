@@ -2,27 +2,38 @@
 
 The child starts in a new session, so it leads its own process group: a timeout or a CancelTask
 kills the whole tree it spawned, not just the first process. Output is read concurrently and
-capped, so a chatty program can neither fill our memory nor block on a full pipe.
+capped, so a chatty program can neither fill our memory nor block on a full pipe; as it is read it
+is also handed on (``on_output``), so the agent streams it while the program runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import os
 import signal
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
+from mesh.agents._outcome import (
+    Failure,
+    Outcome,
+    OutputFn,
+    ProgressFn,
+    Success,
+    time_limit,
+    timed_out,
+)
+from mesh.agents._stream import no_output
 from mesh.agents._templates import attempt_values, check_template, places_inputs, render_argv
 from mesh.errors import ArgvTemplateError, ConfigError
-from mesh.events import Capability, TaskAssigned
+from mesh.events import Capability, OutputStream, TaskAssigned
 
 MAX_OUTPUT_BYTES = 64 * 1024
 """Default cap on each of stdout and stderr kept from one attempt."""
@@ -36,6 +47,8 @@ KILL_GRACE_SECONDS = 2.0
 _DRAIN_AFTER_EXIT_SECONDS = 1.0
 _EXIT_POLL_SECONDS = 0.05
 _STDERR_IN_MESSAGE = 2_000
+_FAILED_STREAM_CHARS = 16 * 1024
+"""Each stream's end kept in a failed attempt's ``TaskFailed`` (the end says why it failed)."""
 _READ_CHUNK = 64 * 1024
 
 
@@ -72,11 +85,14 @@ async def run_command(
     timeout_seconds: float | None = None,
     max_output_bytes: int = MAX_OUTPUT_BYTES,
     kill_grace: float = KILL_GRACE_SECONDS,
+    on_output: OutputFn | None = None,
 ) -> CommandResult:
     """Run ``argv`` as a process group leader and wait for it (or ``timeout_seconds``).
 
-    Raises what ``exec`` raises (``FileNotFoundError``, ``PermissionError`` …). When cancelled it
-    kills the process group, reaps the child, and re-raises ``CancelledError``.
+    ``on_output`` gets the text of each stream as it is read (all of it, not only the capped
+    part the result keeps). Raises what ``exec`` raises (``FileNotFoundError``,
+    ``PermissionError`` …). When cancelled it kills the process group, reaps the child, and
+    re-raises ``CancelledError``.
     """
     if not argv:
         raise ValueError("argv is empty")
@@ -92,8 +108,8 @@ async def run_command(
     assert process.stdout is not None
     assert process.stderr is not None
     readers = (
-        asyncio.ensure_future(_read_capped(process.stdout, max_output_bytes)),
-        asyncio.ensure_future(_read_capped(process.stderr, max_output_bytes)),
+        asyncio.ensure_future(_read_capped(process.stdout, max_output_bytes, on_output, "stdout")),
+        asyncio.ensure_future(_read_capped(process.stderr, max_output_bytes, on_output, "stderr")),
     )
     expired = False
     try:
@@ -125,15 +141,24 @@ async def run_command(
     )
 
 
-async def _read_capped(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
+async def _read_capped(
+    stream: asyncio.StreamReader, limit: int, on_output: OutputFn | None, name: OutputStream
+) -> tuple[bytes, bool]:
     kept = bytearray()
     truncated = False
+    # Incremental: a UTF-8 character split between two reads is decoded once whole.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while chunk := await stream.read(_READ_CHUNK):
+        if on_output is not None:
+            on_output(name, decoder.decode(chunk))
         room = limit - len(kept)
         if room > 0:
             kept += chunk[:room]
         if len(chunk) > room:
             truncated = True  # keep draining so the writer never blocks on a full pipe
+    rest = decoder.decode(b"", final=True)
+    if on_output is not None and rest:
+        on_output(name, rest)
     return bytes(kept), truncated
 
 
@@ -275,7 +300,9 @@ class CommandRunner:
         except ArgvTemplateError as exc:
             return Failure(ArgvTemplateError.kind, str(exc), retriable=False)
 
-    async def run(self, assigned: TaskAssigned, progress: ProgressFn) -> Outcome:
+    async def run(
+        self, assigned: TaskAssigned, progress: ProgressFn, output: OutputFn = no_output
+    ) -> Outcome:
         argv = self.argv_for(assigned)
         if isinstance(argv, Failure):
             return argv
@@ -304,6 +331,7 @@ class CommandRunner:
                     timeout_seconds=limit,
                     max_output_bytes=self.config.max_output_bytes,
                     kill_grace=self.config.kill_grace,
+                    on_output=output,
                 )
         except FileNotFoundError:
             return Failure(
@@ -348,14 +376,31 @@ def outcome_of(result: CommandResult, limit: float | None) -> Outcome:
     """
     if result.timed_out:
         assert limit is not None
-        return timed_out(limit)
+        return replace(timed_out(limit), output=failed_output(result))
     if result.exit_code == 0:
         return Success(result.as_output())
     code = result.exit_code
     how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited {code}"
     tail = result.stderr.strip()[-_STDERR_IN_MESSAGE:]
     message = f"the command {how}" + (f": {tail}" if tail else "")
-    return Failure("exit_code", message, True, infrastructure=code in _CANNOT_EXECUTE)
+    return Failure(
+        "exit_code",
+        message,
+        True,
+        infrastructure=code in _CANNOT_EXECUTE,
+        output=failed_output(result),
+    )
+
+
+def failed_output(result: CommandResult) -> dict[str, Any]:
+    """What a failed attempt keeps in its ``TaskFailed``: the exit code and the end of each
+    stream (``truncated`` when anything was cut)."""
+    cut = False
+    streams: dict[str, str] = {}
+    for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        cut = cut or len(text) > _FAILED_STREAM_CHARS
+        streams[name] = text[-_FAILED_STREAM_CHARS:]
+    return {"exit_code": result.exit_code, **streams, "truncated": result.truncated or cut}
 
 
 __all__ = [
@@ -366,6 +411,7 @@ __all__ = [
     "CommandResult",
     "CommandRunner",
     "child_environment",
+    "failed_output",
     "inputs_file",
     "outcome_of",
     "run_command",

@@ -33,6 +33,7 @@ configured headers are never logged or put in a message.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ from urllib.parse import quote
 
 import httpx
 
-from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit
+from mesh.agents._outcome import Failure, Outcome, OutputFn, ProgressFn, Success, time_limit
+from mesh.agents._stream import no_output
 from mesh.agents._templates import attempt_values
 from mesh.errors import ArgvTemplateError, ConfigError
 from mesh.events import Capability, TaskAssigned
@@ -129,7 +131,9 @@ class HttpRunner:
             "timeout_seconds": limit,
         }
 
-    async def run(self, assigned: TaskAssigned, progress: ProgressFn) -> Outcome:
+    async def run(
+        self, assigned: TaskAssigned, progress: ProgressFn, output: OutputFn = no_output
+    ) -> Outcome:
         limit = time_limit(assigned, self.config.timeout, datetime.now(UTC))
         if limit is not None and limit <= 0:
             return Failure("timeout", "the attempt's deadline passed before it started", True)
@@ -159,7 +163,7 @@ class HttpRunner:
                     timeout=httpx.Timeout(seconds),
                 ) as response:
                     status = response.status_code
-                    content = await _read_capped(response, self.config.max_response_bytes)
+                    content = await _read_capped(response, self.config.max_response_bytes, output)
         except (TimeoutError, httpx.TimeoutException):
             return Failure("timeout", f"POST {where} did not answer within {seconds:g} s", True)
         except httpx.TransportError as exc:
@@ -199,16 +203,27 @@ class HttpRunner:
             self._client = None
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, or None if it is larger than ``limit`` bytes (reading stops there)."""
+async def _read_capped(
+    response: httpx.Response, limit: int, output: OutputFn = no_output
+) -> bytes | None:
+    """The body, or None if it is larger than ``limit`` bytes (reading stops there).
+
+    A body the service streams (no ``Content-Length``: chunked, server-sent events, NDJSON) is
+    also handed to ``output`` as it arrives, so ``mesh logs`` shows it while the call runs.
+    """
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if declared is None else None
     kept = bytearray()
     async for chunk in response.aiter_bytes():
         kept += chunk
+        if decoder is not None:
+            output("body", decoder.decode(chunk))
         if len(kept) > limit:
             return None
+    if decoder is not None:
+        output("body", decoder.decode(b"", final=True))
     return bytes(kept)
 
 

@@ -21,6 +21,7 @@ from mesh.events import (
     Mapper,
     TaskCompleted,
     TaskFailed,
+    TaskOutput,
     TaskProgress,
     TaskStarted,
 )
@@ -43,6 +44,7 @@ _CHANNEL: dict[type[Event], str] = {
     TaskProgress: "tasks.results",
     TaskCompleted: "tasks.results",
     TaskFailed: "tasks.results",
+    TaskOutput: "tasks.output",
 }
 
 
@@ -63,7 +65,7 @@ class Outbox:
         acknowledgement; a record not waited for is still sent, in order, and its failure is
         logged (the producer's later records on its partition fail with it)."""
         key, value, headers = self.mapper.encode(event)
-        if isinstance(event, TaskStarted | TaskProgress | TaskCompleted | TaskFailed):
+        if isinstance(event, TaskStarted | TaskProgress | TaskCompleted | TaskFailed | TaskOutput):
             key = event.workflow_id.encode()
         if wait:
             await self.send(_CHANNEL[type(event)], key, value, headers)

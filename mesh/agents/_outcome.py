@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from mesh.events import Capability, TaskAssigned
+from mesh.events import Capability, OutputStream, TaskAssigned
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,18 @@ class Failure:
     message: str
     retriable: bool
     infrastructure: bool | None = None
+    output: dict[str, Any] = field(default_factory=dict)
+    """What the attempt printed before it failed (a command's streams), kept in ``TaskFailed``."""
 
 
 Outcome = Success | Failure
 
 ProgressFn = Callable[[float | None, str, dict[str, Any]], Awaitable[None]]
 """Publishes a TaskProgress for the running attempt: ``(percent, message, details)``."""
+
+OutputFn = Callable[[OutputStream, str], None]
+"""Hands text the running attempt printed on a stream to be published as ``TaskOutput`` chunks;
+returns at once (batched and published later, see :mod:`mesh.agents._stream`)."""
 
 
 class Runner(Protocol):
@@ -51,8 +57,8 @@ class Runner(Protocol):
         """What this runner can do (registered with the agent)."""
         ...
 
-    async def run(self, assigned: TaskAssigned, progress: ProgressFn) -> Outcome:
-        """Run one attempt to its outcome."""
+    async def run(self, assigned: TaskAssigned, progress: ProgressFn, output: OutputFn) -> Outcome:
+        """Run one attempt to its outcome, handing what it prints to ``output``."""
         ...
 
 
@@ -76,6 +82,7 @@ def timed_out(limit: float) -> Failure:
 __all__ = [
     "Failure",
     "Outcome",
+    "OutputFn",
     "ProgressFn",
     "Runner",
     "Success",

@@ -1,4 +1,5 @@
-"""An attempt's results on ``tasks.results``: started, progress, then completed or failed.
+"""An attempt's results on ``tasks.results``: started, progress, then completed or failed;
+and what it prints, as ``TaskOutput`` chunks on ``tasks.output`` (:mod:`mesh.agents._stream`).
 
 A result that cannot be sent as it is still gets reported: an output too large for one event is
 cut down (command output keeps less of each stream) or becomes an ``output_too_large`` failure,
@@ -16,12 +17,15 @@ from pydantic import ValidationError
 from mesh.agents._command import shrink_output
 from mesh.agents._outbox import Outbox
 from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success
+from mesh.agents._stream import AttemptOutput
 from mesh.errors import BrokerError, EventError, EventTooLarge
 from mesh.events import (
+    OutputStream,
     Producer,
     TaskAssigned,
     TaskCompleted,
     TaskFailed,
+    TaskOutput,
     TaskProgress,
     TaskStarted,
     meta,
@@ -71,6 +75,24 @@ class Reporter:
 
         return progress
 
+    def output_for(self, assigned: TaskAssigned) -> AttemptOutput:
+        """The attempt's output stream (started by the caller, closed before the report)."""
+
+        async def publish(stream: OutputStream, chunk: int, text: str, truncated: bool) -> None:
+            event = TaskOutput(
+                **self._answering(assigned),
+                stream=stream,
+                chunk=chunk,
+                text=text,
+                truncated=truncated,
+            )
+            await self.outbox.publish(event)
+
+        settings = self.outbox.settings
+        return AttemptOutput(
+            publish, interval=settings.output_interval_seconds, cap=settings.output_cap_bytes
+        )
+
     async def report(
         self, assigned: TaskAssigned, outcome: Outcome, duration: float | None
     ) -> None:
@@ -86,12 +108,22 @@ class Reporter:
             message=outcome.message[:100_000] or outcome.kind,
             retriable=outcome.retriable,
             duration_seconds=duration,
+            output=outcome.output,
         )
-        try:
-            await self.outbox.publish(failed)
-        except EventTooLarge:  # a long message under a small max_event_bytes
-            failed = failed.model_copy(update={"message": failed.message[:500]})
-            await self.outbox.publish(failed)
+        while True:
+            try:
+                await self.outbox.publish(failed)
+                break
+            except EventTooLarge:  # a long output or message under a small max_event_bytes
+                smaller = shrink_output(failed.output)
+                if smaller is not None:  # keep less of each stream first
+                    failed = failed.model_copy(update={"output": smaller})
+                elif failed.output or len(failed.message) > 500:
+                    failed = failed.model_copy(
+                        update={"output": {}, "message": failed.message[:500]}
+                    )
+                else:
+                    raise
         log.info(
             "attempt failed",
             error_kind=failed.error_kind,

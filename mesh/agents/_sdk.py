@@ -7,6 +7,7 @@
     @agent(capabilities=["summarise"])
     async def summarise(ctx: TaskContext) -> dict[str, object]:
         await ctx.progress(50, "reading")
+        ctx.output("read the prompt\n")   # streamed: `mesh logs WF TASK`
         if not ctx.prompt:
             raise TaskError("nothing to summarise", kind="empty_prompt")
         return {"summary": ctx.prompt[:100]}
@@ -35,7 +36,16 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, TypeVar
 
-from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success, time_limit, timed_out
+from mesh.agents._outcome import (
+    Failure,
+    Outcome,
+    OutputFn,
+    ProgressFn,
+    Success,
+    time_limit,
+    timed_out,
+)
+from mesh.agents._stream import no_output
 from mesh.agents._templates import attempt_values
 from mesh.errors import ArgvTemplateError, ConfigError, MeshError, TaskError
 from mesh.events import Capability, CapabilityRequirement, TaskAssigned, TaskSpec, covers
@@ -54,10 +64,12 @@ class TaskContext:
         assigned: TaskAssigned,
         progress: ProgressFn,
         loop: asyncio.AbstractEventLoop | None = None,
+        output: OutputFn = no_output,
     ) -> None:
         self._assigned = assigned
         self._progress = progress
         self._loop = loop
+        self._output = output
         # Rendered here, so a prompt naming a missing input fails the attempt before it runs.
         self._values = attempt_values(assigned)
 
@@ -120,6 +132,12 @@ class TaskContext:
     ) -> None:
         """Publish a TaskProgress for this attempt (informational)."""
         await self._progress(percent, message, details)
+
+    def output(self, text: str) -> None:
+        """Stream ``text`` (``mesh logs`` shows it while the attempt runs); returns at once and
+        may be called from a plain ``def`` function's thread too. Lines are published together
+        every fraction of a second, up to the agent's cap per attempt."""
+        self._output("text", text)
 
     def progress_threadsafe(
         self, percent: float | None = None, message: str = "", **details: Any
@@ -210,7 +228,9 @@ class PythonRunner:
     def function_for(self, task: TaskSpec) -> AgentFunction | None:
         return next((f for f in self.functions if f.handles(task.capabilities)), None)
 
-    async def run(self, assigned: TaskAssigned, progress: ProgressFn) -> Outcome:
+    async def run(
+        self, assigned: TaskAssigned, progress: ProgressFn, output: OutputFn = no_output
+    ) -> Outcome:
         function = self.function_for(assigned.spec)
         if function is None:
             names = ", ".join(req.name for req in assigned.spec.capabilities)
@@ -221,7 +241,7 @@ class PythonRunner:
         if limit is not None and limit <= 0:
             return Failure("timeout", "the attempt's deadline passed before it started", True)
         try:
-            ctx = TaskContext(assigned, progress, asyncio.get_running_loop())
+            ctx = TaskContext(assigned, progress, asyncio.get_running_loop(), output)
         except ArgvTemplateError as exc:
             return Failure(ArgvTemplateError.kind, str(exc), retriable=False)
         try:

@@ -10,6 +10,7 @@ from mesh.cli import control as _control
 from mesh.cli import dev as _dev
 from mesh.cli import dlq as _dlq
 from mesh.cli import groups as _groups
+from mesh.cli import logs as _logs
 from mesh.cli import plan as _plan
 from mesh.cli import replay as _replay
 from mesh.cli import resources as _resources
@@ -38,6 +39,7 @@ app.add_typer(_resources.app, name="resources")
 app.command("plan")(_plan.plan)
 app.command("submit")(_submit.submit)
 app.command("tail")(_tail.tail)
+app.command("logs")(_logs.logs)
 app.add_typer(_dlq.app, name="dlq")
 app.add_typer(_groups.app, name="groups")
 app.command("ui")(_ui.ui)

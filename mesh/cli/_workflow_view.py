@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from mesh.errors import UnknownTask
 from mesh.workflows import TaskState, WorkflowState
 
 STYLES = {
@@ -85,6 +86,59 @@ def task_dict(task: TaskState, now: datetime) -> dict[str, Any]:
     }
 
 
+def task_of(state: WorkflowState, task_id: str) -> TaskState:
+    """The task ``task_id``; ``UnknownTask`` (one line, with the tasks there are) if none."""
+    task = state.tasks.get(task_id)
+    if task is None:
+        known = ", ".join(sorted(state.tasks)[:20])
+        raise UnknownTask(f"workflow {state.workflow_id} has no task {task_id!r} (tasks: {known})")
+    return task
+
+
+def attempt_outputs(task: TaskState) -> list[dict[str, Any]]:
+    """What each attempt printed, oldest first: failed attempts from ``failed_outputs``, the
+    current one from ``output`` once it succeeded (older states have no failed outputs)."""
+    kept: dict[str, Any] = dict(getattr(task, "failed_outputs", {}) or {})
+    attempts = [
+        {"attempt": int(number), "outcome": "failed", **output}
+        for number, output in sorted(kept.items(), key=lambda item: int(item[0]))
+    ]
+    if task.status == "succeeded":
+        attempts.append({"attempt": task.attempt, "outcome": "succeeded", **task.output})
+    return attempts
+
+
+def task_detail(task: TaskState, now: datetime) -> dict[str, Any]:
+    """One task with every attempt's output (``mesh status WF --task T``)."""
+    return {**task_dict(task, now), "attempts": attempt_outputs(task)}
+
+
+def task_panel(task: TaskState, now: datetime) -> Group:
+    """The task for people: its fields, then each attempt's exit code, stdout and stderr."""
+    table = Table.grid(padding=(0, 2))
+    for key, value in task_dict(task, now).items():
+        if key != "output" and value not in (None, ""):
+            table.add_row(Text(key, style="bold"), Text(str(value)))
+    parts: list[Any] = [table]
+    for attempt in attempt_outputs(task):
+        style = "green" if attempt["outcome"] == "succeeded" else "red"
+        code = attempt.get("exit_code")
+        exit_note = f", exit {code}" if code is not None else ""
+        cut = ", truncated" if attempt.get("truncated") else ""
+        parts.append(
+            Text(f"attempt {attempt['attempt']} {attempt['outcome']}{exit_note}{cut}", style)
+        )
+        streams = [k for k in ("stdout", "stderr") if isinstance(attempt.get(k), str)]
+        for stream in streams:
+            text = attempt[stream].rstrip("\n")
+            parts.append(Text(f"  {stream}:" + ("" if text else " (empty)"), style="bold"))
+            parts.extend(Text("    " + line) for line in text.splitlines())
+        if not streams:
+            shown = {k: v for k, v in attempt.items() if k not in ("attempt", "outcome")}
+            parts.append(Text(f"  output: {shown}"))
+    return Group(*parts)
+
+
 def state_dict(state: WorkflowState, now: datetime | None = None) -> dict[str, Any]:
     """The workflow as plain data (``--json``)."""
     at = now or datetime.now(UTC)
@@ -107,6 +161,7 @@ def tasks_table(
     title: str | None = None,
     now: datetime | None = None,
     progress: Mapping[str, str] | None = None,
+    last_lines: Mapping[str, str] | None = None,
 ) -> Group:
     """The tasks as a table (state, attempt, agent, why waiting, durations), then each task's
     last error on a line of its own under it: a table column would be cut to nothing on an
@@ -121,6 +176,8 @@ def tasks_table(
     columns += ["queued", "ran"]
     notes = {k: v for k, v in (progress or {}).items() if v}
     columns += ["progress"] if notes else []
+    printed = {k: v for k, v in (last_lines or {}).items() if v}
+    columns += ["last output"] if printed else []
     for column in columns:
         table.add_column(column)
     for task in tasks:
@@ -141,6 +198,7 @@ def tasks_table(
             duration_text(seconds_between(task.started_at, task.ended_at, at)),
         ]
         row += [escape(notes.get(task.task_id, ""))] if notes else []
+        row += [escape(printed.get(task.task_id, ""))] if printed else []
         table.add_row(*row)
     errors = [
         Text.assemble(

@@ -26,6 +26,9 @@ from mesh.cli._workflow_view import (
     headline,
     seconds_between,
     state_dict,
+    task_detail,
+    task_of,
+    task_panel,
     tasks_table,
 )
 from mesh.client import HistoryCursor
@@ -42,13 +45,20 @@ StatusFilter = Literal["running", "paused", "completed", "failed", "cancelled", 
 def status(
     ctx: typer.Context,
     workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
+    task_id: Annotated[
+        str | None,
+        typer.Option(
+            "--task", help="Show this task in full: every attempt's exit code, stdout, stderr."
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Show a workflow's state and its tasks (status, attempt, agent, why waiting, durations),
     from the live snapshot plus the history after it; a request the planner rejected shows
-    with its reason.
+    with its reason. With --task, one task and what each of its attempts printed (failed
+    attempts too).
 
-    Example: mesh status wf-0194f3c2
+    Example: mesh status wf-0194f3c2 --task build
     """
     settings = settings_of(ctx)
     try:
@@ -60,6 +70,9 @@ def status(
         _show_rejection(refused, as_json)
         return
     now = datetime.now(UTC)
+    if task_id is not None:
+        _show_task(live.state, task_id, as_json, now)
+        return
     snapshot_sequence = live.snapshot.history_sequence if live.snapshot is not None else 0
     if as_json:
         document = state_dict(live.state, now)
@@ -77,6 +90,14 @@ def status(
         else f"{len(live.tail)} history event(s), no snapshot yet"
     )
     say(f"as of sequence {live.state.sequence} ({basis})", "dim")
+
+
+def _show_task(state: WorkflowState, task_id: str, as_json: bool, now: datetime) -> None:
+    task = task_of(state, task_id)
+    if as_json:
+        print_json({"workflow_id": state.workflow_id, **task_detail(task, now)})
+        return
+    console.print(task_panel(task, now))
 
 
 def _rejection(settings: Settings, workflow_id: str) -> Rejection | None:

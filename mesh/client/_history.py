@@ -76,9 +76,15 @@ async def history_cursor(settings: Settings, workflow_id: str, *, from_end: bool
 
 
 async def follow_key(
-    settings: Settings, key: str, cursor: HistoryCursor, *, idle: tuple[float, str] | None = None
+    settings: Settings,
+    key: str,
+    cursor: HistoryCursor,
+    *,
+    idle: tuple[float, str] | None = None,
+    until: int | None = None,
 ) -> AsyncGenerator[Event, None]:
-    """The events keyed ``key`` on the cursor's partition from its offset on, live, for ever.
+    """The events keyed ``key`` on the cursor's partition from its offset on, live, for ever
+    (or, with ``until``, up to that offset: the end the partition had when it was taken).
 
     The cursor advances as records are read, so a later follow goes on where this one stopped.
     Records that are not readable events are skipped: not ours to judge (the topic's consumer
@@ -102,6 +108,11 @@ async def follow_key(
                 batch = await consumer.getmany(tp, timeout_ms=500)
             records = batch.get(tp, [])
             if not records:
+                if until is not None:
+                    # The position passes transaction markers that yield no record.
+                    cursor.offset = max(cursor.offset, await consumer.position(tp))
+                    if cursor.offset >= until:
+                        return
                 if idle is not None and time.monotonic() - last_seen > idle[0]:
                     raise MeshError(idle[1])
                 continue
@@ -115,6 +126,8 @@ async def follow_key(
                 except MeshError:
                     continue
                 yield event
+            if until is not None and cursor.offset >= until:
+                return
     finally:
         await stop_clients(consumer)
 

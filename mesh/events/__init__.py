@@ -90,9 +90,11 @@ from mesh.events._resources import (
 )
 from mesh.events._tasks import (
     CancelTask,
+    OutputStream,
     TaskAssigned,
     TaskCompleted,
     TaskFailed,
+    TaskOutput,
     TaskProgress,
     TaskReady,
     TaskStarted,
@@ -176,6 +178,7 @@ __all__ = [
     "KeyedRecord",
     "Mapper",
     "Meta",
+    "OutputStream",
     "PauseWorkflow",
     "PlacementName",
     "PlanCreated",
@@ -205,6 +208,7 @@ __all__ = [
     "TaskCompleted",
     "TaskEvent",
     "TaskFailed",
+    "TaskOutput",
     "TaskProgress",
     "TaskReady",
     "TaskReassigned",

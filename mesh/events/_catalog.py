@@ -49,6 +49,7 @@ from mesh.events._tasks import (
     TaskAssigned,
     TaskCompleted,
     TaskFailed,
+    TaskOutput,
     TaskProgress,
     TaskReady,
     TaskStarted,
@@ -233,6 +234,14 @@ _CHANNELS = (
         "answered on `replies`.",
         (ApiCall,),
     ),
+    Channel(
+        "tasks.output",
+        "workflow id",
+        "delete",
+        "Output chunks of running attempts (stdout/stderr lines, yielded text, streamed "
+        "bodies), for logs and watch; bounded, and never read by the Workflow Manager.",
+        (TaskOutput,),
+    ),
     Channel("replies", "correlation id", "delete", "Answers to request/reply calls.", (Reply,)),
     Channel(
         "dlq",
@@ -256,7 +265,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                 "client",
                 "The Python client API and the `mesh` command line.",
                 sends=("requests", "commands", "agents.commands", "calls"),
-                receives=("plans", "workflow.events", "replies"),
+                receives=("plans", "workflow.events", "tasks.results", "tasks.output", "replies"),
             ),
             Component(
                 "task-planner",
@@ -316,7 +325,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
             Component(
                 "agent",
                 "One agent instance (command, Python or HTTP) running assigned attempts.",
-                sends=("tasks.results", "agents", "agents.heartbeats", "dlq"),
+                sends=("tasks.results", "tasks.output", "agents", "agents.heartbeats", "dlq"),
                 receives=("tasks.assigned",),
             ),
         )

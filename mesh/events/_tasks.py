@@ -137,6 +137,38 @@ class TaskFailed(TaskEvent):
     message: Text = Field(description="What went wrong, for humans.")
     retriable: bool = Field(description="False when retrying cannot help.")
     duration_seconds: float | None = Field(default=None, ge=0, description="Time until failure.")
+    output: JsonObject = Field(
+        default_factory=dict,
+        description="What the attempt printed before it failed, capped (command agents: "
+        "`exit_code`, `stdout`, `stderr`, `truncated`); empty if nothing was kept.",
+    )
+
+
+OutputStream = Literal["stdout", "stderr", "text", "body"]
+"""Where a chunk of output came from: a command's stdout or stderr, text a Python agent
+yielded (``ctx.output``), or an HTTP agent's streamed response body."""
+
+
+class TaskOutput(TaskEvent):
+    """A chunk of what a running attempt prints, for `mesh logs` and `mesh watch`.
+
+    Informational and bounded: the Workflow Manager never reads it (replay does not need it);
+    an agent batches chunks, rate-limits them and stops at a cap per attempt, and the chunk that
+    reaches the cap says `truncated`.
+    """
+
+    type: Literal["task.output"] = "task.output"
+    schema_version: Literal[1] = 1
+
+    agent_id: Id = Field(description="The agent running the attempt.")
+    stream: OutputStream = Field(description="Where the text came from.")
+    chunk: int = Field(ge=0, description="Number of this chunk in the attempt (0, 1, 2 …).")
+    text: Text = Field(description="Whole lines as printed (a last partial line at the end).")
+    truncated: bool = Field(
+        default=False,
+        description="True on the attempt's last chunk once its output cap was reached: "
+        "anything printed after it was dropped.",
+    )
 
 
 WaitingReason = Literal["no_capable_agent", "no_healthy_agent", "breaker_open", "resources"]

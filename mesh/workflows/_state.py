@@ -107,6 +107,9 @@ class TaskState(_StateModel):
     agent_id: str | None = None
     """Agent of the current attempt, once assigned; kept after it ends (for CancelTask)."""
     output: dict[str, JsonValue] = {}
+    failed_outputs: dict[str, dict[str, JsonValue]] = {}
+    """What each failed attempt printed, by attempt number (its ``TaskFailed`` output, capped
+    by the agent); attempts that printed nothing are left out."""
     error_kind: str | None = None
     error_message: str | None = None
     scheduled_at: AwareDatetime | None = None

@@ -244,6 +244,7 @@ def _apply_task(state: Folding, event: WorkflowEvent, task: TaskState, at: datet
             ended_at=at,
             deadline=None,
             wait_deadline=None,
+            **_kept_output(task, event),
         )
     elif isinstance(event, TaskTimedOut):
         state.put(
@@ -272,6 +273,13 @@ def _apply_task(state: Folding, event: WorkflowEvent, task: TaskState, at: datet
             deadline=None,
             wait_deadline=None,
         )
+
+
+def _kept_output(task: TaskState, event: TaskFailed) -> dict[str, Any]:
+    """The change that keeps a failed attempt's output (none if it printed nothing)."""
+    if not event.output:
+        return {}
+    return {"failed_outputs": {**task.failed_outputs, str(event.attempt): event.output}}
 
 
 def _waiting(state: Folding, event: TaskWaiting, task: TaskState, at: datetime) -> None:

@@ -162,8 +162,67 @@ async def test_stdout_that_is_not_a_json_object_has_no_json_key(tmp_path: Path) 
 async def test_nonzero_exit_is_a_retriable_exit_code_failure(tmp_path: Path) -> None:
     code = "import sys; sys.stderr.write('boom'); sys.exit(2)"
     outcome = await runner(tmp_path).run(assigned(command=[PY, "-c", code]), no_progress)
-    expected = Failure("exit_code", "the command exited 2: boom", True, infrastructure=False)
+    expected = Failure(
+        "exit_code",
+        "the command exited 2: boom",
+        True,
+        infrastructure=False,
+        output={"exit_code": 2, "stdout": "", "stderr": "boom", "truncated": False},
+    )
     assert outcome == expected
+
+
+async def test_a_failed_attempt_keeps_the_end_of_each_stream(tmp_path: Path) -> None:
+    """What a failing program printed stays with its failure (the end: where it says why)."""
+    code = "import sys; print('x' * 40000 + 'END'); sys.stderr.write('why'); sys.exit(1)"
+    outcome = await runner(tmp_path).run(assigned(command=[PY, "-c", code]), no_progress)
+    assert isinstance(outcome, Failure)
+    assert outcome.output["stdout"].endswith("END\n")
+    assert len(outcome.output["stdout"]) == 16 * 1024
+    assert (outcome.output["stderr"], outcome.output["truncated"]) == ("why", True)
+
+
+async def test_output_is_handed_on_while_the_program_runs(tmp_path: Path) -> None:
+    """A line reaches ``output`` before the program ends: it waits for a file until then."""
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time\n"
+        "print('first', flush=True)\n"
+        "sys.stderr.write('to stderr\\n'); sys.stderr.flush()\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        "print('second')\n"
+    )
+    seen: list[tuple[str, str]] = []
+    running = asyncio.ensure_future(
+        runner(tmp_path).run(
+            assigned(command=[PY, "-c", code]), no_progress, lambda s, t: seen.append((s, t))
+        )
+    )
+
+    def printed(stream: str) -> str:
+        return "".join(text for name, text in seen if name == stream)
+
+    await eventually(lambda: printed("stdout") == "first\n", what="the first line")
+    assert not running.done()
+    assert printed("stderr") == "to stderr\n"
+    go.touch()
+    outcome = await asyncio.wait_for(running, 20)
+    assert isinstance(outcome, Success)
+    assert printed("stdout") == "first\nsecond\n"
+
+
+async def test_streamed_text_is_decoded_across_reads(tmp_path: Path) -> None:
+    """A UTF-8 character split between two reads of the pipe arrives whole."""
+    code = (
+        "import sys, time\n"
+        "sys.stdout.buffer.write('é'.encode()[:1]); sys.stdout.flush(); time.sleep(0.2)\n"
+        "sys.stdout.buffer.write('é'.encode()[1:] + b'\\n')\n"
+    )
+    seen: list[str] = []
+    await runner(tmp_path).run(
+        assigned(command=[PY, "-c", code]), no_progress, lambda s, t: seen.append(t)
+    )
+    assert "".join(seen) == "é\n"
 
 
 async def test_timeout_is_a_retriable_timeout_failure(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from mesh.agents._http import redact
 from mesh.agents._sdk import failure_of
 from mesh.errors import ConfigError
 from mesh.events import Capability, CapabilityRequirement, Producer, TaskAssigned, TaskSpec, meta
+from tests._agents_support import eventually
 from tests._http_support import Answer, http_stub, json_answer
 
 CAPS = (Capability(name="review"),)
@@ -49,6 +50,40 @@ async def run(url: str, **config: Any) -> Any:
 
 async def _no_progress(percent: float | None, message: str, details: dict[str, Any]) -> None:
     raise AssertionError("HTTP agents report no progress")
+
+
+async def test_a_streamed_body_is_handed_on_as_it_arrives() -> None:
+    """A body without Content-Length reaches ``output`` part by part while the call runs; the
+    whole body is still the result."""
+    parts = (b'{"log": "step 1\\n', b'step 2", "ok": true}')
+    seen: list[tuple[str, str]] = []
+    with http_stub(Answer(parts=parts)) as stub:
+        stub.hold()
+        runner = HttpRunner(HttpConfig(capabilities=CAPS, url=stub.url), agent_id="http-1")
+        call = asyncio.ensure_future(
+            runner.run(assigned(), _no_progress, lambda s, t: seen.append((s, t)))
+        )
+        try:
+            await eventually(lambda: seen, what="the first part")
+            assert not call.done()
+            stub.release()
+            outcome = await asyncio.wait_for(call, 20)
+        finally:
+            await runner.aclose()
+    assert outcome == Success({"log": "step 1\nstep 2", "ok": True})
+    assert {stream for stream, _ in seen} == {"body"}
+    assert "".join(text for _, text in seen) == (parts[0] + parts[1]).decode()
+
+
+async def test_a_body_with_a_length_is_not_streamed() -> None:
+    seen: list[str] = []
+    with http_stub(json_answer(200, {"ok": True})) as stub:
+        runner = HttpRunner(HttpConfig(capabilities=CAPS, url=stub.url), agent_id="http-1")
+        try:
+            outcome = await runner.run(assigned(), _no_progress, lambda s, t: seen.append(t))
+        finally:
+            await runner.aclose()
+    assert (outcome, seen) == (Success({"ok": True}), [])
 
 
 async def test_posts_the_task_as_json_and_a_json_object_is_the_output() -> None:

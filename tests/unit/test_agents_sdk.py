@@ -93,6 +93,7 @@ async def reviewer(ctx: TaskContext) -> dict[str, Any]:
 @agent(capabilities=["sync"])
 def sync_worker(ctx: TaskContext) -> dict[str, Any]:
     ctx.progress_threadsafe(10, "from a thread")
+    ctx.output("printed in a thread\n")
     return {"thread": threading.current_thread().name, "main": threading.main_thread().name}
 
 
@@ -157,10 +158,12 @@ async def test_no_covering_function_is_a_non_retriable_failure() -> None:
 async def test_plain_functions_run_in_a_thread_and_can_report_progress() -> None:
     progress = Recorder()
     runner = PythonRunner(agents_in(module_with(d=sync_worker)))
-    outcome = await runner.run(assigned("sync"), progress)
+    printed: list[tuple[str, str]] = []
+    outcome = await runner.run(assigned("sync"), progress, lambda s, t: printed.append((s, t)))
     assert isinstance(outcome, Success)
     assert outcome.output["thread"] != outcome.output["main"]
     assert progress.calls == [(10, "from a thread", {})]
+    assert printed == [("text", "printed in a thread\n")]
 
 
 @pytest.mark.parametrize(

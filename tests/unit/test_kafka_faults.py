@@ -32,10 +32,11 @@ from aiokafka.errors import (
 
 from mesh.agents._attempts import Attempts
 from mesh.agents._journal import AttemptJournal, journal_key, journal_path
-from mesh.agents._outcome import Failure, Outcome, ProgressFn, Success
+from mesh.agents._outcome import Failure, Outcome, OutputFn, ProgressFn, Success
+from mesh.agents._stream import AttemptOutput
 from mesh.breakers import AsyncBreaker
 from mesh.errors import AuthError, BrokerError, BrokerUnavailable, ConfigError
-from mesh.events import TaskAssigned
+from mesh.events import OutputStream, TaskAssigned
 from mesh.kafka import faults
 from mesh.kafka.faults import Backoff, retriable, ride_out
 from tests._agents_support import spec, task_assigned
@@ -174,7 +175,7 @@ class _Runner:
         self.ran: list[tuple[str, int]] = []
         self.capabilities: list[Any] = []
 
-    async def run(self, assigned: TaskAssigned, progress: ProgressFn) -> Outcome:
+    async def run(self, assigned: TaskAssigned, progress: ProgressFn, output: OutputFn) -> Outcome:
         self.ran.append((assigned.task_id, assigned.attempt))
         return Success({})
 
@@ -194,6 +195,12 @@ class _Reporter:
             return None
 
         return progress
+
+    def output_for(self, assigned: TaskAssigned) -> AttemptOutput:
+        async def publish(stream: OutputStream, chunk: int, text: str, truncated: bool) -> None:
+            return None
+
+        return AttemptOutput(publish, interval=1.0, cap=1_024)
 
     async def report(self, assigned: TaskAssigned, outcome: Outcome, duration: Any) -> None:
         if self.refuse:

@@ -32,6 +32,7 @@ DESIGN_TOPICS = {
     # client API to any component; both answered on replies.
     "agents.commands": "delete",
     "calls": "delete",
+    "tasks.output": "delete",
 }
 WORKFLOW_GROUP = {
     "plans",

@@ -240,3 +240,26 @@ def test_fold_equals_event_by_event_evolve() -> None:
     for event in flow.history:
         state = evolve(state, event)
     assert state == fold(flow.history) == flow.s
+
+
+def test_every_failed_attempts_output_is_kept() -> None:
+    """A failed attempt's stdout/stderr stay in the state by attempt number, past its retry
+    and its success; an attempt that printed nothing adds nothing."""
+    flow = Flow(plan(spec("a", retry=RetryPolicy(max_attempts=3))))
+    printed = {"exit_code": 1, "stdout": "out 1", "stderr": "err 1", "truncated": False}
+    flow.run(flow.started("a"))
+    flow.run(flow.failed("a").model_copy(update={"output": printed}))
+    assert flow.s.tasks["a"].failed_outputs == {"1": printed}
+    flow.now = flow.s.timers["a"]
+    flow.tick()
+    flow.run(flow.started("a"))
+    flow.run(flow.failed("a"))  # attempt 2 printed nothing
+    flow.now = flow.s.timers["a"]
+    flow.tick()
+    flow.run(flow.started("a"))
+    flow.run(flow.completed("a", {"stdout": "fine"}))
+    task = flow.s.tasks["a"]
+    assert (task.status, task.attempt) == ("succeeded", 3)
+    assert task.failed_outputs == {"1": printed}
+    assert task.output == {"stdout": "fine"}
+    assert WorkflowState.from_snapshot_state(flow.s.to_snapshot_state()).tasks["a"] == task
