@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         default=1_000_000, ge=1_024, description="Largest encoded event accepted or produced."
     )
+    payload_threshold_bytes: int = Field(
+        default=262_144,
+        ge=1_024,
+        description="An output larger than this (as JSON) goes by reference: stored in chunks "
+        "on the `payloads` topic, the event carrying its id, size and sha256 digest.",
+    )
+    payload_chunk_bytes: int = Field(
+        default=524_288,
+        ge=1_024,
+        description="Bytes of payload per chunk record (base64 in the record: keep it under "
+        "3/4 of max_event_bytes; a smaller max_event_bytes makes chunks smaller).",
+    )
     state_dir: Path = Field(
         default=Path.home() / ".mesh", description="Where pid files of local brokers are kept."
     )

@@ -30,6 +30,7 @@ from mesh.events._commands import (
 )
 from mesh.events._dlq import DeadLetter
 from mesh.events._envelope import Event
+from mesh.events._payloads import PayloadChunk
 from mesh.events._plans import PlanCreated, PlanRejected
 from mesh.events._registry import EventRegistry
 from mesh.events._replies import ApiCall, Reply
@@ -233,6 +234,14 @@ _CHANNELS = (
         "answered on `replies`.",
         (ApiCall,),
     ),
+    Channel(
+        "payloads",
+        "payload id",
+        "delete",
+        "Chunks of outputs and plans too large for one event, referenced from the event by id, "
+        "size and sha256 digest (`PayloadRef`).",
+        (PayloadChunk,),
+    ),
     Channel("replies", "correlation id", "delete", "Answers to request/reply calls.", (Reply,)),
     Channel(
         "dlq",
@@ -255,8 +264,8 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
             Component(
                 "client",
                 "The Python client API and the `mesh` command line.",
-                sends=("requests", "commands", "agents.commands", "calls"),
-                receives=("plans", "workflow.events", "replies"),
+                sends=("requests", "commands", "agents.commands", "calls", "payloads"),
+                receives=("plans", "workflow.events", "replies", "payloads"),
             ),
             Component(
                 "task-planner",
@@ -316,8 +325,8 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
             Component(
                 "agent",
                 "One agent instance (command, Python or HTTP) running assigned attempts.",
-                sends=("tasks.results", "agents", "agents.heartbeats", "dlq"),
-                receives=("tasks.assigned",),
+                sends=("tasks.results", "agents", "agents.heartbeats", "payloads", "dlq"),
+                receives=("tasks.assigned", "payloads"),
             ),
         )
     }

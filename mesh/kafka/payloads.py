@@ -1,0 +1,194 @@
+"""The payload store on ``payloads``: write a large value in chunks, read it back checked.
+
+:meth:`PayloadStore.records` gives the chunk records of a value for a producer to send in its own
+transaction (a reference then never points at an aborted payload: readers are read_committed);
+:meth:`PayloadStore.put` sends them and waits for them, for producers without transactions, and
+returns the reference with the partition and offset of the first chunk, so a reader seeks there
+instead of scanning the partition. :meth:`PayloadStore.resolve` replaces every reference inside
+a JSON value by the value it stands for, or raises ``PayloadMissing`` / ``PayloadCorrupt``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator
+from typing import Any, cast
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from mesh.errors import EventError, PayloadCorrupt, PayloadMissing
+from mesh.events import (
+    Mapper,
+    PayloadChunk,
+    PayloadRef,
+    Producer,
+    encode_piece,
+    join_payload,
+    meta,
+    payload_digest,
+    payload_refs_in,
+    split_payload,
+    substitute_payloads,
+    uuid7,
+)
+from mesh.kafka.clients import stop_clients
+from mesh.kafka.partitions import partition_for, partitions_of
+from mesh.kafka.produce import Outgoing, send_all, wait_all
+from mesh.kafka.reader import bounds, read_range, reader
+from mesh.kafka.records import ConsumedRecord
+from mesh.settings import Settings
+
+CHANNEL = "payloads"
+
+_ENVELOPE_BYTES = 2_048
+"""Room in a chunk record for everything but its data (ids, times, names)."""
+
+
+class PayloadStore:
+    """Writes and reads payloads for one process; call :meth:`close` when done."""
+
+    def __init__(self, settings: Settings, mapper: Mapper, me: Producer) -> None:
+        self.settings = settings
+        self.mapper = mapper
+        self.me = me
+        self._reader: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def threshold(self) -> int:
+        return self.settings.payload_threshold_bytes
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Raw bytes per chunk: base64 makes 4 of 3, and the record must stay under the limit."""
+        room = (self.mapper.max_event_bytes - _ENVELOPE_BYTES) * 3 // 4
+        return max(1, min(self.settings.payload_chunk_bytes, room))
+
+    def records(self, data: bytes, *, correlation_id: str) -> tuple[PayloadRef, list[Outgoing]]:
+        """The reference to ``data`` (without its position) and the chunk records to send."""
+        payload_id = uuid7().hex
+        pieces = split_payload(data, self.chunk_bytes)
+        outgoing = [
+            Outgoing.of(
+                CHANNEL,
+                self.mapper.encode(
+                    PayloadChunk(
+                        **meta(self.me, correlation_id=correlation_id),
+                        payload_id=payload_id,
+                        index=index,
+                        count=len(pieces),
+                        data=encode_piece(piece),
+                    )
+                ),
+            )
+            for index, piece in enumerate(pieces)
+        ]
+        ref = PayloadRef(
+            payload_id=payload_id, size=len(data), sha256=payload_digest(data), chunks=len(pieces)
+        )
+        return ref, outgoing
+
+    async def put(
+        self, producer: AIOKafkaProducer, data: bytes, *, correlation_id: str
+    ) -> PayloadRef:
+        """Store ``data`` and wait until every chunk is acknowledged; its reference."""
+        ref, outgoing = self.records(data, correlation_id=correlation_id)
+        sent = await wait_all(await send_all(producer, self.settings.topic, outgoing))
+        first = sent[0]
+        return ref.model_copy(update={"partition": first.partition, "offset": first.offset})
+
+    async def put_json(
+        self, producer: AIOKafkaProducer, value: Any, *, correlation_id: str
+    ) -> PayloadRef:
+        return await self.put(producer, dumps(value), correlation_id=correlation_id)
+
+    async def get(self, ref: PayloadRef) -> bytes:
+        """The payload's bytes, checked against ``ref``."""
+        async with self._lock:
+            consumer = await self._consumer()
+            if ref.partition is not None:
+                partition = ref.partition
+            else:
+                partition = partition_for(
+                    ref.payload_id, await partitions_of(consumer, self.settings, CHANNEL)
+                )
+            tp = TopicPartition(self.settings.topic(CHANNEL), partition)
+            limits = (await bounds(consumer, self.settings, [tp]))[tp]
+            start = ref.offset if ref.offset is not None else limits[0]
+            if start < limits[0]:
+                raise PayloadMissing(
+                    f"payload {ref.payload_id} was removed by the payload topic's retention "
+                    f"(offset {start} is before the log start {limits[0]})",
+                    payload_id=ref.payload_id,
+                )
+            chunks = await self._chunks(consumer, tp, ref, start, limits)
+        return join_payload(ref, chunks)
+
+    async def resolve(self, value: Any) -> Any:
+        """``value`` with every payload reference inside it replaced by the JSON value it
+        stands for (each fetched once and checked)."""
+        found: dict[str, Any] = {}
+        for ref in payload_refs_in(value):
+            if ref.payload_id not in found:
+                data = await self.get(ref)
+                try:
+                    found[ref.payload_id] = json.loads(data)
+                except ValueError as exc:
+                    raise PayloadCorrupt(
+                        f"payload {ref.payload_id} is not JSON ({exc})", payload_id=ref.payload_id
+                    ) from exc
+        return substitute_payloads(value, found) if found else value
+
+    async def close(self) -> None:
+        consumer, self._reader = self._reader, None
+        await stop_clients(consumer)
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            consumer = reader(self.settings)
+            await consumer.start()
+            self._reader = consumer
+        return self._reader
+
+    async def _chunks(
+        self,
+        consumer: AIOKafkaConsumer,
+        tp: TopicPartition,
+        ref: PayloadRef,
+        start: int,
+        limits: tuple[int, int],
+    ) -> dict[int, PayloadChunk]:
+        key = ref.payload_id.encode()
+        chunks: dict[int, PayloadChunk] = {}
+        ranged = cast(
+            AsyncGenerator[list[ConsumedRecord], None],
+            read_range(consumer, self.settings, tp, start, limits),
+        )
+        async with contextlib.aclosing(ranged) as batches:
+            async for batch in batches:
+                for record in batch:
+                    if record.key != key:
+                        continue
+                    try:
+                        chunk = self.mapper.decode_record(record)
+                    except EventError as exc:
+                        raise PayloadCorrupt(
+                            f"payload {ref.payload_id}: a chunk at offset {record.offset} "
+                            f"cannot be read ({exc})",
+                            payload_id=ref.payload_id,
+                        ) from exc
+                    if isinstance(chunk, PayloadChunk):
+                        chunks.setdefault(chunk.index, chunk)
+                if len(chunks) >= ref.chunks and all(i in chunks for i in range(ref.chunks)):
+                    break
+        return chunks
+
+
+def dumps(value: Any) -> bytes:
+    """The payload bytes of a JSON value (compact UTF-8, as readers decode it)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+__all__ = ["CHANNEL", "PayloadStore", "dumps"]

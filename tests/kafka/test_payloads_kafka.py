@@ -1,0 +1,136 @@
+"""Payloads by reference on Apache Kafka: chunks written, read back and checked by digest; a
+corrupt or missing payload is an error, never used; chunks written in an aborted transaction
+are never read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from mesh.errors import PayloadCorrupt, PayloadMissing
+from mesh.events import Mapper, PayloadChunk, PayloadRef, Producer, encode_piece, meta
+from mesh.kafka.clients import stop_clients
+from mesh.kafka.connection import producer_kwargs
+from mesh.kafka.payloads import CHANNEL, PayloadStore
+from mesh.settings import Settings
+from tests._agents_support import create_topics
+
+ME = Producer(component="test", instance="payloads")
+
+
+@pytest.fixture
+async def store(kafka_settings: Settings) -> AsyncIterator[PayloadStore]:
+    await create_topics(kafka_settings)
+    store = PayloadStore(kafka_settings, Mapper(max_event_bytes=kafka_settings.max_event_bytes), ME)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def producer(kafka_settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(**producer_kwargs(kafka_settings))
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await stop_clients(producer)
+
+
+async def test_a_5_mb_payload_round_trips_in_chunks_checked_by_digest(
+    store: PayloadStore, producer: AIOKafkaProducer
+) -> None:
+    """5 MB of random bytes go out in 512 KiB chunks and come back equal, found by position and
+    (with no position) by key; the reference carries size, digest and chunk count."""
+    data = os.urandom(5_000_000)
+    ref = await store.put(producer, data, correlation_id="c-1")
+    assert ref.size == len(data)
+    assert ref.chunks == 10
+    assert ref.partition is not None
+    assert ref.offset is not None
+    assert await store.get(ref) == data
+    unplaced = ref.model_copy(update={"partition": None, "offset": None})
+    assert await store.get(unplaced) == data
+
+
+async def test_resolve_replaces_references_inside_json(
+    store: PayloadStore, producer: AIOKafkaProducer
+) -> None:
+    """A reference anywhere in a JSON value is replaced by the value it stands for."""
+    big = {"stdout": "x" * 400_000, "exit_code": 0}
+    ref = await store.put_json(producer, big, correlation_id="c-2")
+    inputs = {"upstream": {"a": ref.as_value(), "b": {"stdout": "small"}}, "n": 1}
+    assert await store.resolve(inputs) == {"upstream": {"a": big, "b": {"stdout": "small"}}, "n": 1}
+
+
+async def test_a_corrupted_chunk_is_reported_not_used(
+    kafka_settings: Settings, store: PayloadStore, producer: AIOKafkaProducer
+) -> None:
+    """A payload one of whose chunks was replaced by other bytes fails its digest check."""
+    data = os.urandom(1_500_000)
+    ref, outgoing = store.records(data, correlation_id="c-3")
+    assert ref.chunks == 3
+    bad = PayloadChunk(
+        **meta(ME, correlation_id="c-3"),
+        payload_id=ref.payload_id,
+        index=1,
+        count=ref.chunks,
+        data=encode_piece(os.urandom(len(data[store.chunk_bytes : 2 * store.chunk_bytes]))),
+    )
+    key, value, headers = store.mapper.encode(bad)
+    topic = kafka_settings.topic(CHANNEL)
+    first = await (await producer.send(topic, outgoing[0].value, key=outgoing[0].key))
+    await (await producer.send(topic, value, key=key, headers=headers))
+    await (await producer.send(topic, outgoing[2].value, key=outgoing[2].key))
+    placed = ref.model_copy(update={"partition": first.partition, "offset": first.offset})
+    with pytest.raises(PayloadCorrupt, match="sha256"):
+        await store.get(placed)
+    with pytest.raises(PayloadCorrupt):
+        await store.resolve({"upstream": {"a": placed.as_value()}})
+
+
+async def test_a_missing_payload_is_reported(
+    store: PayloadStore, producer: AIOKafkaProducer
+) -> None:
+    """A reference to chunks that were never written is ``payload_missing``."""
+    ref = await store.put(producer, b"{}", correlation_id="c-4")
+    ghost = PayloadRef(
+        payload_id="never-written",
+        size=2,
+        sha256=ref.sha256,
+        chunks=1,
+        partition=ref.partition,
+        offset=ref.offset,
+    )
+    with pytest.raises(PayloadMissing) as raised:
+        await store.get(ghost)
+    assert raised.value.kind == "payload_missing"
+
+
+async def test_chunks_of_an_aborted_transaction_are_never_read(
+    kafka_settings: Settings, store: PayloadStore
+) -> None:
+    """Chunks sent in a transaction that aborts are invisible: the reference reads as missing,
+    so an event can never lead to an aborted payload."""
+    producer = AIOKafkaProducer(
+        **producer_kwargs(kafka_settings), transactional_id=f"{kafka_settings.topic_prefix}tx"
+    )
+    await producer.start()
+    try:
+        ref, outgoing = store.records(b'{"a": 1}', correlation_id="c-5")
+        await producer.begin_transaction()
+        sent = await (
+            await producer.send(
+                kafka_settings.topic(CHANNEL), outgoing[0].value, key=outgoing[0].key
+            )
+        )
+        await producer.abort_transaction()
+    finally:
+        await stop_clients(producer)
+    placed = ref.model_copy(update={"partition": sent.partition, "offset": sent.offset})
+    with pytest.raises(PayloadMissing):
+        await store.get(placed)
