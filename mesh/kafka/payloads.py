@@ -34,6 +34,7 @@ from mesh.events import (
     uuid7,
 )
 from mesh.kafka.clients import stop_clients
+from mesh.kafka.connection import kafka_errors
 from mesh.kafka.partitions import partition_for, partitions_of
 from mesh.kafka.produce import Outgoing, send_all, wait_all
 from mesh.kafka.reader import bounds, read_range, reader
@@ -148,7 +149,8 @@ class PayloadStore:
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._reader is None:
             consumer = reader(self.settings)
-            await consumer.start()
+            with kafka_errors(self.settings, "connect the payload reader"):
+                await consumer.start()
             self._reader = consumer
         return self._reader
 

@@ -4,19 +4,33 @@ are never read."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from mesh.errors import PayloadCorrupt, PayloadMissing
-from mesh.events import Mapper, PayloadChunk, PayloadRef, Producer, encode_piece, meta
+from mesh.events import (
+    Mapper,
+    PayloadChunk,
+    PayloadRef,
+    Producer,
+    TaskCompleted,
+    TaskFailed,
+    encode_piece,
+    meta,
+    payload_ref_in,
+)
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import producer_kwargs
-from mesh.kafka.payloads import CHANNEL, PayloadStore
+from mesh.kafka.payloads import CHANNEL, PayloadStore, dumps
+from mesh.replay import replay_workflow
 from mesh.settings import Settings
 from tests._agents_support import create_topics
+from tests.e2e import plan_file, running_mesh, submit, wait_final
 
 ME = Producer(component="test", instance="payloads")
 
@@ -134,3 +148,92 @@ async def test_chunks_of_an_aborted_transaction_are_never_read(
     placed = ref.model_copy(update={"partition": sent.partition, "offset": sent.offset})
     with pytest.raises(PayloadMissing):
         await store.get(placed)
+
+
+async def test_a_5_mb_output_goes_by_reference_to_its_dependant(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """A Python agent's 5 MB output is stored on ``payloads``; the history and the workflow's
+    state carry only its reference (so does the dependant's TaskReady, made from the state),
+    and the dependant (another agent process) receives the whole text: the sha256 it reports
+    equals the stored payload's."""
+    plan = {
+        "workflow_type": "dag",
+        "tasks": [
+            {"id": "big", "capabilities": ["blob"], "inputs": {"bytes": 5_000_000}},
+            {"id": "check", "capabilities": ["digest"], "depends_on": ["big"]},
+        ],
+    }
+    async with running_mesh(kafka_settings, shell_agents=0, python_agents=2):
+        submitted = await submit(kafka_settings, plan_file(tmp_path, plan))
+        state, events = await wait_final(kafka_settings, submitted, idle_timeout=120)
+    assert state.status == "completed", state.reason
+    ref = payload_ref_in(state.tasks["big"].output)
+    assert ref is not None, "the 5 MB output rode inline"
+    assert ref.size > 5_000_000
+    completed = [e for e in events if isinstance(e, TaskCompleted) and e.task_id == "big"]
+    assert payload_ref_in(completed[0].output) == ref
+    store = PayloadStore(kafka_settings, Mapper(max_event_bytes=kafka_settings.max_event_bytes), ME)
+    try:
+        output = await store.resolve(state.tasks["big"].output)
+    finally:
+        await store.close()
+    text = output["text"].encode()
+    assert len(text) == 5_000_000
+    assert state.tasks["check"].output == {
+        "big": {"sha256": hashlib.sha256(text).hexdigest(), "bytes": 5_000_000}
+    }
+    replay = await replay_workflow(kafka_settings, submitted.workflow_id)
+    assert replay.equal is True, replay.differences
+
+
+async def test_an_agent_given_a_corrupt_or_missing_payload_fails_the_task(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """Inputs that reference a payload with a bad chunk, or one never written, fail their task
+    with ``payload_corrupt`` / ``payload_missing``, not retriable; the agent never runs it."""
+    async with running_mesh(kafka_settings, shell_agents=0, python_agents=1):
+        store = PayloadStore(
+            kafka_settings, Mapper(max_event_bytes=kafka_settings.max_event_bytes), ME
+        )
+        producer = AIOKafkaProducer(**producer_kwargs(kafka_settings))
+        await producer.start()
+        try:
+            good = await store.put_json(producer, "y" * 600_000, correlation_id="c")
+            ref, outgoing = store.records(dumps("z" * 600_000), correlation_id="c")
+            topic = kafka_settings.topic(CHANNEL)
+            first = await (await producer.send(topic, outgoing[0].value, key=outgoing[0].key))
+            bad = store.mapper.decode(outgoing[1].value)
+            assert isinstance(bad, PayloadChunk)
+            flipped = bad.model_copy(update={"data": encode_piece(b"z" * 5 + b"Z")})
+            key, value, headers = store.mapper.encode(flipped)
+            await (await producer.send(topic, value, key=key, headers=headers))
+        finally:
+            await stop_clients(producer)
+        corrupt = ref.model_copy(update={"partition": first.partition, "offset": first.offset})
+        missing = good.model_copy(update={"payload_id": "never-written"})
+        plan = {
+            "workflow_type": "parallel",
+            "failure_policy": "continue",
+            "tasks": [
+                {"id": "ok", "capabilities": ["echo"], "inputs": {"text": good.as_value()}},
+                {"id": "bad", "capabilities": ["echo"], "inputs": {"text": corrupt.as_value()}},
+                {"id": "gone", "capabilities": ["echo"], "inputs": {"text": missing.as_value()}},
+            ],
+        }
+        submitted = await submit(kafka_settings, plan_file(tmp_path, plan))
+        state, events = await wait_final(kafka_settings, submitted, idle_timeout=120)
+        try:
+            echoed = await store.resolve(state.tasks["ok"].output)
+        finally:
+            await store.close()
+    failed = {e.task_id: e for e in events if isinstance(e, TaskFailed)}
+    assert set(failed) == {"bad", "gone"}
+    assert failed["bad"].error_kind == "payload_corrupt"
+    assert "sha256" in failed["bad"].message
+    assert failed["gone"].error_kind == "payload_missing"
+    assert not failed["bad"].retriable
+    assert not failed["gone"].retriable
+    assert state.tasks["ok"].status == "succeeded"
+    assert payload_ref_in(state.tasks["ok"].output) is not None  # 600 kB: by reference too
+    assert echoed == {"text": "y" * 600_000}, "the referenced input did not arrive whole"
