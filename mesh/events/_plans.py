@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from mesh.events._envelope import Frozen, WorkflowEvent
+from mesh.events._payloads import PayloadRef
 from mesh.events._types import Id, JsonObject, Name, Seq, ShortText, Text
 from mesh.events._values import CapabilityRequirement, Priority, Resources, RetryPolicy
 
@@ -59,7 +60,11 @@ class ExecutionPlan(Frozen):
     failure_policy: FailurePolicy = Field(
         default="fail_fast", description="What a task's final failure does to the workflow."
     )
-    tasks: Seq[TaskSpec] = Field(min_length=1, max_length=10_000, description="The tasks.")
+    tasks: Seq[TaskSpec] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="The tasks (a plan too large for one event goes by reference: `plan_ref`).",
+    )
     priority: Priority = Field(default="normal", description="Priority inherited by every task.")
     tenant: Name = Field(default="default", description="Quota the plan's resources count against.")
     max_parallelism: int | None = Field(
@@ -103,7 +108,19 @@ class PlanCreated(WorkflowEvent):
     schema_version: Literal[1] = 1
 
     request_id: Id = Field(description="The request the plan answers.")
-    plan: ExecutionPlan = Field(description="The plan to run.")
+    plan: ExecutionPlan | None = Field(
+        default=None, description="The plan to run; none when it goes by reference."
+    )
+    plan_ref: PayloadRef | None = Field(
+        default=None,
+        description="Where the plan's JSON is on `payloads` when it is too large for this event.",
+    )
+
+    @model_validator(mode="after")
+    def _plan_or_reference(self) -> PlanCreated:
+        if self.plan is None and self.plan_ref is None:
+            raise ValueError("a plan.created needs `plan` or `plan_ref`")
+        return self
 
 
 class PlanRejected(WorkflowEvent):

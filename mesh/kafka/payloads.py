@@ -14,16 +14,21 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
 
 from mesh.errors import EventError, PayloadCorrupt, PayloadMissing
 from mesh.events import (
+    Event,
+    ExecutionPlan,
     Mapper,
     PayloadChunk,
     PayloadRef,
+    PlanCreated,
     Producer,
+    WorkflowStarted,
     encode_piece,
     join_payload,
     meta,
@@ -32,6 +37,7 @@ from mesh.events import (
     split_payload,
     substitute_payloads,
     uuid7,
+    validation_message,
 )
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
@@ -42,6 +48,11 @@ from mesh.kafka.records import ConsumedRecord
 from mesh.settings import Settings
 
 CHANNEL = "payloads"
+
+E = TypeVar("E", bound=Event)
+
+_PLANS_KEPT = 4
+"""Plans by reference a store keeps once read (a reader meets the same one again and again)."""
 
 _ENVELOPE_BYTES = 2_048
 """Room in a chunk record for everything but its data (ids, times, names)."""
@@ -56,6 +67,7 @@ class PayloadStore:
         self.me = me
         self._reader: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
+        self._plans: dict[str, ExecutionPlan] = {}
 
     @property
     def threshold(self) -> int:
@@ -142,6 +154,46 @@ class PayloadStore:
                     ) from exc
         return substitute_payloads(value, found) if found else value
 
+    async def plan(self, ref: PayloadRef) -> ExecutionPlan:
+        """The plan stored at ``ref``, checked (digest, then the model)."""
+        kept = self._plans.get(ref.payload_id)
+        if kept is not None:
+            return kept
+        data = await self.get(ref)
+        try:
+            plan = ExecutionPlan.model_validate_json(data)
+        except ValidationError as exc:
+            raise PayloadCorrupt(
+                f"payload {ref.payload_id} is not a valid plan: "
+                f"{validation_message(exc, ExecutionPlan)}",
+                payload_id=ref.payload_id,
+            ) from exc
+        if len(self._plans) >= _PLANS_KEPT:
+            del self._plans[next(iter(self._plans))]
+        self._plans[ref.payload_id] = plan
+        return plan
+
+    async def with_plan(self, event: E) -> E:
+        """``event`` with its plan fetched if it is a plan or a workflow start by reference;
+        any other event as it is."""
+        if (
+            isinstance(event, PlanCreated | WorkflowStarted)
+            and event.plan is None
+            and event.plan_ref is not None
+        ):
+            plan = await self.plan(event.plan_ref)
+            return cast(E, event.model_copy(update={"plan": plan}))
+        return event
+
+    async def put_plan(
+        self, producer: AIOKafkaProducer, plan: ExecutionPlan, *, correlation_id: str
+    ) -> PayloadRef | None:
+        """Store ``plan`` if its JSON is over the threshold (its reference), else None."""
+        data = plan.model_dump_json().encode()
+        if len(data) <= self.threshold:
+            return None
+        return await self.put(producer, data, correlation_id=correlation_id)
+
     async def close(self) -> None:
         consumer, self._reader = self._reader, None
         await stop_clients(consumer)
@@ -188,9 +240,24 @@ class PayloadStore:
         return chunks
 
 
+_READER = Producer(component="reader", instance="payloads")
+
+
+async def with_plan(settings: Settings, mapper: Mapper, event: E) -> E:
+    """``event`` with its plan fetched when it is a plan or workflow start by reference (a
+    reader of its own, for the readers of history that meet one now and then)."""
+    if not isinstance(event, PlanCreated | WorkflowStarted) or event.plan is not None:
+        return event
+    store = PayloadStore(settings, mapper, _READER)
+    try:
+        return await store.with_plan(event)
+    finally:
+        await store.close()
+
+
 def dumps(value: Any) -> bytes:
     """The payload bytes of a JSON value (compact UTF-8, as readers decode it)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-__all__ = ["CHANNEL", "PayloadStore", "dumps"]
+__all__ = ["CHANNEL", "PayloadStore", "dumps", "with_plan"]

@@ -5,6 +5,7 @@ are never read."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,12 +21,14 @@ from mesh.events import (
     Producer,
     TaskCompleted,
     TaskFailed,
+    WorkflowStarted,
     encode_piece,
     meta,
     payload_ref_in,
 )
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import producer_kwargs
+from mesh.kafka.history import read_history
 from mesh.kafka.payloads import CHANNEL, PayloadStore, dumps
 from mesh.replay import replay_workflow
 from mesh.settings import Settings
@@ -237,3 +240,30 @@ async def test_an_agent_given_a_corrupt_or_missing_payload_fails_the_task(
     assert state.tasks["ok"].status == "succeeded"
     assert payload_ref_in(state.tasks["ok"].output) is not None  # 600 kB: by reference too
     assert echoed == {"text": "y" * 600_000}, "the referenced input did not arrive whole"
+
+
+async def test_a_plan_over_the_threshold_goes_by_reference_and_runs(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """A 2,500-task plan (1.1 MB of JSON, over the 1 MB event limit) is submitted by
+    reference: PlanCreated and the recorded workflow.started carry only its PayloadRef, the
+    Workflow Manager fetches it, every task runs, and replay (which fetches it too) equals the
+    live snapshot."""
+    tasks = [{"id": f"n{i:04d}", "capabilities": ["noop"]} for i in range(2_500)]
+    path = plan_file(tmp_path, {"workflow_type": "parallel", "tasks": tasks})
+    async with running_mesh(kafka_settings, shell_agents=0, python_agents=2):
+        submitted = await submit(kafka_settings, path)
+        state, _ = await wait_final(kafka_settings, submitted, idle_timeout=180)
+    assert state.status == "completed", state.reason
+    assert len(state.tasks) == 2_500
+    assert {task.status for task in state.tasks.values()} == {"succeeded"}
+    history = await read_history(kafka_settings, submitted.workflow_id)
+    started = history.records[0]
+    assert isinstance(started.event, WorkflowStarted)
+    assert started.event.plan is not None  # fetched by the reader
+    assert started.raw is not None
+    recorded = json.loads(started.raw)
+    assert recorded["plan"] is None
+    assert recorded["plan_ref"]["size"] > kafka_settings.max_event_bytes
+    replay = await replay_workflow(kafka_settings, submitted.workflow_id)
+    assert replay.equal is True, replay.differences

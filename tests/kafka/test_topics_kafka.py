@@ -83,7 +83,7 @@ class TestTopicsOnKafka(OnKafka, TopicsContract):
         assert plan.code == 0, plan.stderr
         refusal = "refused: replication factor 3 needs 3 brokers; the cluster has 1"
         lines = [line for line in plan.stdout.splitlines() if refusal in line]
-        assert len(lines) == 16
+        assert len(lines) == 17
         assert all(len(line) < 300 for line in lines)
         assert "16 differences: 16 refused" in plan.stdout
 
@@ -100,7 +100,7 @@ class TestTopicsOnKafka(OnKafka, TopicsContract):
             settings, "plan", "--json", "--dir", str(topics_dir), "--replication-factor", "2"
         )
         changes = json.loads(plan.stdout)["changes"]
-        assert len(changes) == 16
+        assert len(changes) == 17
         assert {(c["kind"], c["status"]) for c in changes} == {
             ("change_replication_factor", "refused")
         }
@@ -140,6 +140,6 @@ class TestTopicsOnKafka(OnKafka, TopicsContract):
         right = run_mesh("topics", "apply", "--json", "--dir", str(topics_dir), env=right_env)
         assert right.code == 0, right.stderr
         assert right.stderr == ""  # aiokafka's "password in the clear" warning stays quiet
-        assert len(json.loads(right.stdout)["changes"]) == 16
+        assert len(json.loads(right.stdout)["changes"]) == 17
         check = run_mesh("topics", "check", "--dir", str(topics_dir), env=right_env)
         assert check.code == 0, check.stdout + check.stderr

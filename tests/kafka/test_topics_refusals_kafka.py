@@ -72,7 +72,7 @@ def test_validate_cluster_refuses_what_the_brokers_would(
     refused = mesh(kafka_settings, "validate", "--cluster", *rf3)
     assert refused.code == 1
     lines = refused.stdout.splitlines()
-    assert len(lines) == 16
+    assert len(lines) == 17
     assert all("replication factor 3 needs 3 brokers; the cluster has 1" in line for line in lines)
     assert refused.stderr.startswith("mesh: error: 16 problems in the topic declarations")
     fine = mesh(kafka_settings, "validate", "--cluster", "--dir", str(topics_dir))

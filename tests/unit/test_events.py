@@ -53,6 +53,7 @@ DESIGN_CHANNELS = [
     # Not in DESIGN.md's table: calls of the client API (mesh.Client) to any component,
     # answered on replies like the commands.
     "calls",
+    "payloads",
     "replies",
     "dlq",
 ]
