@@ -8,45 +8,24 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from mesh.events._envelope import Event, TaskEvent, WorkflowEvent
-from mesh.events._payloads import PayloadRef
-from mesh.events._plans import ExecutionPlan
+from mesh.events._plans import WithPlan
 from mesh.events._types import Id, JsonObject, Name, Seq, ShortText, UtcDatetime
 
 WorkflowStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
 """Where a workflow stands; the last three are final."""
 
 
-class WorkflowStarted(WorkflowEvent):
-    """A workflow began; it carries its plan so that the history alone can rebuild it."""
+class WorkflowStarted(WithPlan):
+    """A workflow began; it carries its plan (or a reference to it) so that the history alone
+    can rebuild it."""
 
     type: Literal["workflow.started"] = "workflow.started"
     schema_version: Literal[1] = 1
 
     request_id: Id = Field(description="The request the workflow serves.")
-    plan: ExecutionPlan | None = Field(
-        default=None,
-        description="The plan being run; none on the wire when it goes by reference (readers "
-        "fetch it from `plan_ref` before folding).",
-    )
-    plan_ref: PayloadRef | None = Field(
-        default=None,
-        description="Where the plan's JSON is on `payloads` when it is too large for one event.",
-    )
-
-    @model_validator(mode="after")
-    def _plan_or_reference(self) -> WorkflowStarted:
-        if self.plan is None and self.plan_ref is None:
-            raise ValueError("a workflow.started needs `plan` or `plan_ref`")
-        return self
-
-    def wire_form(self) -> WorkflowStarted:
-        """The event as it is recorded: without the plan when it has a reference to it."""
-        if self.plan_ref is None or self.plan is None:
-            return self
-        return self.model_copy(update={"plan": None})
 
 
 class WorkflowPaused(WorkflowEvent):

@@ -119,6 +119,16 @@ class PayloadStore:
 
     async def get(self, ref: PayloadRef) -> bytes:
         """The payload's bytes, checked against ``ref``."""
+        return join_payload(ref, await self._read(ref))
+
+    async def chunks(self, ref: PayloadRef) -> list[PayloadChunk]:
+        """The chunk records of ``ref`` as stored, in order, once checked (what
+        ``mesh replay --export`` writes beside the history)."""
+        found = await self._read(ref)
+        join_payload(ref, found)  # raises PayloadMissing / PayloadCorrupt
+        return [found[i] for i in range(ref.chunks)]
+
+    async def _read(self, ref: PayloadRef) -> dict[int, PayloadChunk]:
         async with self._lock:
             consumer = await self._consumer()
             if ref.partition is not None:
@@ -136,8 +146,7 @@ class PayloadStore:
                     f"(offset {start} is before the log start {limits[0]})",
                     payload_id=ref.payload_id,
                 )
-            chunks = await self._chunks(consumer, tp, ref, start, limits)
-        return join_payload(ref, chunks)
+            return await self._chunks(consumer, tp, ref, start, limits)
 
     async def resolve(self, value: Any) -> Any:
         """``value`` with every payload reference inside it replaced by the JSON value it
@@ -255,9 +264,32 @@ async def with_plan(settings: Settings, mapper: Mapper, event: E) -> E:
         await store.close()
 
 
+async def chunks_for_export(
+    settings: Settings, mapper: Mapper, refs: list[PayloadRef]
+) -> tuple[list[PayloadChunk], list[str]]:
+    """The stored chunks of ``refs`` (each payload once), and a note for each that cannot be
+    read (it is then left out, and replaying the file says what is missing)."""
+    store = PayloadStore(settings, mapper, _READER)
+    found: list[PayloadChunk] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    try:
+        for ref in refs:
+            if ref.payload_id in seen:
+                continue
+            seen.add(ref.payload_id)
+            try:
+                found.extend(await store.chunks(ref))
+            except (PayloadMissing, PayloadCorrupt) as exc:
+                notes.append(f"payload not exported: {exc}")
+    finally:
+        await store.close()
+    return found, notes
+
+
 def dumps(value: Any) -> bytes:
     """The payload bytes of a JSON value (compact UTF-8, as readers decode it)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-__all__ = ["CHANNEL", "PayloadStore", "dumps", "with_plan"]
+__all__ = ["CHANNEL", "PayloadStore", "chunks_for_export", "dumps", "with_plan"]

@@ -30,10 +30,12 @@ from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import producer_kwargs
 from mesh.kafka.history import read_history
 from mesh.kafka.payloads import CHANNEL, PayloadStore, dumps
-from mesh.replay import replay_workflow
+from mesh.replay import load_history, replay_workflow
 from mesh.settings import Settings
+from mesh.workflows import fold
 from tests._agents_support import create_topics
 from tests.e2e import plan_file, running_mesh, submit, wait_final
+from tests.helpers import run_mesh
 
 ME = Producer(component="test", instance="payloads")
 
@@ -188,6 +190,17 @@ async def test_a_5_mb_output_goes_by_reference_to_its_dependant(
     }
     replay = await replay_workflow(kafka_settings, submitted.workflow_id)
     assert replay.equal is True, replay.differences
+    exported = tmp_path / "wf.jsonl"
+    done = run_mesh(
+        "replay",
+        submitted.workflow_id,
+        "--export",
+        str(exported),
+        "--json",
+        env=kafka_settings.to_env(),
+    )
+    assert done.code == 0, done.stderr
+    assert json.loads(done.stdout)["payloads"] == 1  # the 5 MB output travels with the file
 
 
 async def test_an_agent_given_a_corrupt_or_missing_payload_fails_the_task(
@@ -251,7 +264,9 @@ async def test_a_plan_over_the_threshold_goes_by_reference_and_runs(
     live snapshot."""
     tasks = [{"id": f"n{i:04d}", "capabilities": ["noop"]} for i in range(2_500)]
     path = plan_file(tmp_path, {"workflow_type": "parallel", "tasks": tasks})
-    async with running_mesh(kafka_settings, shell_agents=0, python_agents=2):
+    async with running_mesh(
+        kafka_settings, shell_agents=0, python_agents=4, planner=False, resources=False
+    ):
         submitted = await submit(kafka_settings, path)
         state, _ = await wait_final(kafka_settings, submitted, idle_timeout=180)
     assert state.status == "completed", state.reason
@@ -267,3 +282,14 @@ async def test_a_plan_over_the_threshold_goes_by_reference_and_runs(
     assert recorded["plan_ref"]["size"] > kafka_settings.max_event_bytes
     replay = await replay_workflow(kafka_settings, submitted.workflow_id)
     assert replay.equal is True, replay.differences
+    # The export holds the plan's chunks, so the file alone replays to the live state.
+    exported = tmp_path / "wf.jsonl"
+    env = kafka_settings.to_env()
+    done = run_mesh("replay", submitted.workflow_id, "--export", str(exported), "--json", env=env)
+    assert done.code == 0, done.stderr
+    assert json.loads(done.stdout)["payloads"] == 1
+    mapper = Mapper(max_event_bytes=kafka_settings.max_event_bytes)
+    from_file = load_history(exported, mapper)
+    assert fold(r.event for r in from_file) == state
+    done = run_mesh("replay", "--from-file", str(exported), "--json", env=env)
+    assert done.code == 0, done.stderr
