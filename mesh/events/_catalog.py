@@ -290,6 +290,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                     "tasks.results",
                     "workflow.events",
                     "workflow.state",
+                    "payloads",
                 ),
             ),
             Component(
