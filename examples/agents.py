@@ -4,9 +4,10 @@ Serve them from the repository root::
 
     mesh agent run --kind python --id examples-1 --module examples.agents
 
-The demo agents (``noop``, ``echo``, ``concat``, ``sleep``, ``fail``) are imported from
-``mesh.agents.demo`` so this module serves them too; ``word_count`` and ``shout`` show how to write
-your own: an ``async def`` that reports progress, and a plain ``def`` (it runs in a thread).
+The demo agents (``noop``, ``echo``, ``concat``, ``blob``, ``digest``, ``sleep``, ``fail``) are
+imported from ``mesh.agents.demo`` so this module serves them too; ``word_count`` and ``shout``
+show how to write your own: an ``async def`` that reports progress, and a plain ``def`` (it runs
+in a thread).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from mesh.agents import TaskContext, TaskError, agent
-from mesh.agents.demo import concat, echo, fail, noop, sleep
+from mesh.agents.demo import blob, concat, digest, echo, fail, noop, sleep
 from mesh.events import Capability
 
 
@@ -39,4 +40,4 @@ def shout(ctx: TaskContext) -> dict[str, Any]:
     return {"text": (ctx.prompt or "").upper()}
 
 
-__all__ = ["concat", "echo", "fail", "noop", "shout", "sleep", "word_count"]
+__all__ = ["blob", "concat", "digest", "echo", "fail", "noop", "shout", "sleep", "word_count"]

@@ -21,6 +21,9 @@ flag (so retries and circuit breakers count only what they should)::
     ├── PlanningError          the Task Planner cannot plan a request; ``kind`` says why
     │   └── InvalidRequest     the request's own fields are wrong
     ├── DecisionError          an input the workflow aggregate cannot apply (dead-lettered)
+    ├── PayloadError           a payload by reference cannot be used; ``kind`` says why
+    │   ├── PayloadMissing     some of its chunks are not on the payload topic (any more)
+    │   └── PayloadCorrupt     its chunks do not add up to its size and sha256 digest
     ├── UnknownWorkflow        workflow.events holds no history for the workflow id
     ├── UnknownTask            the workflow has no task of that id (or no such attempt)
     ├── WorkflowExists         a new plan names the id of a workflow that already started
@@ -263,6 +266,25 @@ class RequestRejected(CallFailed):
 
 
 # -- agents ----------------------------------------------------------------------------------
+
+
+class PayloadError(MeshError):
+    """A payload by reference (``PayloadRef``) cannot be used; never silently replaced."""
+
+    kind = "payload_error"
+
+
+class PayloadMissing(PayloadError):
+    """Some chunks of a referenced payload are not on the payload topic (never written, or
+    removed by its retention)."""
+
+    kind = "payload_missing"
+
+
+class PayloadCorrupt(PayloadError):
+    """A referenced payload's chunks do not join into its size and sha256 digest."""
+
+    kind = "payload_corrupt"
 
 
 class TaskError(MeshError):

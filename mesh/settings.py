@@ -68,6 +68,18 @@ class Settings(BaseSettings):
         description="How often an agent publishes a running attempt's new output: lines are "
         "batched over this interval, so a chatty program costs a few events a second.",
     )
+    payload_threshold_bytes: int = Field(
+        default=262_144,
+        ge=1_024,
+        description="An output larger than this (as JSON) goes by reference: stored in chunks "
+        "on the `payloads` topic, the event carrying its id, size and sha256 digest.",
+    )
+    payload_chunk_bytes: int = Field(
+        default=524_288,
+        ge=1_024,
+        description="Bytes of payload per chunk record (base64 in the record: keep it under "
+        "3/4 of max_event_bytes; a smaller max_event_bytes makes chunks smaller).",
+    )
     state_dir: Path = Field(
         default=Path.home() / ".mesh", description="Where pid files of local brokers are kept."
     )

@@ -33,7 +33,7 @@ from mesh.agents._journal import AttemptJournal, AttemptKey, journal_key
 from mesh.agents._outcome import Failure, Outcome, Runner
 from mesh.agents._report import Reporter
 from mesh.breakers import AsyncBreaker
-from mesh.errors import BreakerOpen, BrokerError
+from mesh.errors import BreakerOpen, BrokerError, PayloadError
 from mesh.events import CancelTask, TaskAssigned
 from mesh.kafka.faults import Backoff, describe, pause, retriable
 from mesh.log import get_logger
@@ -224,11 +224,18 @@ class Attempts:
         self.journal.started(journal_key(attempt.assigned))
         await self.reporter.started(attempt.assigned)
         log.debug("attempt started")  # per attempt: INFO would cost a quarter of the CPU
+        try:
+            assigned = await self.reporter.resolved(attempt.assigned)
+        except PayloadError as exc:  # missing or corrupt: another attempt would read the same
+            log.warning("payload input unusable", error=str(exc))
+            return Failure(exc.kind, str(exc), retriable=False)
+        except BrokerError as exc:
+            return Failure("payload_unavailable", describe(exc), retriable=True)
         output = self.reporter.output_for(attempt.assigned)
         output.start()
         try:
             progress = self.reporter.progress_for(attempt.assigned)
-            return await self.runner.run(attempt.assigned, progress, output.write)
+            return await self.runner.run(assigned, progress, output.write)
         finally:
             # Before the outcome is reported: an attempt's chunks come before its result.
             await output.close()

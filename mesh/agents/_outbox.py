@@ -19,6 +19,7 @@ from mesh.events import (
     BreakerStateChanged,
     Event,
     Mapper,
+    PayloadRef,
     TaskCompleted,
     TaskFailed,
     TaskOutput,
@@ -27,6 +28,7 @@ from mesh.events import (
 )
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.faults import ack_seconds, acknowledged
+from mesh.kafka.payloads import PayloadStore
 from mesh.log import get_logger
 from mesh.settings import Settings
 
@@ -78,6 +80,17 @@ class Outbox:
     async def remove(self, channel: str, key: str) -> None:
         """A tombstone for ``key`` on the compacted ``channel``."""
         await self.send(channel, key.encode(), None)
+
+    async def put_payload(
+        self, store: PayloadStore, data: bytes, *, correlation_id: str
+    ) -> PayloadRef:
+        """Store ``data`` on ``payloads`` and wait for every chunk; its reference."""
+        topic = self.settings.topic("payloads")
+        with kafka_errors(self.settings, f"produce to {topic}"):
+            return await acknowledged(
+                store.put(self._producer, data, correlation_id=correlation_id),
+                ack_seconds(self.settings.request_timeout_ms),
+            )
 
     async def send(
         self, channel: str, key: bytes, value: bytes | None, headers: Headers | None = None

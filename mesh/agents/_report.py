@@ -1,10 +1,15 @@
 """An attempt's results on ``tasks.results``: started, progress, then completed or failed;
 and what it prints, as ``TaskOutput`` chunks on ``tasks.output`` (:mod:`mesh.agents._stream`).
 
-A result that cannot be sent as it is still gets reported: an output too large for one event is
-cut down (command output keeps less of each stream) or becomes an ``output_too_large`` failure,
-an output that is not a JSON object a ``bad_output`` failure, a failure message too long for a
-small event limit is shortened. Only Kafka trouble (``BrokerError``) escapes.
+An output larger than ``payload_threshold_bytes`` (as JSON) goes by reference: stored on
+``payloads`` first, acknowledged, and the event carries ``{"$payload": PayloadRef}`` in its place,
+so the reference never points at a payload the broker did not take. Inputs that are references
+(an upstream output stored so) are fetched and checked by :meth:`Reporter.resolved` before the
+attempt runs. A result that cannot be sent as it is still gets reported: an output too large for
+one event is cut down (command output keeps less of each stream) or becomes an
+``output_too_large`` failure, an output that is not a JSON object a ``bad_output`` failure, a
+failure message too long for a small event limit is shortened. Only Kafka trouble
+(``BrokerError``) escapes.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ from mesh.events import (
     TaskProgress,
     TaskStarted,
     meta,
+    payload_refs_in,
 )
 from mesh.kafka.faults import describe, retriable
+from mesh.kafka.payloads import PayloadStore, dumps
 from mesh.log import get_logger
 
 _NAME_INVALID = re.compile(r"[^A-Za-z0-9_.:/@+-]")
@@ -41,10 +48,29 @@ log = get_logger("mesh.agents.report")
 class Reporter:
     """Publishes one agent's task events, each caused by the ``TaskAssigned`` it answers."""
 
-    def __init__(self, outbox: Outbox, me: Producer, agent_id: str) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        me: Producer,
+        agent_id: str,
+        payloads: PayloadStore | None = None,
+    ) -> None:
         self.outbox = outbox
         self.me = me
         self.agent_id = agent_id
+        self.payloads = payloads
+        """Where outputs over the threshold go and referenced inputs come from; None: inline."""
+
+    async def resolved(self, assigned: TaskAssigned) -> TaskAssigned:
+        """``assigned`` with every payload reference in its task's inputs replaced by the value
+        it stands for. Raises ``PayloadMissing`` / ``PayloadCorrupt`` (the attempt fails,
+        not retriable) and ``BrokerError``."""
+        task = assigned.task
+        if self.payloads is None or task is None or not payload_refs_in(task.inputs):
+            return assigned
+        inputs = await self.payloads.resolve(dict(task.inputs))
+        log.debug("payload inputs resolved", refs=len(payload_refs_in(task.inputs)))
+        return assigned.model_copy(update={"task": task.model_copy(update={"inputs": inputs})})
 
     async def started(self, assigned: TaskAssigned) -> None:
         """Queue the attempt's ``TaskStarted`` without waiting for the broker: the attempt
@@ -135,6 +161,7 @@ class Reporter:
         self, assigned: TaskAssigned, output: dict[str, Any], duration: float | None
     ) -> Failure | None:
         """Publish TaskCompleted; or the failure to report when the output cannot be sent."""
+        output = await self._by_reference(assigned, output)
         while True:
             try:
                 done = TaskCompleted(
@@ -156,6 +183,22 @@ class Reporter:
                 continue
             log.debug("attempt completed", duration_seconds=duration)
             return None
+
+    async def _by_reference(self, assigned: TaskAssigned, output: dict[str, Any]) -> dict[str, Any]:
+        """``output``, or a reference to it once stored when it is over the threshold."""
+        if self.payloads is None:
+            return output
+        try:
+            data = dumps(output)
+        except (TypeError, ValueError):
+            return output  # not JSON: reported as bad_output when the event is made
+        if len(data) <= self.payloads.threshold:
+            return output
+        ref = await self.outbox.put_payload(
+            self.payloads, data, correlation_id=assigned.correlation_id
+        )
+        log.info("output stored by reference", bytes=ref.size, chunks=ref.chunks)
+        return ref.as_value()
 
     def _answering(self, assigned: TaskAssigned) -> dict[str, Any]:
         """The fields every task event of this attempt shares: caused by its assignment."""

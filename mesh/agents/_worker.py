@@ -35,6 +35,7 @@ from mesh.events import CancelTask, Mapper, Producer
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import consumer_kwargs, kafka_errors, producer_kwargs
 from mesh.kafka.faults import Backoff, describe, mark_serving, pause, retriable, ride_out
+from mesh.kafka.payloads import PayloadStore
 from mesh.log import get_logger
 from mesh.settings import Settings
 
@@ -77,13 +78,13 @@ class AgentWorker:
             await self._close_runner()
 
     async def _serve(self, stop: asyncio.Event) -> None:
-        async with self._clients() as (producer, consumer):
+        async with self._clients() as (producer, consumer), self._payloads() as payloads:
             outbox = Outbox(self.settings, producer, self.mapper)
             inbox = Inbox(self.settings, consumer, outbox, self.me, self.config.agent_id)
             attempts = Attempts(
                 self.runner,
                 self.breaker.breaker,
-                Reporter(outbox, self.me, self.config.agent_id),
+                Reporter(outbox, self.me, self.config.agent_id, payloads),
                 max_concurrency=self.config.max_concurrency,
                 release=inbox.release,
                 journal=self.journal,
@@ -121,6 +122,16 @@ class AgentWorker:
             await outbox.remove("agents", self.config.agent_id)
             await self.breaker.forget_if_closed(outbox)
             log.info("agent terminated", agent_id=self.config.agent_id)
+
+    @contextlib.asynccontextmanager
+    async def _payloads(self) -> AsyncIterator[PayloadStore]:
+        """Outputs over the threshold go out, and referenced inputs come in, through it (its
+        reader connects on the first referenced input)."""
+        store = PayloadStore(self.settings, self.mapper, self.me)
+        try:
+            yield store
+        finally:
+            await store.close()
 
     @contextlib.asynccontextmanager
     async def _clients(self) -> AsyncIterator[tuple[AIOKafkaProducer, AIOKafkaConsumer]]:

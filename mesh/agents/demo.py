@@ -7,6 +7,7 @@ passes each dependency's output as ``inputs["upstream"][<task id>]``; ``concat``
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from mesh.agents._sdk import TaskContext, agent
@@ -37,6 +38,31 @@ async def concat(ctx: TaskContext) -> dict[str, Any]:
         )
     parts = [_text_of(upstream[task_id]) for task_id in sorted(upstream)]
     return {"text": separator.join(parts), "count": len(parts)}
+
+
+@agent(capabilities=["blob"])
+async def blob(ctx: TaskContext) -> dict[str, Any]:
+    """Return ``inputs.bytes`` (default 1,000,000) characters of text: an output large enough to
+    go by reference (see payloads in the README)."""
+    size = ctx.inputs.get("bytes", 1_000_000)
+    if not isinstance(size, int) or not 0 <= size <= 100_000_000:
+        raise TaskError("inputs.bytes must be an integer from 0 to 100,000,000", kind="bad_input")
+    line = f"{ctx.task_id} line of payload text\n"
+    text = (line * (size // len(line) + 1))[:size]
+    return {"text": text, "bytes": size}
+
+
+@agent(capabilities=["digest"])
+async def digest(ctx: TaskContext) -> dict[str, Any]:
+    """The sha256 and length of each upstream output's text, as the agent received it."""
+    upstream = ctx.inputs.get("upstream", {})
+    if not isinstance(upstream, dict):
+        raise TaskError("inputs.upstream must be an object", kind="bad_input")
+    texts = {task_id: _text_of(output).encode() for task_id, output in upstream.items()}
+    return {
+        task_id: {"sha256": hashlib.sha256(text).hexdigest(), "bytes": len(text)}
+        for task_id, text in sorted(texts.items())
+    }
 
 
 @agent(capabilities=["sleep"])

@@ -19,6 +19,7 @@ differs (each difference is listed), or an error (one line on stderr).
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,7 +31,16 @@ from mesh.cli._output import console, dumps, err_console, print_json, print_tabl
 from mesh.cli._replay_all import replay_all
 from mesh.cli._workflow_view import headline, in_plan_order, state_dict, tasks_table
 from mesh.errors import ConfigError, DecisionError, MeshError, UnknownWorkflow
-from mesh.events import Mapper, WorkflowSnapshot
+from mesh.events import (
+    REF_KEY,
+    Mapper,
+    PayloadChunk,
+    PayloadRef,
+    WorkflowSnapshot,
+    WorkflowStarted,
+    payload_refs_in,
+)
+from mesh.kafka.payloads import chunks_for_export
 from mesh.replay import STEP_HELP as HELP
 from mesh.replay import (
     Difference,
@@ -47,6 +57,7 @@ from mesh.replay import (
     timeline_of,
     to_millis,
 )
+from mesh.settings import Settings
 from mesh.times import format_time
 from mesh.workflows import WorkflowState, fold
 
@@ -155,7 +166,7 @@ def replay(
     for note in notes:
         err_console.print(f"mesh: note: {note}", highlight=False)
     if export is not None:
-        _export(chosen, export, wid, as_json=as_json)
+        _export(chosen, export, wid, settings if from_file is None else None, as_json=as_json)
     elif diff_live:
         _diff_live(wid, records, snapshot, as_json=as_json)
     elif step:
@@ -226,12 +237,45 @@ def compare(records: list[Recorded], snapshot: WorkflowSnapshot | None) -> list[
     return diff_states(live, _fold(at))
 
 
-def _export(records: list[Recorded], path: Path, workflow_id: str, *, as_json: bool) -> None:
-    count = export_history(records, path)
+def _export(
+    records: list[Recorded],
+    path: Path,
+    workflow_id: str,
+    settings: Settings | None,
+    *,
+    as_json: bool,
+) -> None:
+    """Write the history and the payloads it refers to (read from ``settings``' broker; none
+    when the history came from a file)."""
+    refs = _payload_refs(records)
+    chunks: list[PayloadChunk] = []
+    notes: list[str] = []
+    if refs and settings is not None:
+        mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+        chunks, notes = asyncio.run(chunks_for_export(settings, mapper, refs))
+    for note in notes:
+        err_console.print(f"mesh: note: {note}", highlight=False)
+    count = export_history(records, path, chunks)
+    payloads = len({chunk.payload_id for chunk in chunks})
     if as_json:
-        print_json({"workflow_id": workflow_id, "exported": count, "file": str(path)})
+        print_json(
+            {"workflow_id": workflow_id, "exported": count, "payloads": payloads, "file": str(path)}
+        )
     else:
-        say(f"exported {count} events of workflow {workflow_id} to {path}")
+        with_payloads = f" and {payloads} payloads" if payloads else ""
+        say(f"exported {count} events{with_payloads} of workflow {workflow_id} to {path}")
+
+
+def _payload_refs(records: list[Recorded]) -> list[PayloadRef]:
+    """Every payload the records refer to: plans and outputs by reference."""
+    refs: list[PayloadRef] = []
+    for record in records:
+        event = record.event
+        if isinstance(event, WorkflowStarted) and event.plan_ref is not None:
+            refs.append(event.plan_ref)
+        elif record.raw is not None and REF_KEY.encode() in record.raw:
+            refs.extend(payload_refs_in(json.loads(record.raw)))
+    return refs
 
 
 def _diff_live(

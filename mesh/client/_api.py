@@ -166,11 +166,14 @@ class Client(Connection):
         if plan.plan_id == PLACEHOLDER_PLAN_ID:
             plan = plan.model_copy(update={"plan_id": workflow_id})
         cursor = await history_cursor(self.settings, workflow_id, from_end=True)
+        # A plan too large for one event goes by reference (stored before the event names it).
+        plan_ref = await self.store_plan(plan, correlation_id=request_id)
         event = PlanCreated(
             **meta(self._me, correlation_id=request_id),
             workflow_id=workflow_id,
             request_id=request_id,
-            plan=plan,
+            plan=plan if plan_ref is None else None,
+            plan_ref=plan_ref,
         )
         await self.publish(event, "plans")
         return WorkflowRun(self.settings, workflow_id, cursor, request_id, plan)

@@ -22,10 +22,21 @@ from pydantic import JsonValue
 
 from mesh._aio import cancel_and_wait
 from mesh.errors import BrokerUnavailable, CallFailed, EventError, MeshError, NoAnswer
-from mesh.events import ApiCall, ApiComponent, Event, Mapper, Reply, meta, uuid7
+from mesh.events import (
+    ApiCall,
+    ApiComponent,
+    Event,
+    ExecutionPlan,
+    Mapper,
+    PayloadRef,
+    Reply,
+    meta,
+    uuid7,
+)
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, diagnose_connect_failure, kafka_errors
 from mesh.kafka.partitions import topic_partitions
+from mesh.kafka.payloads import PayloadStore
 from mesh.settings import Settings
 
 from ._history import cli_producer
@@ -137,6 +148,14 @@ class Connection:
             await producer.send_and_wait(
                 self.settings.topic(channel), value, key=key, headers=headers
             )
+
+    async def store_plan(self, plan: ExecutionPlan, *, correlation_id: str) -> PayloadRef | None:
+        """Put ``plan`` on ``payloads`` if it is over the payload threshold (its reference,
+        once every chunk is acknowledged), else None: it rides inline."""
+        producer = self._started()
+        store = PayloadStore(self.settings, self._mapper, self._me)
+        with kafka_errors(self.settings, "publish to payloads"):
+            return await store.put_plan(producer, plan, correlation_id=correlation_id)
 
     async def request(
         self, event: Event, channel: str, *, who: str, within: float | None = None

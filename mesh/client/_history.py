@@ -23,6 +23,7 @@ from mesh.events import Event, ExecutionPlan, Mapper, Producer, WorkflowEvent, u
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.partitions import partition_for, topic_partitions
+from mesh.kafka.payloads import with_plan
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState, evolve
 
@@ -125,7 +126,7 @@ async def follow_key(
                     event = mapper.decode(record.value, record.headers)
                 except MeshError:
                     continue
-                yield event
+                yield await with_plan(settings, mapper, event)  # a plan by reference: fetched
             if until is not None and cursor.offset >= until:
                 return
     finally:

@@ -24,11 +24,12 @@ import structlog
 from aiokafka import TopicPartition
 
 from mesh.console._views import iso, task_brief, workflow_row
-from mesh.errors import ConfigError, DecisionError, EventError
+from mesh.errors import ConfigError, DecisionError, EventError, MeshError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot, WorkflowStarted
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.partitions import partition_for, topic_partitions
+from mesh.kafka.payloads import with_plan
 from mesh.kafka.reader import bounds, read_range, reader
 from mesh.replay import describe_change, latest_snapshots, snapshot_state
 from mesh.settings import Settings
@@ -110,6 +111,19 @@ def _decode(mapper: Mapper, record: Any) -> WorkflowEvent | None:
     return None
 
 
+async def _fetched(settings: Settings, mapper: Mapper, record: Any) -> WorkflowEvent | None:
+    """:func:`_decode`, with the plan of a start by reference fetched (None if it cannot be:
+    the console shows the workflow from its snapshot rather than stop)."""
+    event = _decode(mapper, record)
+    if isinstance(event, WorkflowStarted) and event.plan is None:
+        try:
+            return await with_plan(settings, mapper, event)
+        except MeshError as exc:
+            log.warning("plan by reference unreadable", offset=record.offset, error=str(exc))
+            return None
+    return event
+
+
 class _Tracked:
     """One workflow folded as its history comes, with the number of final tasks kept up to
     date from the tasks each event changed (no scan of every task per event)."""
@@ -148,9 +162,9 @@ async def follow_workflow(
         partitions = await topic_partitions(consumer, settings, topic)
         tp = TopicPartition(topic, partition_for(workflow_id, len(partitions)))
 
-        def fold(record: Any) -> Message | None:
+        def fold(record: Any, event: WorkflowEvent | None) -> Message | None:
             nonlocal tracked
-            if record.key != key or (event := _decode(mapper, record)) is None:
+            if event is None:
                 return None
             if tracked is None:
                 if not isinstance(event, WorkflowStarted):
@@ -175,7 +189,10 @@ async def follow_workflow(
         async with contextlib.aclosing(batches):
             async for batch in batches:
                 for record in batch:
-                    if (message := fold(record)) is not None:
+                    if record.key != key:
+                        continue
+                    event = await _fetched(settings, mapper, record)
+                    if (message := fold(record, event)) is not None:
                         yield message
         quiet = _Quiet()
         while True:
@@ -183,7 +200,10 @@ async def follow_workflow(
                 batch = await consumer.getmany(tp, timeout_ms=POLL_MS, max_records=1_000)
             sent = False
             for record in batch.get(tp, ()):
-                if (message := fold(record)) is not None:
+                if record.key != key:
+                    continue
+                event = await _fetched(settings, mapper, record)
+                if (message := fold(record, event)) is not None:
                     sent = True
                     yield message
             if quiet.keepalive_due(sent):
@@ -284,10 +304,13 @@ class WorkflowIndex:
             starts[partition] = min(starts.get(partition, start), start)
         return starts
 
-    def fold(self, record: Any) -> str | None:
+    async def fold(self, record: Any) -> str | None:
         """Fold one ``workflow.events`` record; the id of the workflow it changed, if any."""
         self.positions[record.partition] = record.offset + 1
-        if record.key is None or (event := _decode(self.mapper, record)) is None:
+        if record.key is None:
+            return None
+        event = await _fetched(self.settings, self.mapper, record)
+        if event is None:
             return None
         workflow_id = event.workflow_id
         row = self.rows.get(workflow_id)
@@ -367,7 +390,7 @@ async def build_index(settings: Settings) -> tuple[WorkflowIndex, Any]:
             async with contextlib.aclosing(ranged):
                 async for batch in ranged:
                     for record in batch:
-                        index.fold(record)
+                        await index.fold(record)
     except BaseException:
         await stop_clients(consumer)
         raise
@@ -399,7 +422,7 @@ async def follow_workflows(
             changed: dict[str, None] = {}
             for records in batch.values():
                 for record in records:
-                    if (workflow_id := index.fold(record)) is not None:
+                    if (workflow_id := await index.fold(record)) is not None:
                         changed[workflow_id] = None
             if changed:
                 now = datetime.now(UTC)

@@ -30,6 +30,7 @@ from mesh.events._commands import (
 )
 from mesh.events._dlq import DeadLetter
 from mesh.events._envelope import Event
+from mesh.events._payloads import PayloadChunk
 from mesh.events._plans import PlanCreated, PlanRejected
 from mesh.events._registry import EventRegistry
 from mesh.events._replies import ApiCall, Reply
@@ -242,6 +243,14 @@ _CHANNELS = (
         "bodies), for logs and watch; bounded, and never read by the Workflow Manager.",
         (TaskOutput,),
     ),
+    Channel(
+        "payloads",
+        "payload id",
+        "delete",
+        "Chunks of outputs and plans too large for one event, referenced from the event by id, "
+        "size and sha256 digest (`PayloadRef`).",
+        (PayloadChunk,),
+    ),
     Channel("replies", "correlation id", "delete", "Answers to request/reply calls.", (Reply,)),
     Channel(
         "dlq",
@@ -264,8 +273,15 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
             Component(
                 "client",
                 "The Python client API and the `mesh` command line.",
-                sends=("requests", "commands", "agents.commands", "calls"),
-                receives=("plans", "workflow.events", "tasks.results", "tasks.output", "replies"),
+                sends=("requests", "commands", "agents.commands", "calls", "payloads"),
+                receives=(
+                    "plans",
+                    "workflow.events",
+                    "tasks.results",
+                    "tasks.output",
+                    "replies",
+                    "payloads",
+                ),
             ),
             Component(
                 "task-planner",
@@ -290,6 +306,7 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
                     "tasks.results",
                     "workflow.events",
                     "workflow.state",
+                    "payloads",
                 ),
             ),
             Component(
@@ -325,8 +342,15 @@ COMPONENTS: Mapping[str, Component] = MappingProxyType(
             Component(
                 "agent",
                 "One agent instance (command, Python or HTTP) running assigned attempts.",
-                sends=("tasks.results", "tasks.output", "agents", "agents.heartbeats", "dlq"),
-                receives=("tasks.assigned",),
+                sends=(
+                    "tasks.results",
+                    "tasks.output",
+                    "agents",
+                    "agents.heartbeats",
+                    "payloads",
+                    "dlq",
+                ),
+                receives=("tasks.assigned", "payloads"),
             ),
         )
     }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
 from mesh.events._envelope import Frozen, WorkflowEvent
+from mesh.events._payloads import PayloadRef
 from mesh.events._types import Id, JsonObject, Name, Seq, ShortText, Text
 from mesh.events._values import CapabilityRequirement, Priority, Resources, RetryPolicy
 
@@ -59,7 +60,11 @@ class ExecutionPlan(Frozen):
     failure_policy: FailurePolicy = Field(
         default="fail_fast", description="What a task's final failure does to the workflow."
     )
-    tasks: Seq[TaskSpec] = Field(min_length=1, max_length=10_000, description="The tasks.")
+    tasks: Seq[TaskSpec] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="The tasks (a plan too large for one event goes by reference: `plan_ref`).",
+    )
     priority: Priority = Field(default="normal", description="Priority inherited by every task.")
     tenant: Name = Field(default="default", description="Quota the plan's resources count against.")
     max_parallelism: int | None = Field(
@@ -96,14 +101,38 @@ class ExecutionPlan(Frozen):
         raise KeyError(task_id)
 
 
-class PlanCreated(WorkflowEvent):
+class WithPlan(WorkflowEvent):
+    """An event that carries a plan inline, or a reference to it when it is too large (the
+    reader fetches it from `payloads` before using it)."""
+
+    plan: ExecutionPlan | None = Field(
+        default=None, description="The plan; none when it goes by reference (`plan_ref`)."
+    )
+    plan_ref: PayloadRef | None = Field(
+        default=None,
+        description="Where the plan's JSON is on `payloads` when it is too large for one event.",
+    )
+
+    @model_validator(mode="after")
+    def _plan_or_reference(self) -> Self:
+        if self.plan is None and self.plan_ref is None:
+            raise ValueError(f"a {self.type} needs `plan` or `plan_ref`")
+        return self
+
+    def wire_form(self) -> Self:
+        """The event as it is written: without the plan when it has a reference to it."""
+        if self.plan_ref is None or self.plan is None:
+            return self
+        return self.model_copy(update={"plan": None})
+
+
+class PlanCreated(WithPlan):
     """The planner turned a request into a plan; the Workflow Manager starts a workflow from it."""
 
     type: Literal["plan.created"] = "plan.created"
     schema_version: Literal[1] = 1
 
     request_id: Id = Field(description="The request the plan answers.")
-    plan: ExecutionPlan = Field(description="The plan to run.")
 
 
 class PlanRejected(WorkflowEvent):

@@ -11,21 +11,21 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from mesh.events._envelope import Event, TaskEvent, WorkflowEvent
-from mesh.events._plans import ExecutionPlan
+from mesh.events._plans import WithPlan
 from mesh.events._types import Id, JsonObject, Name, Seq, ShortText, UtcDatetime
 
 WorkflowStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
 """Where a workflow stands; the last three are final."""
 
 
-class WorkflowStarted(WorkflowEvent):
-    """A workflow began; it carries its plan so that the history alone can rebuild it."""
+class WorkflowStarted(WithPlan):
+    """A workflow began; it carries its plan (or a reference to it) so that the history alone
+    can rebuild it."""
 
     type: Literal["workflow.started"] = "workflow.started"
     schema_version: Literal[1] = 1
 
     request_id: Id = Field(description="The request the workflow serves.")
-    plan: ExecutionPlan = Field(description="The plan being run.")
 
 
 class WorkflowPaused(WorkflowEvent):

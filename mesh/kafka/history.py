@@ -41,6 +41,7 @@ from mesh.events import (
 from mesh.gctuning import relaxed_gc
 from mesh.kafka.connection import started
 from mesh.kafka.partitions import cluster_metadata, or_hidden, partition_for
+from mesh.kafka.payloads import with_plan
 from mesh.kafka.reader import bounds, read_bounded, read_range, reader
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
@@ -157,6 +158,7 @@ async def _records(
                     if (decoded := _decode(mapper, tp, record)) is None or decoded[1] <= last:
                         continue  # not history, or a duplicate written without transactions
                     event, last = decoded
+                    event = await with_plan(settings, mapper, event)  # a plan by reference
                     found.append(Recorded(event, record.offset, record.timestamp, record.value))
                     if len(found) > MAX_HISTORY:
                         raise ConfigError(

@@ -128,6 +128,8 @@ class Learning:
     def _start(self, event: WorkflowStarted) -> bool:
         if event.workflow_id in self._open or event.workflow_id in self._finished:
             return False
+        if event.plan is None:
+            return False  # a plan by reference: too large to be planner-made, nothing to learn
         tags = {t.task_id: tag for t in event.plan.tasks if (tag := tag_of(t.inputs))}
         if not tags:
             return False  # not a planner-made plan: nothing to learn from it

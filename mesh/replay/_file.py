@@ -5,17 +5,30 @@ Each line is one record: ``{"offset": 12, "timestamp_ms": 1767225600000, "event"
 event through the same ``Mapper`` as a consumer — size limit, validation and upcasting — so an
 old export replays with newer code exactly as the old records would. A line holding a bare event
 object (e.g. a ``kcat -C -f '%s\\n'`` dump of the topic) is accepted too.
+
+Payloads travel with the history: after its records an export holds, one per line as
+``{"event": {…payload.chunk…}}``, the chunks of every payload the history refers to (a plan or
+an output by reference), so the file alone replays; importing fetches a plan by reference from
+them and checks its digest, and says so when the file lacks it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from mesh.errors import ConfigError, EventError
-from mesh.events import Mapper, WorkflowEvent
+from mesh.errors import ConfigError, EventError, PayloadError
+from mesh.events import (
+    ExecutionPlan,
+    Mapper,
+    PayloadChunk,
+    WorkflowEvent,
+    WorkflowStarted,
+    join_payload,
+)
 from mesh.workflows import Recorded
 
 MAX_LINES = 5_000_000
@@ -25,8 +38,11 @@ _ENVELOPE_BYTES = 1_024
 """Room on a line for the offset and timestamp around the event itself."""
 
 
-def export_history(history: Iterable[Recorded], path: Path) -> int:
-    """Write ``history`` to ``path`` as JSON lines; returns how many were written.
+def export_history(
+    history: Iterable[Recorded], path: Path, payloads: Iterable[PayloadChunk] = ()
+) -> int:
+    """Write ``history`` to ``path`` as JSON lines, then the ``payloads`` chunks it refers to;
+    returns how many history records were written.
 
     A record's value is written as it was recorded when known (``raw``), else re-encoded.
     """
@@ -38,6 +54,8 @@ def export_history(history: Iterable[Recorded], path: Path) -> int:
                 line = {"offset": item.offset, "timestamp_ms": item.timestamp_ms, "event": event}
                 out.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
                 count += 1
+            for chunk in payloads:
+                out.write('{"event":' + chunk.model_dump_json() + "}\n")
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return count
@@ -48,18 +66,42 @@ def _as_json(event: WorkflowEvent) -> Any:
 
 
 def load_history(path: Path, mapper: Mapper, *, workflow_id: str | None = None) -> list[Recorded]:
-    """The history in ``path`` (one workflow: ``workflow_id``, or the only one in the file)."""
+    """The history in ``path`` (one workflow: ``workflow_id``, or the only one in the file),
+    a plan by reference filled in from the payload chunks the file holds."""
     try:
         with path.open("r", encoding="utf-8") as source:
-            records = list(read_lines(source, mapper, name=str(path)))
+            lines = list(read_lines(source, mapper, name=str(path)))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text: {exc.reason}") from exc
-    return pick_workflow(records, workflow_id, where=str(path))
+    records = [line for line in lines if isinstance(line, Recorded)]
+    chunks: dict[str, dict[int, PayloadChunk]] = {}
+    for line in lines:
+        if isinstance(line, PayloadChunk):
+            chunks.setdefault(line.payload_id, {}).setdefault(line.index, line)
+    chosen = pick_workflow(records, workflow_id, where=str(path))
+    return [_with_plan(record, chunks, where=str(path)) for record in chosen]
 
 
-def read_lines(source: IO[str], mapper: Mapper, *, name: str) -> Iterator[Recorded]:
+def _with_plan(
+    record: Recorded, chunks: Mapping[str, Mapping[int, PayloadChunk]], *, where: str
+) -> Recorded:
+    """``record`` with its plan joined from ``chunks`` if it is a start by reference."""
+    event = record.event
+    if not isinstance(event, WorkflowStarted) or event.plan is not None or event.plan_ref is None:
+        return record
+    ref = event.plan_ref
+    try:
+        plan = ExecutionPlan.model_validate_json(join_payload(ref, chunks.get(ref.payload_id, {})))
+    except PayloadError as exc:
+        raise ConfigError(f"{where}: the plan of workflow {event.workflow_id}: {exc}") from None
+    except ValueError as exc:  # pydantic's ValidationError: the digest matched, the model not
+        raise ConfigError(f"{where}: the plan of workflow {event.workflow_id} is invalid") from exc
+    return replace(record, event=event.model_copy(update={"plan": plan}))
+
+
+def read_lines(source: IO[str], mapper: Mapper, *, name: str) -> Iterator[Recorded | PayloadChunk]:
     """Decode each non-blank line of ``source``; ConfigError names the line that is wrong."""
     limit = mapper.max_event_bytes + _ENVELOPE_BYTES
     number = 0
@@ -74,7 +116,7 @@ def read_lines(source: IO[str], mapper: Mapper, *, name: str) -> Iterator[Record
         yield _record(line, mapper, f"{name}:{number}")
 
 
-def _record(line: str, mapper: Mapper, where: str) -> Recorded:
+def _record(line: str, mapper: Mapper, where: str) -> Recorded | PayloadChunk:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -90,6 +132,8 @@ def _record(line: str, mapper: Mapper, where: str) -> Recorded:
         event = mapper.decode(json.dumps(body).encode())
     except EventError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if isinstance(event, PayloadChunk):
+        return event  # a chunk of a payload the history refers to
     if not isinstance(event, WorkflowEvent) or event.sequence is None:
         raise ConfigError(f"{where}: {event.type} is not a recorded workflow history event")
     if body is data:  # a bare event: nothing says where it was recorded

@@ -204,6 +204,10 @@ def _start(
                 f"plan for workflow {command.workflow_id} given the state of {state.workflow_id}"
             )
         return None  # the workflow exists: a redelivered or repeated plan
+    if command.plan is None:  # the runtime fetches a plan by reference before deciding
+        raise DecisionError(
+            f"the plan of workflow {command.workflow_id} is by reference and was not fetched"
+        )
     graph_of(command.plan)  # rejects a plan whose dependencies form a cycle
     decision = Decision(None, ctx, command)
     decision.record(
@@ -212,6 +216,7 @@ def _start(
             workflow_id=command.workflow_id,
             request_id=command.request_id,
             plan=command.plan,
+            plan_ref=command.plan_ref,
         )
     )
     schedule(decision, retries=False)

@@ -65,7 +65,13 @@ class Folding:
                 f"workflow.started of workflow {event.workflow_id} has sequence "
                 f"{event.sequence}; a history starts at 1"
             )
-        graph = graph_of(event.plan)
+        plan = event.plan
+        if plan is None:
+            raise DecisionError(
+                f"workflow.started of workflow {event.workflow_id} refers to its plan (payload "
+                f"{event.plan_ref.payload_id if event.plan_ref else '?'}); fetch it before folding"
+            )
+        graph = graph_of(plan)
         tasks = {
             task_id: TaskState(task_id=task_id, deps_pending=len(graph.deps[task_id]))
             for task_id in graph.index
@@ -76,7 +82,7 @@ class Folding:
                 request_id=event.request_id,
                 correlation_id=event.correlation_id,
                 status="running",
-                plan=event.plan,
+                plan=plan,
                 tasks=TaskTable.of(tasks),
                 sequence=1,
                 started_at=event.occurred_at,

@@ -199,6 +199,7 @@ class PlannerContract(Contract):
         assert key == workflow_id_for("req-ok").encode() == event.workflow_id.encode()
         assert event.request_id == "req-ok"
         assert event.correlation_id == "req-ok"
+        assert event.plan is not None
         assert next(t.task_id for t in event.plan.tasks) == "design"
         assert event.plan.estimated_duration_seconds
 
@@ -274,6 +275,7 @@ class PlannerContract(Contract):
                 lambda s: any(getattr(e, "request_id", "") == "req-after" for _, e in s),
             )
         (created,) = [e for _, e in seen if isinstance(e, PlanCreated)]
+        assert created.plan is not None
         design = created.plan.task("design")
         assert design.estimated_duration_seconds is not None
         assert design.estimated_duration_seconds < 5 * 60  # learned (~31 s), not the 5 min prior

@@ -168,6 +168,7 @@ class ReplayContract(Contract):
         assert exported == {
             "workflow_id": w.workflow_id,
             "exported": len(w.events),
+            "payloads": 0,  # the diamond's outputs are small: none by reference
             "file": str(path),
         }
         from_broker = await w.json("replay", w.workflow_id)

@@ -140,7 +140,7 @@ class TopicsContract(Contract):
     ) -> None:
         """The round trip: create all, then nothing left to do, in sync, described as declared."""
         first = applied(settings, topics_dir)
-        assert len(first["changes"]) == 17
+        assert len(first["changes"]) == 18
         assert {c["kind"] for c in first["changes"]} == {"create"}
         assert {c["status"] for c in first["changes"]} == {"applied"}
 
@@ -157,7 +157,7 @@ class TopicsContract(Contract):
 
         described = mesh(settings, "describe", "--json", "--dir", str(topics_dir))
         topics = {t["name"]: t for t in json.loads(described.stdout)["topics"]}
-        assert len(topics) == 17
+        assert len(topics) == 18
         events = topics["workflow.events"]
         assert events["topic"] == settings.topic("workflow.events")
         assert (events["partitions"], events["replication_factor"]) == (6, 1)

@@ -48,7 +48,7 @@ class TestTopicsOnEmbedded(OnEmbedded, TopicsContract):
         dry = mesh(settings, "apply", "--dry-run", "--json", "--dir", str(topics_dir))
         document = json.loads(dry.stdout)
         assert document["dry_run"] is True
-        assert len(document["changes"]) == 17
+        assert len(document["changes"]) == 18
         assert {c["status"] for c in document["changes"]} == {"planned"}
         after = mesh(settings, "plan", "--json", "--dir", str(topics_dir))
-        assert len(json.loads(after.stdout)["changes"]) == 17
+        assert len(json.loads(after.stdout)["changes"]) == 18

@@ -57,7 +57,7 @@ def test_mesh_topics_on_the_cluster_have_three_replicas_and_two_in_sync(
     described = run_mesh("topics", "describe", "--json", env=env)
     assert described.code == 0, described.stderr
     topics = json.loads(described.stdout)["topics"]
-    assert len(topics) == 17
+    assert len(topics) == 18
     assert {t["replication_factor"] for t in topics} == {3}
     assert {t["configs"]["min.insync.replicas"] for t in topics} == {"2"}
     checked = run_mesh("topics", "check", "--dir", str(CLUSTER_TOPICS), env=env)

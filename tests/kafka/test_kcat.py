@@ -93,6 +93,7 @@ async def test_the_readme_kcat_one_liner_publishes_a_request_that_is_planned_and
             idle_timeout=180,
         )
     assert state.status == "completed", state.reason
+    assert plans[0].plan is not None
     assert {t.task_id for t in plans[0].plan.tasks} == set(state.tasks)
 
 

@@ -83,13 +83,13 @@ class TestTopicsOnKafka(OnKafka, TopicsContract):
         assert plan.code == 0, plan.stderr
         refusal = "refused: replication factor 3 needs 3 brokers; the cluster has 1"
         lines = [line for line in plan.stdout.splitlines() if refusal in line]
-        assert len(lines) == 17
+        assert len(lines) == 18
         assert all(len(line) < 300 for line in lines)
-        assert "17 differences: 17 refused" in plan.stdout
+        assert "18 differences: 18 refused" in plan.stdout
 
         dry = mesh(settings, "apply", "--dry-run", *rf3)
         assert dry.code == 2
-        assert "would apply 0 changes; 17 left as they are" in dry.stdout
+        assert "would apply 0 changes; 18 left as they are" in dry.stdout
         document = applied(settings, topics_dir, "--replication-factor", "3", code=2)
         assert (document["changes"], document["failed"]) == ([], [])
         assert {c["status"] for c in document["skipped"]} == {"refused"}
@@ -100,7 +100,7 @@ class TestTopicsOnKafka(OnKafka, TopicsContract):
             settings, "plan", "--json", "--dir", str(topics_dir), "--replication-factor", "2"
         )
         changes = json.loads(plan.stdout)["changes"]
-        assert len(changes) == 17
+        assert len(changes) == 18
         assert {(c["kind"], c["status"]) for c in changes} == {
             ("change_replication_factor", "refused")
         }
@@ -140,6 +140,6 @@ class TestTopicsOnKafka(OnKafka, TopicsContract):
         right = run_mesh("topics", "apply", "--json", "--dir", str(topics_dir), env=right_env)
         assert right.code == 0, right.stderr
         assert right.stderr == ""  # aiokafka's "password in the clear" warning stays quiet
-        assert len(json.loads(right.stdout)["changes"]) == 17
+        assert len(json.loads(right.stdout)["changes"]) == 18
         check = run_mesh("topics", "check", "--dir", str(topics_dir), env=right_env)
         assert check.code == 0, check.stdout + check.stderr

@@ -53,10 +53,10 @@ def test_what_the_brokers_refuse_is_refused_by_the_plan(
 
     dry = mesh(kafka_settings, "apply", "--dry-run", "--dir", str(topics_dir))
     assert dry.code == 2
-    assert "would apply 16 changes; 1 left as they are" in dry.stdout
+    assert "would apply 17 changes; 1 left as they are" in dry.stdout
 
     document = applied(kafka_settings, topics_dir, code=2)
-    assert len(document["changes"]) == 16
+    assert len(document["changes"]) == 17
     assert document["failed"] == []
     assert [c["topic"] for c in document["skipped"]] == [resources]
     assert mesh(kafka_settings, "check", "--dir", str(topics_dir)).code == 2
@@ -72,9 +72,9 @@ def test_validate_cluster_refuses_what_the_brokers_would(
     refused = mesh(kafka_settings, "validate", "--cluster", *rf3)
     assert refused.code == 1
     lines = refused.stdout.splitlines()
-    assert len(lines) == 17
+    assert len(lines) == 18
     assert all("replication factor 3 needs 3 brokers; the cluster has 1" in line for line in lines)
-    assert refused.stderr.startswith("mesh: error: 17 problems in the topic declarations")
+    assert refused.stderr.startswith("mesh: error: 18 problems in the topic declarations")
     fine = mesh(kafka_settings, "validate", "--cluster", "--dir", str(topics_dir))
     assert fine.code == 0, fine.stderr
     assert f"valid for prefix {kafka_settings.topic_prefix!r} on " in fine.stdout

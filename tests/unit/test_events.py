@@ -54,6 +54,7 @@ DESIGN_CHANNELS = [
     # answered on replies like the commands.
     "calls",
     "tasks.output",
+    "payloads",
     "replies",
     "dlq",
 ]

@@ -22,10 +22,13 @@ from mesh.events import (
     REGISTRY,
     Event,
     ExecutionPlan,
+    PayloadRef,
+    PlanCreated,
     Producer,
     Reply,
     TaskRequest,
     TaskSpec,
+    WorkflowStarted,
     meta,
 )
 
@@ -102,6 +105,10 @@ def _special(cls: type[Any], full: bool) -> dict[str, Any]:
         return {"tasks": (first, second)}
     if cls is TaskSpec:
         return {"depends_on": ()}
+    if cls in (PlanCreated, WorkflowStarted) and not full:  # a plan, or a reference to one
+        return {"plan": sample_model(ExecutionPlan)}
+    if cls is PayloadRef:
+        return {"sha256": "0" * 64}
     if cls is Reply and full:
         return {"ok": False}
     return {}

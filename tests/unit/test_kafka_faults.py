@@ -190,6 +190,9 @@ class _Reporter:
     async def started(self, assigned: TaskAssigned) -> None:
         return None
 
+    async def resolved(self, assigned: TaskAssigned) -> TaskAssigned:
+        return assigned  # no payload references in these tests' inputs
+
     def progress_for(self, assigned: TaskAssigned) -> ProgressFn:
         async def progress(percent: float | None, message: str, details: dict[str, Any]) -> None:
             return None

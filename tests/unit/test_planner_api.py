@@ -159,6 +159,7 @@ def test_request_file_mistakes_are_one_line_naming_the_field(document: Any, expe
 def test_decide_gives_a_plan_for_the_deterministic_workflow() -> None:
     event = Planner().decide(request(request_id="abc"), ME, now=NOW)
     assert isinstance(event, PlanCreated)
+    assert event.plan is not None
     assert event.workflow_id == event.plan.plan_id == workflow_id_for("abc")
     assert event.correlation_id == "abc"
     assert event.plan.estimated_duration_seconds

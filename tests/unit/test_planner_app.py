@@ -135,6 +135,7 @@ async def test_the_unknown_type_hook_can_supply_tasks() -> None:
             await publish(planner_service, value, key, headers)
     created, rejected = sink.events("plans")
     assert isinstance(created, PlanCreated)
+    assert created.plan is not None
     assert [t.task_id for t in created.plan.tasks] == ["ship", "tell"]
     assert isinstance(rejected, PlanRejected)
 

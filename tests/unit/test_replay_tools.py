@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from mesh.errors import ConfigError
-from mesh.events import Mapper
+from mesh.events import (
+    Mapper,
+    PayloadChunk,
+    PayloadRef,
+    WorkflowStarted,
+    encode_piece,
+    meta,
+    payload_digest,
+    split_payload,
+)
 from mesh.replay import (
     Recorded,
     Stepper,
@@ -231,3 +240,56 @@ def test_a_file_with_two_workflows_needs_a_workflow_id(tmp_path: Path) -> None:
 def test_a_printed_record_time_reads_back_as_the_same_millisecond() -> None:
     for millis in (1_733_367_421_123, 1_796_438_836_306, 0, 999):
         assert to_millis(parse_time(from_millis(millis).isoformat())) == millis
+
+
+def _by_reference(flow: Flow) -> tuple[list[Recorded], list[PayloadChunk]]:
+    """The flow's history with its start recorded by reference, and the plan's chunks."""
+    history = recorded(flow)
+    started = history[0].event
+    assert isinstance(started, WorkflowStarted)
+    assert started.plan is not None
+    data = started.plan.model_dump_json().encode()
+    pieces = split_payload(data, 100)
+    ref = PayloadRef(
+        payload_id="plan-1", size=len(data), sha256=payload_digest(data), chunks=len(pieces)
+    )
+    chunks = [
+        PayloadChunk(
+            **meta(started.producer, correlation_id="c"),
+            payload_id="plan-1",
+            index=i,
+            count=len(pieces),
+            data=encode_piece(piece),
+        )
+        for i, piece in enumerate(pieces)
+    ]
+    on_wire = started.model_copy(update={"plan": None, "plan_ref": ref})
+    raw = Mapper().encode(on_wire).value
+    history[0] = Recorded(on_wire, history[0].offset, history[0].timestamp_ms, raw)
+    return history, chunks
+
+
+def test_an_export_carries_the_plan_by_reference_and_the_import_uses_it(tmp_path: Path) -> None:
+    """The payload chunks written after the history give the import back the plan a start by
+    reference names (checked by digest), so the file alone replays to the same state."""
+    flow = diamond_flow()
+    history, chunks = _by_reference(flow)
+    path = tmp_path / "wf.jsonl"
+    assert export_history(history, path, chunks) == len(flow.history)
+    assert json.loads(path.read_text().splitlines()[0])["event"]["plan"] is None
+    loaded = load_history(path, Mapper())
+    assert len(loaded) == len(flow.history)
+    assert fold(r.event for r in loaded) == flow.s
+
+
+def test_an_import_without_the_plan_or_with_a_bad_chunk_says_so(tmp_path: Path) -> None:
+    flow = diamond_flow()
+    history, chunks = _by_reference(flow)
+    path = tmp_path / "wf.jsonl"
+    export_history(history, path, chunks[:-1])
+    with pytest.raises(ConfigError, match="chunks not found"):
+        load_history(path, Mapper())
+    bad = chunks[0].model_copy(update={"data": encode_piece(b"x" * 100)})
+    export_history(history, path, [bad, *chunks[1:]])
+    with pytest.raises(ConfigError, match="sha256"):
+        load_history(path, Mapper())

@@ -29,7 +29,7 @@ def topics_dir(tmp_path: Path) -> Path:
 def test_validate_shipped_declarations(topics_dir: Path) -> None:
     done = run_mesh("topics", "validate", "--dir", str(topics_dir))
     assert done.code == 0, done.stderr
-    assert "17 topics in 5 files" in done.stdout
+    assert "18 topics in 6 files" in done.stdout
     assert done.stderr == ""
 
 
@@ -39,7 +39,7 @@ def test_validate_json_is_one_document(topics_dir: Path) -> None:
     document = json.loads(done.stdout)
     assert document["valid"] is True
     assert document["problems"] == []
-    assert len(document["topics"]) == 17
+    assert len(document["topics"]) == 18
     assert document["prefix"] == "mesh."
 
 

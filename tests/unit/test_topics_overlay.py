@@ -134,4 +134,4 @@ def test_validation_sees_the_overlaid_values(tmp_path: Path) -> None:
 def test_mesh_topics_validate_takes_an_overlay_directory() -> None:
     done = run_mesh("topics", "validate", "--dir", str(CLUSTER))
     assert done.code == 0, done.stderr
-    assert f"17 topics in 6 files under {CLUSTER} are valid" in done.stdout
+    assert f"18 topics in 7 files under {CLUSTER} are valid" in done.stdout

@@ -14,6 +14,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from mesh.errors import PayloadCorrupt, PayloadError
 from mesh.events import (
     CHUNK_KEY_SEPARATOR,
     CancelWorkflow,
@@ -22,6 +23,7 @@ from mesh.events import (
     ExecutionPlan,
     Mapper,
     PauseWorkflow,
+    PayloadRef,
     PlanCreated,
     Producer,
     Reply,
@@ -102,6 +104,8 @@ class Harness:
         self.dropped_chunks: list[bytes] = []
         """Keys of chunk tombstones written with snapshots."""
         self.messages: list[Outgoing] = []
+        self.plans: dict[str, ExecutionPlan | PayloadError] = {}
+        """Plans by reference as the manager's ``prepare`` fetched them."""
 
     def work(self) -> Work:
         return Work(
@@ -112,6 +116,7 @@ class Harness:
             channels=CHANNELS,
             partitions=PARTITIONS,
             clock=self.clock,
+            plans=self.plans,
         )
 
     def record(self, channel: str, event: Event | None = None, **raw: Any) -> Record:
@@ -356,6 +361,34 @@ def test_without_transactions_a_new_workflow_is_marked_before_its_history() -> N
 
 def dead(h: Harness) -> list[DeadLetter]:
     return h.sent(DeadLetter)
+
+
+REF = PayloadRef(payload_id="plan-1", size=10, sha256="0" * 64, chunks=1)
+
+
+def test_a_plan_by_reference_starts_the_workflow_and_is_recorded_by_reference() -> None:
+    """The plan ``prepare`` fetched runs; workflow.started goes to the history with only the
+    reference (so it stays small), and the state holds the plan."""
+    h = Harness()
+    inline = plan_created(spec("a"))
+    assert inline.plan is not None
+    h.plans[REF.payload_id] = inline.plan
+    h.feed("plans", inline.model_copy(update={"plan": None, "plan_ref": REF}))
+    started = h.history[0]
+    assert isinstance(started, WorkflowStarted)
+    assert (started.plan, started.plan_ref) == (None, REF)
+    assert h.state.plan == inline.plan
+    assert [r.task_id for r in h.sent(TaskReady)] == ["a"]
+
+
+def test_a_plan_by_reference_that_cannot_be_read_is_dead_lettered_with_why() -> None:
+    h = Harness()
+    h.plans[REF.payload_id] = PayloadCorrupt("payload plan-1: 3 bytes with sha256 …")
+    h.feed("plans", plan_created(spec("a")).model_copy(update={"plan": None, "plan_ref": REF}))
+    (letter,) = dead(h)
+    assert letter.error_class == "PayloadCorrupt"
+    assert "sha256" in letter.error_message
+    assert not h.history
 
 
 def test_undecodable_bytes_are_dead_lettered_with_their_origin() -> None:

@@ -193,7 +193,8 @@ class PlannerService:
             outcome, encoded = await self._give_up(record, event, exc)
         await self.router.send("plans", encoded)
         if isinstance(outcome, PlanCreated):
-            log.info("plan created", request_id=event.request_id, tasks=len(outcome.plan.tasks))
+            tasks = len(outcome.plan.tasks) if outcome.plan is not None else None
+            log.info("plan created", request_id=event.request_id, tasks=tasks)
         else:
             log.info("plan rejected", request_id=event.request_id, reason=outcome.reason)
 

@@ -32,14 +32,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from mesh.errors import MeshError
-from mesh.events import Mapper, Producer
+from mesh.errors import MeshError, PayloadError
+from mesh.events import ExecutionPlan, Mapper, PlanCreated, Producer
 from mesh.kafka.calls import CallServer
 from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.faults import mark_serving
 from mesh.kafka.history import live_state
 from mesh.kafka.loop import Decided, PartitionLoop
+from mesh.kafka.payloads import PayloadStore
 from mesh.kafka.reader import bounds, reader
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
@@ -94,6 +95,9 @@ class WorkflowManager:
         self.instance = instance or f"{host}-{os.getpid()}"
         self.me = Producer(component=COMPONENT, instance=self.instance)
         self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
+        self.payloads = PayloadStore(settings, self.mapper, self.me)
+        """Reads plans by reference (fetched in ``prepare``, before deciding on them)."""
+        self._plans: dict[str, ExecutionPlan | PayloadError] = {}
         self.policy = SnapshotPolicy(snapshot_every)
         self.grace = timedelta(seconds=finished_grace_seconds)
         self.loop = PartitionLoop(
@@ -152,6 +156,7 @@ class WorkflowManager:
         try:
             await self.loop.run(stop)
         finally:
+            await self.payloads.close()
             calls_stop.set()
             announcer.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -210,7 +215,9 @@ class WorkflowManager:
     async def prepare(self, number: int, records: Sequence[ConsumedRecord]) -> None:
         """Read back from Kafka the finished workflows (out of memory since their final
         snapshot) that ``records`` are for, so they are decided on as they stand: a late
-        result, a repeated plan or a RetryTask meets the finished workflow, not nothing."""
+        result, a repeated plan or a RetryTask meets the finished workflow, not nothing.
+        Fetch the plans by reference of ``records``' PlanCreated (deciding is synchronous)."""
+        await self._fetch_plans(records)
         partition = self.partitions.get(number)
         if partition is None or not partition.ended:
             return
@@ -247,6 +254,28 @@ class WorkflowManager:
             partition.restore(workflow_id, tracked)
             log.debug("finished workflow read back", workflow_id=workflow_id)
 
+    async def _fetch_plans(self, records: Sequence[ConsumedRecord]) -> None:
+        """Plans by reference of the PlanCreated in ``records``, or why they cannot be used
+        (the record is then dead-lettered with that reason)."""
+        self._plans = {}
+        plans_topic = self.settings.topic("plans")
+        for record in records:
+            if record.topic != plans_topic:
+                continue
+            try:
+                event = self.mapper.decode_record(record)
+            except MeshError:
+                continue  # dead-lettered when decided on
+            if not isinstance(event, PlanCreated) or event.plan_ref is None or event.plan:
+                continue
+            try:
+                self._plans[event.plan_ref.payload_id] = await self.payloads.plan(event.plan_ref)
+            except PayloadError as exc:
+                log.error(
+                    "plan by reference unusable", workflow_id=event.workflow_id, error=str(exc)
+                )
+                self._plans[event.plan_ref.payload_id] = exc
+
     def drop(self, numbers: Sequence[int]) -> None:
         for number in numbers:
             self.partitions.pop(number, None)
@@ -268,6 +297,7 @@ class WorkflowManager:
             channels=self._channels,
             partitions=self.loop.partitions,
             clock=_now,
+            plans=self._plans,
         )
         read: dict[TopicPartition, int] = {}
         for record in records:
@@ -307,6 +337,7 @@ class WorkflowManager:
                     number,
                     at_least_once=not self.transactional,
                     limits=limits,
+                    payloads=self.payloads,
                 )
                 log.info(
                     "partition rebuilt",

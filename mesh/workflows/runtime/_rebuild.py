@@ -20,9 +20,10 @@ from dataclasses import dataclass, field, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mesh.errors import DecisionError
+from mesh.errors import DecisionError, PayloadError
 from mesh.events import Mapper, WorkflowEvent, WorkflowSnapshot, WorkflowStarted
 from mesh.kafka.history import read_snapshots
+from mesh.kafka.payloads import PayloadStore
 from mesh.kafka.reader import bounds, read_range
 from mesh.log import get_logger
 from mesh.settings import Settings
@@ -67,6 +68,7 @@ async def rebuild_partition(
     *,
     at_least_once: bool,
     limits: Mapping[TopicPartition, tuple[int, int]] | None = None,
+    payloads: PayloadStore | None = None,
 ) -> Rebuilt:
     """The workflows of partition ``number``, rebuilt; see the module docstring.
 
@@ -119,6 +121,11 @@ async def rebuild_partition(
                     "history record unreadable; skipped", offset=record.offset, error=str(exc)
                 )
                 continue
+            if isinstance(event, WorkflowStarted) and event.plan is None and payloads:
+                started = await _with_plan(payloads, event)
+                if started is None:
+                    continue
+                event = started
             if not isinstance(event, WorkflowEvent) or event.sequence is None:
                 continue
             entry = folding.get(event.workflow_id)
@@ -149,6 +156,15 @@ async def rebuild_partition(
         )
     result.seconds = time.perf_counter() - began
     return result
+
+
+async def _with_plan(payloads: PayloadStore, event: WorkflowStarted) -> WorkflowStarted | None:
+    """The start with its plan fetched; None (logged, the workflow skipped) if it cannot be."""
+    try:
+        return await payloads.with_plan(event)
+    except PayloadError as exc:
+        log.error("plan by reference unusable", workflow_id=event.workflow_id, error=str(exc))
+        return None
 
 
 def _flush(workflow_id: str, entry: _Folding) -> None:

@@ -19,18 +19,21 @@ from datetime import datetime, timedelta
 import structlog
 from pydantic import JsonValue
 
-from mesh.errors import DecisionError, MeshError, MisplacedInput
+from mesh.errors import DecisionError, MeshError, MisplacedInput, PayloadError, PayloadMissing
 from mesh.events import (
     CancelWorkflow,
     Event,
+    ExecutionPlan,
     Mapper,
     PauseWorkflow,
+    PlanCreated,
     Producer,
     Reply,
     ReplyError,
     ResumeWorkflow,
     RetryTask,
     WorkflowEvent,
+    WorkflowStarted,
     meta,
 )
 from mesh.kafka.dlq import dead_letter
@@ -76,8 +79,10 @@ class Work:
         channels: Mapping[str, str],
         partitions: int,
         clock: Callable[[], datetime],
+        plans: Mapping[str, ExecutionPlan | PayloadError] | None = None,
     ) -> None:
         self.partition = partition
+        self._plans = plans or {}
         self._mapper = mapper
         self._me = me
         self._policy = policy
@@ -117,6 +122,8 @@ class Work:
         try:
             event = self._mapper.decode_record(record)  # a keyless record is refused first
             self._check_placement(record, event)
+            if isinstance(event, PlanCreated) and event.plan is None:
+                event = self._with_plan(event)
         except Exception as exc:  # undecodable, invalid or misplaced: nothing to decide on
             self._dead(record, exc)
             return
@@ -145,6 +152,20 @@ class Work:
                 self._reply(event, recorded=len(recorded))
         finally:
             structlog.contextvars.unbind_contextvars("workflow_id", "correlation_id")
+
+    def _with_plan(self, event: PlanCreated) -> PlanCreated:
+        """``event`` with the plan it refers to (fetched by the manager's ``prepare``)."""
+        assert event.plan_ref is not None  # a PlanCreated has a plan or a reference
+        found = self._plans.get(event.plan_ref.payload_id)
+        if isinstance(found, PayloadError):
+            raise found
+        if found is None:
+            raise PayloadMissing(
+                f"plan of workflow {event.workflow_id} (payload {event.plan_ref.payload_id}) "
+                "was not fetched",
+                retriable=True,
+            )
+        return event.model_copy(update={"plan": found})
 
     def tick(self, workflow_id: str) -> None:
         """Fire a workflow's due timers; forget a finished one whose grace period is over."""
@@ -189,7 +210,8 @@ class Work:
         history = [
             Outgoing.of(
                 "workflow.events",
-                self._mapper.encode(e),
+                # a plan by reference is recorded by reference: the history stays small
+                self._mapper.encode(e.wire_form() if isinstance(e, WorkflowStarted) else e),
                 partition=number,
                 workflow_id=workflow_id,
             )
