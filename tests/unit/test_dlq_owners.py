@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from mesh.events import CHANNELS, COMPONENTS
 from mesh.kafka.dlq import DLQ_OWNERS, owns, tombstone
 
-NOT_CONSUMED = {"workflow.state"}
-"""Read only to rebuild a workflow (an unreadable snapshot is folded from history instead)."""
+NOT_CONSUMED = {"workflow.state", "payloads"}
+"""Read only by key or position, never consumed: ``workflow.state`` to rebuild a workflow (an
+unreadable snapshot is folded from history instead), ``payloads`` to fetch a referenced value (a
+bad chunk is the reader's ``payload_corrupt`` error, for the task or event that refers to it)."""
 
 
 def consumed() -> set[str]:

@@ -33,6 +33,7 @@ DESIGN_TOPICS = {
     "agents.commands": "delete",
     "calls": "delete",
     "tasks.output": "delete",
+    "payloads": "delete",
 }
 WORKFLOW_GROUP = {
     "plans",
