@@ -27,6 +27,7 @@ from mesh.events import (
 from mesh.kafka.connection import kafka_errors
 from mesh.kafka.faults import ack_seconds, acknowledged
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 
 Headers = list[tuple[str, bytes]]
@@ -71,6 +72,7 @@ class Outbox:
         topic = self.settings.topic(_CHANNEL[type(event)])
         with kafka_errors(self.settings, f"produce to {topic}"):
             future = await self._producer.send(topic, value, key=key, headers=headers)
+        metrics.SENT.labels(topic).inc()
         future.add_done_callback(_logged)
 
     async def remove(self, channel: str, key: str) -> None:
@@ -85,6 +87,7 @@ class Outbox:
         with kafka_errors(self.settings, f"produce to {topic}"):
             sent = self._producer.send_and_wait(topic, value, key=key, headers=headers)
             await acknowledged(sent, ack_seconds(self.settings.request_timeout_ms))
+        metrics.SENT.labels(topic).inc()
 
 
 def _logged(future: asyncio.Future[Any]) -> None:
