@@ -14,6 +14,7 @@ import threading
 import weakref
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -118,23 +119,6 @@ BREAKER_STATE = Gauge(
     ["agent"],
     registry=REGISTRY,
 )
-POOL_ALLOCATIONS = Gauge(
-    "mesh_pool_allocations",
-    "Allocations held in a resource pool.",
-    ["pool"],
-    registry=REGISTRY,
-)
-POOL_QUEUED = Gauge(
-    "mesh_pool_queued_requests",
-    "Resource requests waiting for a pool.",
-    ["pool"],
-    registry=REGISTRY,
-)
-HEARTBEATS_MISSED = Counter(
-    "mesh_agent_heartbeats_missed",
-    "Agents found unhealthy after missing their heartbeats.",
-    registry=REGISTRY,
-)
 
 BREAKER_STATES = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
 
@@ -207,6 +191,11 @@ def decided(history: Iterable[Any]) -> None:
             WORKFLOW_TRANSITIONS.labels(state).inc(count)
 
 
+def since(histogram: Histogram, occurred_at: datetime) -> None:
+    """Observe the seconds from ``occurred_at`` (an event's time) until now."""
+    histogram.observe(max(0.0, (datetime.now(UTC) - occurred_at).total_seconds()))
+
+
 def dead_lettered(origin: str, reason: str) -> None:
     DEAD_LETTERS.labels(origin, reason).inc()
 
@@ -215,44 +204,56 @@ def breaker_changed(agent: str, state: str) -> None:
     BREAKER_STATE.labels(agent).set(BREAKER_STATES.get(state, 2))
 
 
-# -- workflows by status, counted at scrape time ---------------------------------------------------
+# -- gauges read at scrape time -------------------------------------------------------------------
 
-StatusCounts = Callable[[], Mapping[str, int]]
-_status_sources: list[weakref.WeakMethod[StatusCounts]] = []
+Sample = Callable[[], Mapping[str, float]]
+_samples: dict[str, tuple[str, str, list[weakref.WeakMethod[Sample]]]] = {}
 
 
-def count_workflows(source: StatusCounts) -> None:
-    """Report ``source()`` (a bound method: workflows held, by status) at every scrape, for as
-    long as its object lives."""
+def sample(name: str, documentation: str, label: str, source: Sample) -> None:
+    """Report gauge ``name`` as ``source()`` (a bound method: value per ``label`` value) at
+    every scrape, for as long as its object lives; the values of several live objects (a
+    component rebuilt after a broker fault) add up."""
     with _lock:
-        _status_sources.append(weakref.WeakMethod(source))
+        _, _, sources = _samples.setdefault(name, (documentation, label, []))
+        sources.append(weakref.WeakMethod(source))
 
 
-class _StatusCollector(Collector):
+def count_workflows(source: Sample) -> None:
+    """``mesh_workflows``: workflows a Workflow Manager holds, by status."""
+    sample(
+        "mesh_workflows",
+        "Workflows a Workflow Manager holds in memory, by status (a finished one leaves "
+        "memory once its final snapshot is written).",
+        "status",
+        source,
+    )
+
+
+class _SampleCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "mesh_workflows",
-            "Workflows a Workflow Manager holds in memory, by status (a finished one leaves "
-            "memory once its final snapshot is written).",
-            labels=["status"],
-        )
-        totals: Tally[str] = Tally()
         with _lock:
-            sources = [ref() for ref in _status_sources]
-            _status_sources[:] = [ref for ref in _status_sources if ref() is not None]
-        for source in sources:
-            if source is not None:
-                totals.update(_retried(source))
-        for status, count in sorted(totals.items()):
-            family.add_metric([status], count)
-        yield family
+            wanted = []
+            for name, (documentation, label, sources) in _samples.items():
+                sources[:] = [ref for ref in sources if ref() is not None]
+                wanted.append((name, documentation, label, [ref() for ref in sources]))
+        for name, documentation, label, live in wanted:
+            family = GaugeMetricFamily(name, documentation, labels=[label])
+            totals: dict[str, float] = {}
+            for source in live:
+                if source is not None:
+                    for key, count in _retried(source).items():
+                        totals[key] = totals.get(key, 0.0) + count
+            for key, count in sorted(totals.items()):
+                family.add_metric([key], count)
+            yield family
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())
 
 
-def _retried(source: StatusCounts) -> Mapping[str, int]:
-    """``source()``, read from the server's thread while the event loop changes the workflows:
+def _retried(source: Sample) -> Mapping[str, float]:
+    """``source()``, read from the server's thread while the event loop changes what it counts:
     a dictionary that changed size meanwhile is read again."""
     for _ in range(5):
         try:
@@ -350,7 +351,7 @@ def _fetch_position(consumer: Any, tp: Any) -> int | None:
 
 
 REGISTRY.register(_LagCollector())
-REGISTRY.register(_StatusCollector())
+REGISTRY.register(_SampleCollector())
 
 __all__ = [
     "ASSIGNED_TO_COMPLETED",
@@ -358,9 +359,6 @@ __all__ = [
     "BREAKER_STATE",
     "CONSUMED",
     "DEAD_LETTERS",
-    "HEARTBEATS_MISSED",
-    "POOL_ALLOCATIONS",
-    "POOL_QUEUED",
     "PROCESS_DURATION",
     "READY_TO_ASSIGNED",
     "REBUILD_DURATION",
@@ -376,6 +374,8 @@ __all__ = [
     "count_workflows",
     "dead_lettered",
     "decided",
+    "sample",
     "sent",
+    "since",
     "watch",
 ]

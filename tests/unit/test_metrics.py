@@ -102,3 +102,21 @@ def _completed() -> TaskCompleted:
     return TaskCompleted(
         **meta(me, correlation_id="r"), workflow_id="wf", task_id="A", attempt=1, agent_id="a"
     )
+
+
+class Held:
+    def __init__(self) -> None:
+        self.counts = {"gpu": 2.0}
+
+    def by_pool(self) -> dict[str, float]:
+        return self.counts
+
+
+def test_a_sampled_gauge_reads_its_source_at_scrape_and_ends_with_it() -> None:
+    held = Held()
+    metrics.sample("unit_sampled", "a test gauge", "pool", held.by_pool)
+    assert value("unit_sampled", pool="gpu") == 2
+    held.counts["gpu"] = 3
+    assert value("unit_sampled", pool="gpu") == 3
+    del held  # a component gone (rebuilt after a fault) no longer counts
+    assert metrics.REGISTRY.get_sample_value("unit_sampled", {"pool": "gpu"}) is None
