@@ -293,6 +293,8 @@ def watch(consumer: _Consumer, group: str) -> None:
     handed to the component (before any: the consumer's fetch position): no extra request to
     the broker. A partition the consumer has not fetched yet has no series.
     """
+    if _watched.get(consumer) == group:  # called per batch by some hooks: no lock then
+        return
     with _lock:
         _watched[consumer] = group
     _positions(group)

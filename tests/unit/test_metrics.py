@@ -3,6 +3,7 @@ from the consumer's end offsets and the positions the component reached."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
@@ -10,6 +11,7 @@ from aiokafka import TopicPartition
 from mesh.events import Mapper, Producer, TaskCompleted, meta
 from mesh.kafka.produce import Outgoing
 from mesh.observe import metrics
+from tests.helpers import assert_one_line_error, run_mesh
 
 
 @dataclass
@@ -120,3 +122,13 @@ def test_a_sampled_gauge_reads_its_source_at_scrape_and_ends_with_it() -> None:
     assert value("unit_sampled", pool="gpu") == 3
     del held  # a component gone (rebuilt after a fault) no longer counts
     assert metrics.REGISTRY.get_sample_value("unit_sampled", {"pool": "gpu"}) is None
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = run_mesh("-b", "127.0.0.1:1", "run", "planner", env={"MESH_METRICS_PORT": str(port)})
+    line = assert_one_line_error(run)
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in line
