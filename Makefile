@@ -27,11 +27,13 @@ test: $(STAMP) kafka-jars tools checks pytest
 kafka-jars:
 	@$(BIN)/python tooling/kafka/kafka_broker.py fetch
 
-# kcat, for the test of the README's kcat one-liner, and headless Chromium with its driver, for
-# the console's browser tests (both from Debian's packages)
+# kcat, for the test of the README's kcat one-liner, headless Chromium with its driver, for
+# the console's browser tests, and Prometheus, for the test that scrapes `mesh dev` (all from
+# Debian's packages)
 tools:
 	@bash tooling/kcat/install
 	@bash tooling/browser/install
+	@bash tooling/prometheus/install
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -42,6 +42,7 @@ from mesh.kafka.connection import kafka_errors
 from mesh.kafka.partitions import partition_for, partitions_of
 from mesh.kafka.reader import read_range, reader
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 
 DEFAULT_FAIL_MAX = 5
@@ -129,6 +130,8 @@ class AgentBreaker:
         self._changes: deque[BreakerStateChanged] = deque()
         self._moved = asyncio.Event()
         self._recorded = False
+        self._agent_id = agent_id
+        metrics.breaker_changed(agent_id, "closed")
 
     @property
     def name(self) -> str:
@@ -143,6 +146,7 @@ class AgentBreaker:
             return
         self._recorded = True
         self.breaker.restore(last.new_state, failures=last.failure_count, opened_at=last.opened_at)
+        metrics.breaker_changed(self._agent_id, last.new_state)
         if last.new_state != "closed":
             log.warning(
                 "circuit breaker resumed",
@@ -162,6 +166,7 @@ class AgentBreaker:
             failure_count=event.failure_count,
             reason=event.reason or None,
         )
+        metrics.breaker_changed(self._agent_id, event.new_state)
         self._changes.append(event)
         self._moved.set()
 

@@ -31,6 +31,7 @@ from mesh.kafka.dlq import skipped
 from mesh.kafka.partitions import partition_for, partitions_of
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 
 Delivery = tuple[int, TaskAssigned | CancelTask]
@@ -72,6 +73,7 @@ class Inbox:
         self.agent_id = agent_id
         self._key = agent_id.encode()
         self._consumer = consumer
+        self._group = settings.group(f"agent.{agent_id}")  # the worker's consumer group
         self._outbox = outbox
         self._commit_lock = asyncio.Lock()
         self._paused = False
@@ -96,6 +98,7 @@ class Inbox:
                 consumer.seek(tp, committed)
         self._tp = tp
         self._tracker = OffsetTracker(committed)
+        metrics.watch(consumer, self._group)
         return int(tp.partition)
 
     async def fetch(self) -> list[Delivery]:
@@ -104,6 +107,7 @@ class Inbox:
         tp, tracker = self._partition, self._offsets
         with kafka_errors(self.settings, "read assignments"):
             batch = await self._consumer.getmany(tp, timeout_ms=_POLL_MS)
+        metrics.consumed(self._group, batch)
         deliveries: list[Delivery] = []
         for record in batch.get(tp, ()):
             tracker.taken(record.offset)

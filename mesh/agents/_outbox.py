@@ -30,6 +30,7 @@ from mesh.kafka.connection import kafka_errors
 from mesh.kafka.faults import ack_seconds, acknowledged
 from mesh.kafka.payloads import PayloadStore
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 
 Headers = list[tuple[str, bytes]]
@@ -75,6 +76,7 @@ class Outbox:
         topic = self.settings.topic(_CHANNEL[type(event)])
         with kafka_errors(self.settings, f"produce to {topic}"):
             future = await self._producer.send(topic, value, key=key, headers=headers)
+        metrics.SENT.labels(topic).inc()
         future.add_done_callback(_logged)
 
     async def remove(self, channel: str, key: str) -> None:
@@ -100,6 +102,7 @@ class Outbox:
         with kafka_errors(self.settings, f"produce to {topic}"):
             sent = self._producer.send_and_wait(topic, value, key=key, headers=headers)
             await acknowledged(sent, ack_seconds(self.settings.request_timeout_ms))
+        metrics.SENT.labels(topic).inc()
 
 
 def _logged(future: asyncio.Future[Any]) -> None:

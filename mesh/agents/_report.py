@@ -39,6 +39,7 @@ from mesh.events import (
 from mesh.kafka.faults import describe, retriable
 from mesh.kafka.payloads import PayloadStore, dumps
 from mesh.log import get_logger
+from mesh.observe import metrics
 
 _NAME_INVALID = re.compile(r"[^A-Za-z0-9_.:/@+-]")
 
@@ -126,6 +127,7 @@ class Reporter:
         if isinstance(outcome, Success):
             failure = await self._complete(assigned, outcome.output, duration)
             if failure is None:
+                metrics.since(metrics.ASSIGNED_TO_COMPLETED, assigned.occurred_at)
                 return
             outcome = failure
         failed = TaskFailed(

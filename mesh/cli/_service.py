@@ -18,6 +18,7 @@ logging and exit codes, so components and agents start, log and stop alike.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -29,7 +30,8 @@ from mesh.errors import BrokerUnavailable
 from mesh.gctuning import GC_THRESHOLDS, tune_gc
 from mesh.kafka.connection import diagnose_connect_failure
 from mesh.kafka.faults import ride_out
-from mesh.log import configure_logging
+from mesh.log import configure_logging, get_logger
+from mesh.observe.serve import ENV_PORT, serve_metrics
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
 """A service: runs until the event is set, then shuts down and returns."""
@@ -42,6 +44,19 @@ JsonLogs = Annotated[
 ]
 """The ``--json`` flag of every service command."""
 
+MetricsPort = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port",
+        envvar=ENV_PORT,
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (MESH_METRICS_HOST "
+        "binds elsewhere); 0: none.",
+    ),
+]
+"""The ``--metrics-port`` option of every service command (off unless given)."""
+
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -52,14 +67,22 @@ def serve(
     *,
     instance: str | None = None,
     json_logs: bool = False,
+    metrics_port: int = 0,
 ) -> None:
-    """Configure logging for ``component``, then run ``main(stop)`` until it returns.
+    """Configure logging for ``component``, serve its metrics if ``metrics_port`` is given, then
+    run ``main(stop)`` until it returns.
 
     Build whatever logs inside ``main`` (or after this call has configured logging): a
     structlog logger used earlier keeps the configuration it was first used with.
     """
     _service_logging(ctx, component, instance, json_logs)
     settings = settings_of(ctx)
+    # Not inherited by what this process starts (agents a manager spawns): one port, one server.
+    os.environ.pop(ENV_PORT, None)
+    if metrics_port:
+        server = serve_metrics(metrics_port)
+        host, port = server.server_address[:2]
+        get_logger("mesh.metrics").info("metrics served", url=f"http://{host}:{port}/metrics")
 
     async def diagnosed(stop: asyncio.Event) -> None:
         try:
@@ -114,4 +137,4 @@ def _service_logging(
     )
 
 
-__all__ = ["GC_THRESHOLDS", "JsonLogs", "Main", "serve", "tune_gc"]
+__all__ = ["GC_THRESHOLDS", "JsonLogs", "Main", "MetricsPort", "serve", "tune_gc"]

@@ -31,7 +31,7 @@ from mesh.agents import (
     load_agents,
 )
 from mesh.cli._app import settings_of
-from mesh.cli._service import JsonLogs, serve
+from mesh.cli._service import JsonLogs, MetricsPort, serve
 from mesh.errors import ConfigError
 from mesh.events import Capability
 
@@ -136,6 +136,7 @@ def run(
         typer.Option(min=0.001, help="Seconds an open breaker waits before one trial attempt."),
     ] = DEFAULT_RESET_TIMEOUT,
     json_logs: JsonLogs = False,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run one agent process: register, heartbeat, run assigned tasks, report results.
 
@@ -222,7 +223,14 @@ def run(
         breaker_reset_timeout=breaker_reset_timeout,
     )
     worker = AgentWorker(settings, config, runner)
-    serve(ctx, "agent", worker.run, instance=chosen_id, json_logs=json_logs)
+    serve(
+        ctx,
+        "agent",
+        worker.run,
+        instance=chosen_id,
+        json_logs=json_logs,
+        metrics_port=metrics_port,
+    )
 
 
 def parse_capability(text: str) -> Capability:

@@ -54,6 +54,15 @@ def dev(
     ui_port: Annotated[
         int, typer.Option(help="Port of the console (mesh ui) on 127.0.0.1; 0: no console.")
     ] = 8484,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Each component and demo agent serves Prometheus metrics on 127.0.0.1, on its "
+            "own port from this one up (printed when ready); 0: no metrics.",
+        ),
+    ] = 9464,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -80,6 +89,7 @@ def dev(
         topics_dir=topics_dir,
         resources=resources,
         ui_port=ui_port or None,
+        metrics_port=metrics_port or None,
     )
     asyncio.run(_run(settings, options, as_json))
 
@@ -101,6 +111,7 @@ async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
                 "embedded": mesh.broker is not None,
                 "agents": agents,
                 "console": mesh.console_url,
+                "metrics": _metrics_urls(mesh.metrics_ports),
                 "notes": mesh.notes,
             }
             _out.out(json.dumps(ready), highlight=False)  # one line: scripts wait for it
@@ -122,11 +133,17 @@ async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
                 _out.print(f"  export MESH_BOOTSTRAP_SERVERS={bootstrap}", highlight=False)
             if mesh.console_url:
                 _out.print(f"  console {mesh.console_url}", highlight=False)
+            for name, url in _metrics_urls(mesh.metrics_ports).items():
+                _out.print(f"  metrics {name:<14} {url}", highlight=False)
         dead = await mesh.wait(stop)
         if dead is not None:
             raise MeshError(f"process {dead} exited; stopping the mesh")
         with contextlib.suppress(OSError):  # a closed terminal (a broken pipe is handled)
             _out.print("stopping…", highlight=False)
+
+
+def _metrics_urls(ports: dict[str, int]) -> dict[str, str]:
+    return {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
 
 
 class _Console(Console):

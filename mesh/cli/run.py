@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import typer
 
 from mesh.cli._app import settings_of
-from mesh.cli._service import JsonLogs, serve
+from mesh.cli._service import JsonLogs, MetricsPort, serve
 from mesh.workflows.runtime import WorkflowManager
 
 app = typer.Typer(help="Run a mesh component in the foreground.", no_args_is_help=True)
@@ -50,6 +50,7 @@ def workflows(
         ),
     ] = None,
     json_logs: JsonLogs = False,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run the Workflow Manager: plans, commands and task results in; history, snapshots and
     ready tasks out (the Agent Manager, 'mesh run agents', assigns them).
@@ -69,7 +70,14 @@ def workflows(
         )
         await manager.run(stop)
 
-    serve(ctx, "workflows", run, instance=instance, json_logs=json_logs)
+    serve(
+        ctx,
+        "workflows",
+        run,
+        instance=instance,
+        json_logs=json_logs,
+        metrics_port=metrics_port,
+    )
 
 
 @app.command()
@@ -78,6 +86,7 @@ def planner(
     group: Annotated[str | None, typer.Option(help="Consumer group on requests.")] = None,
     instance: Annotated[str | None, typer.Option(help="Name of this replica.")] = None,
     json_logs: JsonLogs = False,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run the Task Planner: requests in, PlanCreated or PlanRejected out.
 
@@ -93,6 +102,7 @@ def planner(
         lambda stop: run_planner(settings, stop, group_id=group_id, instance=instance),
         instance=instance,
         json_logs=json_logs,
+        metrics_port=metrics_port,
     )
 
 
@@ -137,6 +147,7 @@ def agents(
         float, typer.Option(min=1, help="Seconds of the restart window.")
     ] = 60.0,
     json_logs: JsonLogs = False,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run the Agent Manager: matches ready tasks to healthy agents, reassigns dead agents'
     work, and spawns, restarts and terminates local agents from templates.
@@ -165,6 +176,7 @@ def agents(
         ),
         instance=instance,
         json_logs=json_logs,
+        metrics_port=metrics_port,
     )
 
 
@@ -183,6 +195,7 @@ def resources(
         ),
     ] = None,
     json_logs: JsonLogs = False,
+    metrics_port: MetricsPort = 0,
 ) -> None:
     """Run the Resource Allocator: requests in, allocations, queue and denials out; the ledger
     lives in the compacted resources topic.
@@ -201,4 +214,5 @@ def resources(
         ),
         instance=instance,
         json_logs=json_logs,
+        metrics_port=metrics_port,
     )

@@ -75,6 +75,9 @@ class DevOptions:
     ready_within: float = 90.0
     ui_port: int | None = None
     """Serve the console (``mesh ui``) on this loopback port; None: no console."""
+    metrics_port: int | None = None
+    """Each component and demo agent serves ``/metrics`` on its own loopback port, the first
+    free one from this one up (``DevMesh.metrics_ports``); None: no metrics."""
     logins: Mapping[str, tuple[str, SecretStr]] = field(default_factory=dict)
     """SASL user and password per role (``workflows``, ``agent-manager``, ``planner``,
     ``resources``, ``agent``, ``ui``): on a cluster with ACLs each component runs under its own
@@ -102,6 +105,8 @@ class DevMesh:
         self.supervisor = Supervisor(on_log=on_log, is_ready=_is_ready)
         self.notes: list[str] = []
         """What the user should know about how the mesh started (a port other than asked)."""
+        self.metrics_ports: dict[str, int] = {}
+        """The metrics port of each process started (with ``options.metrics_port``)."""
 
     async def __aenter__(self) -> DevMesh:
         try:
@@ -130,7 +135,7 @@ class DevMesh:
             first = applied.failed[0]
             raise MeshError(f"could not prepare the topics: {first.topic}: {first.reason}")
         if self.options.resources:
-            await self.supervisor.spawn(
+            await self._spawn(
                 "resources",
                 _mesh("run", "resources", "--group", self.settings.group("resources")),
                 env=self.env_of("resources"),
@@ -144,13 +149,13 @@ class DevMesh:
             planner_env = self.env_of("planner")
             if not self.settings.planner_capability_map:
                 planner_env["MESH_PLANNER_CAPABILITY_MAP"] = "*=shell"
-            await self.supervisor.spawn(
+            await self._spawn(
                 "planner",
                 _mesh("run", "planner", "--group", self.settings.group("planner")),
                 env=planner_env,
             )
         for i in range(1, self.options.shell_agents + 1):
-            await self.supervisor.spawn(
+            await self._spawn(
                 f"shell-{i}",
                 _mesh(
                     "agent",
@@ -167,7 +172,7 @@ class DevMesh:
                 env=self.env_of("agent"),
             )
         for i in range(1, self.options.python_agents + 1):
-            await self.supervisor.spawn(
+            await self._spawn(
                 f"python-{i}",
                 _mesh(
                     "agent",
@@ -255,7 +260,7 @@ class DevMesh:
 
     async def spawn_workflows(self, name: str = "workflows") -> Child:
         """Start a Workflow Manager replica (also used to replace a killed one)."""
-        return await self.supervisor.spawn(
+        return await self._spawn(
             name,
             _mesh("run", "workflows", "--group", self.settings.group("workflows")),
             env=self.env_of("workflows"),
@@ -263,11 +268,25 @@ class DevMesh:
 
     async def spawn_agent_manager(self, name: str = "agent-manager") -> Child:
         """Start an Agent Manager replica (also used to replace a killed one)."""
-        return await self.supervisor.spawn(
+        return await self._spawn(
             name,
             _mesh("run", "agents", *self.options.manager_args),
             env=self.env_of("agent-manager"),
         )
+
+    async def _spawn(self, name: str, argv: list[str], *, env: dict[str, str]) -> Child:
+        """Start a component or agent, with a metrics port of its own if metrics are on (a
+        replacement keeps its predecessor's)."""
+        if self.options.metrics_port is not None:
+            port = self.metrics_ports.get(name)
+            if port is None:
+                taken = set(self.metrics_ports.values())
+                port = first_free_port(HOST, self.options.metrics_port)
+                while port in taken:  # given to a process not listening yet
+                    port = first_free_port(HOST, port + 1)
+                self.metrics_ports[name] = port
+            argv = [*argv, "--metrics-port", str(port)]
+        return await self.supervisor.spawn(name, argv, env=env)
 
     async def wait(self, stop: asyncio.Event) -> str | None:
         """Run until ``stop`` is set or a process dies; returns the name of a dead process."""

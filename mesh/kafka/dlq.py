@@ -38,6 +38,7 @@ from mesh.events import (
 )
 from mesh.kafka.records import ConsumedRecord  # still importable here, where it was first
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 
 log = get_logger("mesh.dlq")
@@ -165,6 +166,7 @@ def dead_letter(
             note=_one_line(why, 2_000),
         )
 
+    metrics.dead_lettered(component_name, error_class)
     log.warning(
         "record dead-lettered",
         component=component_name,

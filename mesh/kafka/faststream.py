@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -54,6 +56,7 @@ from mesh.kafka.dlq import channel_of, dead_letter, owns, skipped, tombstone
 from mesh.kafka.faults import ack_seconds, acknowledged
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import clear_event_context, get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 
 EventHandler = Callable[[Event, ConsumedRecord], Awaitable[None]]
@@ -129,6 +132,11 @@ async def start_broker(broker: KafkaBroker, settings: Settings) -> None:
         for publisher in broker.publishers:
             await publisher.start()
     broker.running = True
+    for sub in broker.subscribers:  # lag from the start, before a group's first record
+        group = _metered.get(sub)
+        consumer = getattr(sub, "consumer", None)
+        if group is not None and consumer is not None:
+            metrics.watch(consumer, group)
 
 
 @dataclass(frozen=True)
@@ -201,23 +209,32 @@ class EventRouter(KafkaRouter):
             "description": description,
         }
 
+        # Without a group (a reader of its own), metrics name what it reads instead.
+        metered = group_id or "read:" + "+".join(channels)
+
         def register(handle: EventHandler) -> EventHandler:
             flow = _Flow(handle, unreadable, after)
 
             async def consume_one(message: KafkaMessage) -> None:
                 outcome = cast("Event | Undecodable", await message.decode())
-                await self._guarded(flow, [(_single(message.raw_message), outcome)])
+                record = _single(message.raw_message)
+                began = time.perf_counter()
+                await self._guarded(flow, [(record, outcome)])
+                _measured(metered, message, [record], began)
 
             async def consume_batch(message: KafkaMessage) -> None:
                 outcomes = cast("list[Event | Undecodable]", await message.decode())
                 records = message.raw_message
                 if not isinstance(records, tuple | list):  # a tuple (a list in TestKafkaBroker)
                     raise TypeError("a batch subscriber's message holds a sequence of records")
+                began = time.perf_counter()
                 await self._guarded(flow, list(zip(records, outcomes, strict=True)))
+                _measured(metered, message, records, began)
 
             if batch is None:
                 subscriber = self.subscriber(*topics, parser=_parse, decoder=decoder.one, **common)
                 subscriber(consume_one)
+                _metered[subscriber] = metered
             else:
                 subscriber = self.subscriber(
                     *topics,
@@ -229,6 +246,7 @@ class EventRouter(KafkaRouter):
                     **common,
                 )
                 subscriber(consume_batch)
+                _metered[subscriber] = metered
             return handle
 
         return register
@@ -248,6 +266,7 @@ class EventRouter(KafkaRouter):
                 correlation_id=headers.get(HEADER_CORRELATION_ID),
             )
             await acknowledged(published, ack_seconds(self.settings.request_timeout_ms))
+        metrics.SENT.labels(self.settings.topic(channel)).inc()
 
     async def dead_letter(self, record: ConsumedRecord, error: BaseException) -> None:
         """Send ``record`` to ``dlq`` with ``error`` as its reason."""
@@ -319,6 +338,19 @@ class EventRouter(KafkaRouter):
             )
             await self.dead_letter(record, exc)
             flow.lettered.add(where)
+
+
+_metered: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+"""The group (or what it reads) each subscriber's metrics are labelled with."""
+
+
+def _measured(group: str, message: KafkaMessage, records: Sequence[Any], began: float) -> None:
+    """Count handled records and their time; watch the consumer's lag from its first batch."""
+    metrics.PROCESS_DURATION.labels(group).observe(time.perf_counter() - began)
+    metrics.consumed_records(group, records)
+    consumer = getattr(message, "consumer", None)
+    if consumer is not None and hasattr(consumer, "highwater"):  # not TestKafkaBroker's fake
+        metrics.watch(consumer, group)
 
 
 @dataclass

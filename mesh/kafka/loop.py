@@ -60,6 +60,7 @@ from mesh.kafka.partitions import cluster_metadata, or_hidden
 from mesh.kafka.records import ConsumedRecord
 from mesh.kafka.transactions import supports_transactions
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 
 _MAX_POLL_SECONDS = 0.5
@@ -281,6 +282,7 @@ class PartitionLoop:
                 transactional=wanted,
             )
             consumer.subscribe(list(self._channels), listener=_Rebalance(self))
+            metrics.watch(consumer, self.group_id)
             await self._loop(stop)
         finally:
             try:
@@ -326,10 +328,14 @@ class PartitionLoop:
                 batch = await consumer.getmany(
                     timeout_ms=self._poll_ms(), max_records=self.max_records
                 )
+            began = time.perf_counter()
             async with self.lock:
                 if self._failure is not None:
                     raise self._failure
                 await self._pass(batch)
+            if batch:
+                metrics.consumed(self.group_id, batch)
+                metrics.PROCESS_DURATION.labels(self.group_id).observe(time.perf_counter() - began)
 
     def _poll_ms(self) -> int:
         """Wait no longer than the app allows (nor than half a second, to see ``stop``)."""
@@ -432,6 +438,7 @@ class PartitionLoop:
             if decided.commit:
                 await producer.send_offsets_to_transaction(decided.commit, self.group_id)
             await producer.commit_transaction()
+            metrics.TRANSACTIONS.labels(self.group_id, "committed").inc()
 
     async def _recover(
         self, number: int, work: Round, producer: AIOKafkaProducer | None, error: KafkaError
@@ -447,6 +454,7 @@ class PartitionLoop:
         if producer is not None:
             try:
                 await acknowledged(producer.abort_transaction(), self._ack_seconds)
+                metrics.TRANSACTIONS.labels(self.group_id, "aborted").inc()
             except KafkaError as exc:
                 # Retriable if the broker is only away: the service starts the component
                 # again, whose new producer (InitProducerId) ends the open transaction.
@@ -530,6 +538,7 @@ class PartitionLoop:
             raise
         self._pending.clear()
         if numbers:
+            metrics.REBUILD_DURATION.labels(self.group_id).observe(time.perf_counter() - began)
             log.info(
                 "partitions adopted",
                 partitions=numbers,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.events import Encoded
+from mesh.observe import metrics
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ async def send_all(
     producer: Any, topic_of: Callable[[str], str], records: Sequence[Outgoing]
 ) -> list[asyncio.Future[Any]]:
     """Queue ``records``; the futures resolve to their ``RecordMetadata``."""
+    metrics.sent((r.channel for r in records), topic_of)
     return [
         await producer.send(
             topic_of(r.channel), r.value, key=r.key, headers=r.headers, partition=r.partition

@@ -26,6 +26,7 @@ from mesh.kafka.clients import stop_clients
 from mesh.kafka.connection import client_kwargs, kafka_errors
 from mesh.kafka.partitions import partitions_of
 from mesh.kafka.records import ConsumedRecord
+from mesh.observe import metrics
 from mesh.settings import Settings
 
 _POLL_MS = 200
@@ -250,9 +251,13 @@ class Follower:
             await consumer.seek_to_beginning(*self._tps)
             self._consumer = consumer
             self._started.set()
+            # No consumer group: the lag is reported under the channels followed.
+            group = "follow:" + "+".join(self.channels)
+            metrics.watch(consumer, group)
             while True:
                 with kafka_errors(self.settings, self.what):
                     batch = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                metrics.consumed(group, batch)
                 for tp, records in batch.items():
                     channel = self._names[tp.topic]
                     for record in records:

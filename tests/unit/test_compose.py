@@ -121,3 +121,31 @@ def test_an_invalid_compose_file_is_rejected(compose_check: Path, tmp_path: Path
     )
     assert done.returncode != 0
     assert "restart_policy" in done.stderr
+
+
+def test_prometheus_scrapes_every_service_that_serves_metrics(compose_check: Path) -> None:
+    """Each `mesh run …` / `mesh agent run` service serves /metrics on its MESH_METRICS_PORT,
+    and prometheus/prometheus.yml has exactly those services as targets."""
+    services = _validate(compose_check, ROOT / "docker-compose.yml")
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    serving = {}
+    for name, service in services.items():
+        command = service["command"] or []
+        if command[:2] in (["mesh", "run"], ["mesh", "agent"]):
+            environment = (
+                document["services"][name].get("environment") or document["x-mesh"]["environment"]
+            )
+            serving[name] = environment["MESH_METRICS_PORT"]
+    assert {"workflows", "agents", "planner", "resources", "agent-shell"} <= set(serving)
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    assert targets == {f"{name}:{port}" for name, port in serving.items()}
+    assert (
+        "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+        in (document["services"]["prometheus"]["volumes"])
+    )

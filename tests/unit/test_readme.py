@@ -14,6 +14,7 @@ import typer
 from mesh.access import load_access
 from mesh.cli import app
 from mesh.console import ConsoleSettings
+from mesh.observe.serve import ENV_HOST as METRICS_HOST
 from mesh.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ def configuration_variables() -> set[str]:
     """Every MESH_* variable the code reads: the settings objects and options' env vars."""
     names = {f"MESH_{field.upper()}" for field in Settings.model_fields}
     names |= {f"MESH_UI_{field.upper()}" for field in ConsoleSettings.model_fields}
+    names.add(METRICS_HOST)  # read by the metrics server itself, beside --metrics-port's variable
     for param in _options(_cli()):
         envvars = param.envvar if isinstance(param.envvar, list | tuple) else [param.envvar]
         names |= {str(v) for v in envvars if v and str(v).startswith("MESH_")}

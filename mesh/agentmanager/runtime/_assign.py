@@ -74,6 +74,7 @@ from mesh.kafka.partitions import partition_for
 from mesh.kafka.produce import Outgoing, send_all, wait_all
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.resources import allocation_id_for
 from mesh.settings import Settings
 
@@ -377,6 +378,7 @@ class Assignment:
             why = f"circuit breaker open on {', '.join(avoided)}; placed on {agent.agent_id}"
             self._note(pending, "breaker_open", why, tuple(avoided), placed=True)
         placer.took(agent.agent_id)
+        metrics.since(metrics.READY_TO_ASSIGNED, ready.occurred_at)
         return TaskAssigned(
             **meta(assigner.me, causation=ready),
             workflow_id=ready.workflow_id,

@@ -53,6 +53,7 @@ from mesh.kafka.faults import mark_serving
 from mesh.kafka.loop import Decided, PartitionLoop
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 from mesh.supervisor import RestartPolicy
 
@@ -104,6 +105,12 @@ class AgentManager:
         self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
         self.registry = Registry(self.policy)
         self.view = View(settings, self.mapper, self.registry, gate=self.resource_gate)
+        metrics.sample(
+            "mesh_agent_heartbeats_missed",
+            "Heartbeat intervals since an agent was last heard from, less one (0: on time).",
+            "agent",
+            self._missed_heartbeats,
+        )
         self.assigner = Assigner(
             settings,
             self.view,
@@ -159,6 +166,11 @@ class AgentManager:
             )(self._guarded)
         self._router = router
         return router
+
+    def _missed_heartbeats(self) -> dict[str, float]:
+        """Per registered agent, the heartbeats it has missed (for metrics)."""
+        agents = self.registry.agents(datetime.now(UTC))
+        return {a.agent_id: a.missed_heartbeats for a in agents if a.agent_id is not None}
 
     async def run(
         self, stop: asyncio.Event, *, also: Callable[[EventRouter], None] | None = None

@@ -65,6 +65,7 @@ from mesh.kafka.dlq import channel_of, owns, skipped
 from mesh.kafka.faststream import EventRouter, faststream_broker, start_broker
 from mesh.kafka.faults import mark_serving
 from mesh.log import bind_event_context, get_logger
+from mesh.observe import metrics
 from mesh.resources._api import COMPONENT, Allocator, ResourceRequest, default_producer
 from mesh.resources._placement import NodeTable
 from mesh.resources._pools import PoolsConfig, load_pools, pools_path
@@ -161,6 +162,18 @@ class ResourceService:
         me = default_producer()
         self.me = Producer(component=COMPONENT, instance=instance or me.instance)
         self.allocator = Allocator(config=self.pools.config, producer=self.me)
+        metrics.sample(
+            "mesh_pool_allocations",
+            "Allocations held in each resource pool.",
+            "pool",
+            self._held_by_pool,
+        )
+        metrics.sample(
+            "mesh_pool_queued_requests",
+            "Requests queued for resources, by the pool they ask for ('any': no pool named).",
+            "pool",
+            self._queued_by_pool,
+        )
         self.mapper = Mapper(max_event_bytes=settings.max_event_bytes)
         self.ready = asyncio.Event()
         self.leader = False
@@ -183,6 +196,19 @@ class ResourceService:
         """Set (and replaced) after every round that decided something: what API calls wait on."""
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _held_by_pool(self) -> dict[str, float]:
+        counts = dict.fromkeys(self.allocator.ledger.pools, 0.0)
+        for held in list(self.allocator.ledger.held.values()):
+            counts[held.event.pool_id] = counts.get(held.event.pool_id, 0.0) + 1
+        return counts
+
+    def _queued_by_pool(self) -> dict[str, float]:
+        counts = dict.fromkeys(self.allocator.ledger.pools, 0.0)
+        for waiting in list(self.allocator.ledger.waiting.values()):
+            pool = waiting.request.pool_id or "any"
+            counts[pool] = counts.get(pool, 0.0) + 1
+        return counts
 
     async def run(self, stop: asyncio.Event) -> None:
         """Allocate until ``stop`` is set (and answer the API's calls beside it)."""

@@ -44,6 +44,7 @@ from mesh.kafka.payloads import PayloadStore
 from mesh.kafka.reader import bounds, reader
 from mesh.kafka.records import ConsumedRecord
 from mesh.log import get_logger
+from mesh.observe import metrics
 from mesh.settings import Settings
 from mesh.workflows import WorkflowState
 from mesh.workflows.runtime._partition import Chunked, Partition, Tracked
@@ -108,8 +109,15 @@ class WorkflowManager:
         self.rebuilds: list[Rebuilt] = []
         """Every partition rebuild of this run, in order (for logs, tests and figures)."""
         self._channels = {settings.topic(name): name for name in INPUTS}
+        metrics.count_workflows(self._statuses)
 
     # -- what tests and operators may look at -------------------------------------------------
+
+    def _statuses(self) -> dict[str, int]:
+        """Workflows held in memory, by status (for ``mesh_workflows``)."""
+        return rebuilt_counts(
+            {k: v for p in list(self.partitions.values()) for k, v in p.workflows.items()}
+        )
 
     @property
     def ready(self) -> asyncio.Event:
@@ -205,6 +213,7 @@ class WorkflowManager:
         began = time.perf_counter()
         for rebuilt in await self.rebuild(numbers):
             self.partitions[rebuilt.partition].load(rebuilt.workflows, rebuilt.end_offset)
+            metrics.WORKFLOWS_REBUILT.inc(len(rebuilt.workflows))
         log.info(
             "partitions rebuilt",
             partitions=list(numbers),
@@ -390,6 +399,7 @@ class _Written:
 
     def applied(self) -> None:
         self.work.apply()
+        metrics.decided(self.work.history)
         log.debug("round written", partition=self.work.partition.number, **vars(self.work.counts))
 
     def discarded(self) -> None:
