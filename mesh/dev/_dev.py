@@ -171,36 +171,27 @@ class DevMesh:
                 ),
                 env=self.env_of("agent"),
             )
-        for i in range(1, self.options.python_agents + 1):
-            await self.supervisor.spawn(
-                f"python-{i}",
-                _mesh(
-                    "agent",
-                    "run",
-                    "--kind",
-                    "python",
-                    "--id",
-                    self.agent_id(f"python-{i}"),
-                    "--module",
-                    "mesh.agents.demo",
-                ),
-                env=self.env_of("agent"),
-            )
-        for i in range(1, self.options.workshop_agents + 1):
-            await self.supervisor.spawn(
-                f"workshop-{i}",
-                _mesh(
-                    "agent",
-                    "run",
-                    "--kind",
-                    "python",
-                    "--id",
-                    self.agent_id(f"workshop-{i}"),
-                    "--module",
-                    "mesh.agents.workshop",
-                ),
-                env={**self.env_of("agent"), WORKSHOP_DIR_ENV: str(self.workshop_dir)},
-            )
+        workshop_env = {**self.env_of("agent"), WORKSHOP_DIR_ENV: str(self.workshop_dir)}
+        python_agents = (
+            ("python", self.options.python_agents, "mesh.agents.demo", self.env_of("agent")),
+            ("workshop", self.options.workshop_agents, "mesh.agents.workshop", workshop_env),
+        )
+        for name, count, module, env in python_agents:
+            for i in range(1, count + 1):
+                await self.supervisor.spawn(
+                    f"{name}-{i}",
+                    _mesh(
+                        "agent",
+                        "run",
+                        "--kind",
+                        "python",
+                        "--id",
+                        self.agent_id(f"{name}-{i}"),
+                        "--module",
+                        module,
+                    ),
+                    env=env,
+                )
         if self.options.ui_port is not None:
             await self.supervisor.spawn(
                 "ui",

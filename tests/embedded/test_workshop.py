@@ -56,12 +56,15 @@ async def test_the_feature_request_leaves_formatted_tested_commits(
     assert (repo / "feature.py").is_file()
     assert (repo / "test_feature.py").is_file()
     subjects = _git(repo, "log", "--format=%s").splitlines()
-    writers = ("design", "implement", "write_tests", "test")
-    implementing = [t for t in tasks if t.split(".")[-1] in writers]
-    assert any(t.endswith("implement") for t in implementing), tasks
-    # A commit per step that writes files, named after its task.
-    for task_id in implementing:
-        assert any(s.startswith(f"{task_id}:") for s in subjects), (task_id, subjects)
+    # A commit per step that writes files, named after its task: design and implement, and
+    # the tests by `test` (design first) or `write_tests` (test first; its `test` only runs them).
+    authors = {subject.partition(":")[0] for subject in subjects}
+    assert {"design", "implement"} <= authors, subjects
+    assert authors & {"test", "write_tests"}, subjects
+    assert authors <= set(tasks), (subjects, tasks)
+    assert len(subjects) == len(authors)  # one commit each
+    tested = _git(repo, "log", "--format=%s", "--", "test_feature.py").split(":")[0]
+    assert tested in ("test", "write_tests"), tested
     assert _git(repo, "status", "--porcelain") == ""
     check = _python(repo, "ruff", "format", "--check", ".")
     assert check.returncode == 0, check.stdout
