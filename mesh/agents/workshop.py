@@ -7,10 +7,10 @@ from the request (no LLM here), run the real formatter (``ruff format``) and tes
 
 - ``design``: ``DESIGN.md`` from the prompt; commit.
 - ``code``: ``feature.py`` (the request's requirements as data); format; commit.
-- ``test``: ``test_feature.py`` (unless written already); format; run the tests; commit.
-  A step that only writes tests (``write_tests``) does not run them; one that only runs them
-  (``run_tests``) writes nothing. ``context.fail_tests: true`` generates a failing test, so the
-  task fails with pytest's output.
+- ``test``: ``test_feature.py``, (re)written from what the repository holds; format; commit if
+  changed; run the tests, unless the step only writes them (``write_tests``) or there is no
+  ``feature.py`` yet (bugfix's ``reproduce``). ``context.fail_tests: true`` generates a failing
+  test, so the task fails with pytest's output.
 - ``review``: the formatter's check and a clean tree; reports the commits.
 
 Serve them with ``mesh agent run --kind python --module mesh.agents.workshop``.
@@ -188,15 +188,18 @@ async def test(ctx: TaskContext) -> dict[str, Any]:
     """Write ``test_feature.py`` (failing with ``context.fail_tests``), run pytest, commit."""
     step = _step(ctx)
     with _repository(ctx.workflow_id) as repo:
+        # Written from what the repository holds (design, else module, else prompt), so a test
+        # written before the fix (bugfix's reproduce) is brought up to date by a later step.
+        expected = len(_requirements(repo, ctx)) + (1 if _flag(ctx, "fail_tests") else 0)
+        (repo / "test_feature.py").write_text(_test_text(expected))
+        _run(_python("ruff", "format", "test_feature.py"), repo, "ruff format")
         out: dict[str, Any] = {"repository": str(repo), "step": step}
-        if step != "run_tests":
-            expected = len(_requirements(repo, ctx))
-            if _flag(ctx, "fail_tests"):
-                expected += 1
-            (repo / "test_feature.py").write_text(_test_text(expected))
-            _run(_python("ruff", "format", "test_feature.py"), repo, "ruff format")
-            out["commit"] = _commit(repo, f"{ctx.task_id}: tests")
-        if step != "write_tests":
+        out["commit"] = _commit(repo, f"{ctx.task_id}: tests")
+        if step == "write_tests":
+            out["pytest"] = "not run: this step only writes the tests"
+        elif not (repo / "feature.py").exists():
+            out["pytest"] = "not run: no feature.py yet (tests written before the code)"
+        else:
             out["pytest"] = _run(
                 _python("pytest", "-q", "-p", "no:cacheprovider", "test_feature.py"),
                 repo,
@@ -213,5 +216,8 @@ async def review(ctx: TaskContext) -> dict[str, Any]:
         dirty = _run(["git", "status", "--porcelain"], repo, "git status")
         if dirty:
             raise TaskError(f"uncommitted changes:\n{dirty}", kind="review_failed")
-        log = _run(["git", "log", "--format=%h %s"], repo, "git log")
+        has_commits = bool(
+            _run(["git", "rev-list", "--all", "--max-count=1"], repo, "git rev-list")
+        )
+        log = _run(["git", "log", "--format=%h %s"], repo, "git log") if has_commits else ""
     return {"repository": str(repo), "commits": log.splitlines()}
