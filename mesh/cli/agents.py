@@ -18,11 +18,14 @@ from pydantic import JsonValue
 from rich.markup import escape
 
 from mesh.agentmanager import HealthPolicy
+from mesh.broker.embedded import recorded_broker
 from mesh.cli._app import settings_of
 from mesh.cli._client import with_client
 from mesh.cli._output import print_json, print_table, say
 from mesh.client import AgentReport, agent_states
+from mesh.dev import DevOptions, dev_capability_map
 from mesh.errors import ConfigError
+from mesh.settings import Settings
 
 app = typer.Typer(
     help="List, inspect, spawn and terminate agents (through the Agent Manager).\n\n"
@@ -52,6 +55,18 @@ def _reports(ctx: typer.Context, missed: float | None) -> list[AgentReport]:
     return asyncio.run(agent_states(settings_of(ctx), policy=policy))
 
 
+def capability_map(settings: Settings) -> tuple[dict[str, str], str]:
+    """The Task Planner's map of template capability → agent capability, and where it comes
+    from: ``MESH_PLANNER_CAPABILITY_MAP``, else ``mesh dev``'s default while a ``mesh dev``
+    runs here, else none (capabilities are used as the templates name them)."""
+    if settings.planner_capability_map:
+        return dict(settings.planner_capability_map), "MESH_PLANNER_CAPABILITY_MAP"
+    running = recorded_broker(settings.state_dir)
+    if running is not None and running.owned and running.owner == "mesh dev":
+        return dev_capability_map(DevOptions()), "mesh dev default"
+    return {}, "none"
+
+
 def _health(value: str) -> str:
     return f"[{_HEALTH_STYLE.get(value, 'bold')}]{value}[/]"
 
@@ -73,9 +88,19 @@ def list_agents(
     Example: mesh agents list --json
     """
     reports = _reports(ctx, missed_heartbeats)
+    mapping, source = capability_map(settings_of(ctx))
     if as_json:
-        print_json({"agents": [r.as_json() for r in reports]})
+        print_json(
+            {
+                "agents": [r.as_json() for r in reports],
+                "capability_map": mapping,
+                "capability_map_source": source,
+            }
+        )
         return
+    if mapping:
+        pairs = ", ".join(f"{name} → {target}" for name, target in mapping.items())
+        say(f"planner capability map ({source}): {escape(pairs)}")
     if not reports:
         say("no agents registered (start some: mesh agents spawn shell)")
         return

@@ -42,6 +42,13 @@ def dev(
     ] = None,
     shell_agents: Annotated[int, typer.Option(help="Demo command agents (capability shell).")] = 2,
     python_agents: Annotated[int, typer.Option(help="Demo Python agents.")] = 1,
+    workshop_agents: Annotated[
+        int,
+        typer.Option(
+            help="Workshop agents: design, code, test and review as a real pipeline (files, "
+            "ruff format, pytest, git commit) on a scratch repository per workflow."
+        ),
+    ] = 1,
     topics_dir: Annotated[Path, typer.Option(help="Topic declarations.")] = Path("topics"),
     resources: Annotated[
         bool,
@@ -86,6 +93,7 @@ def dev(
         port=port,
         shell_agents=shell_agents,
         python_agents=python_agents,
+        workshop_agents=workshop_agents,
         topics_dir=topics_dir,
         resources=resources,
         ui_port=ui_port or None,
@@ -103,7 +111,7 @@ async def _run(settings: Settings, options: DevOptions, as_json: bool) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with DevMesh(settings, options, on_log=_render_json if as_json else _render) as mesh:
         bootstrap = mesh.settings.bootstrap_servers
-        agents = options.shell_agents + options.python_agents
+        agents = options.shell_agents + options.python_agents + options.workshop_agents
         if as_json:
             ready = {
                 "status": "ready",

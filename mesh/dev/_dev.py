@@ -25,6 +25,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from mesh.agents.workshop import CAPABILITIES as WORKSHOP_CAPABILITIES
+from mesh.agents.workshop import WORKSHOP_DIR_ENV
 from mesh.broker import first_free_port
 from mesh.broker.embedded import (
     DEV_PORT,
@@ -63,6 +65,9 @@ class DevOptions:
     """Port of the embedded broker; None: 9092, or the next free port above it."""
     shell_agents: int = 2
     python_agents: int = 1
+    workshop_agents: int = 1
+    """Agents serving the templates' ``design``, ``code``, ``test`` and ``review`` with a real
+    pipeline on a scratch git repository per workflow (``mesh.agents.workshop``)."""
     workflow_replicas: int = 1
     planner: bool = True
     resources: bool = True
@@ -144,11 +149,11 @@ class DevMesh:
             await self.spawn_workflows(_replica_name(i, self.options.workflow_replicas))
         await self.spawn_agent_manager()
         if self.options.planner:
-            # The demo agents offer `shell`: map every template capability onto it unless the
-            # user chose a mapping.
+            # Unless the user chose a mapping: the workshop's capabilities stay theirs, every
+            # other template capability runs on the `shell` demo agents.
             planner_env = self.env_of("planner")
             if not self.settings.planner_capability_map:
-                planner_env["MESH_PLANNER_CAPABILITY_MAP"] = "*=shell"
+                planner_env["MESH_PLANNER_CAPABILITY_MAP"] = self.capability_map_text()
             await self._spawn(
                 "planner",
                 _mesh("run", "planner", "--group", self.settings.group("planner")),
@@ -171,21 +176,27 @@ class DevMesh:
                 ),
                 env=self.env_of("agent"),
             )
-        for i in range(1, self.options.python_agents + 1):
-            await self._spawn(
-                f"python-{i}",
-                _mesh(
-                    "agent",
-                    "run",
-                    "--kind",
-                    "python",
-                    "--id",
-                    self.agent_id(f"python-{i}"),
-                    "--module",
-                    "mesh.agents.demo",
-                ),
-                env=self.env_of("agent"),
-            )
+        workshop_env = {**self.env_of("agent"), WORKSHOP_DIR_ENV: str(self.workshop_dir)}
+        python_agents = (
+            ("python", self.options.python_agents, "mesh.agents.demo", self.env_of("agent")),
+            ("workshop", self.options.workshop_agents, "mesh.agents.workshop", workshop_env),
+        )
+        for name, count, module, env in python_agents:
+            for i in range(1, count + 1):
+                await self._spawn(
+                    f"{name}-{i}",
+                    _mesh(
+                        "agent",
+                        "run",
+                        "--kind",
+                        "python",
+                        "--id",
+                        self.agent_id(f"{name}-{i}"),
+                        "--module",
+                        module,
+                    ),
+                    env=env,
+                )
         if self.options.ui_port is not None:
             await self.supervisor.spawn(
                 "ui",
@@ -236,6 +247,15 @@ class DevMesh:
             ),
         )
         return self.broker.bootstrap_servers
+
+    @property
+    def workshop_dir(self) -> Path:
+        """Where the workshop agents keep a scratch git repository per workflow."""
+        return self.settings.state_dir / "workshop"
+
+    def capability_map_text(self) -> str:
+        """The planner's capability map under ``mesh dev`` (``MESH_PLANNER_CAPABILITY_MAP``)."""
+        return ",".join(f"{k}={v}" for k, v in dev_capability_map(self.options).items())
 
     @property
     def console_url(self) -> str | None:
@@ -311,6 +331,12 @@ class DevMesh:
             self.broker = None
             if pid is not None:
                 forget_broker(self.settings.state_dir, pid)
+
+
+def dev_capability_map(options: DevOptions) -> dict[str, str]:
+    """Template capability → the capability of ``mesh dev``'s agents that serves it."""
+    served = dict.fromkeys(WORKSHOP_CAPABILITIES) if options.workshop_agents else {}
+    return {**{name: name for name in served}, "*": "shell"}
 
 
 def _replica_name(i: int, replicas: int) -> str:

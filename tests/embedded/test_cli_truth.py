@@ -502,7 +502,8 @@ def test_messages_point_at_the_cause(dev: Dev, tmp_path: Path) -> None:
     assert "no transactions on this broker: running at-least-once" in logs
     ready = re.search(r"mesh ready .*; (\d+) agents registered\)", dev.stdout())
     assert ready, dev.stdout()
-    assert int(ready.group(1)) == len(re.findall(r"^\S+ +agent ready ", logs, re.M)) == 3
+    # mesh dev's defaults: two shell agents, one Python demo agent, one workshop agent.
+    assert int(ready.group(1)) == len(re.findall(r"^\S+ +agent ready ", logs, re.M)) == 4
 
 
 # -- 11. logs carry the right ids ---------------------------------------------------------------

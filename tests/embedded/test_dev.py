@@ -27,8 +27,9 @@ from tests.e2e import ROOT
 
 READY_WITHIN = 120.0
 STOPPED_WITHIN = 60.0
-AGENTS = 3
-"""The demo agents of ``mesh dev``'s defaults: two command agents and one Python agent."""
+AGENTS = 4
+"""The demo agents of ``mesh dev``'s defaults: two command agents, one Python agent and one
+workshop agent."""
 
 
 def descendants(pid: int) -> set[int]:
