@@ -31,7 +31,11 @@ async def running_mesh(
     settings: Settings, *, topics_dir: Path = ROOT / "topics", **options: Any
 ) -> AsyncIterator[DevMesh]:
     """Workflow Manager(s), dispatcher and demo agents as real processes on ``settings``, with
-    the topics of ``topics_dir`` (``topics/overlays/cluster`` on a 3-node cluster)."""
+    the topics of ``topics_dir`` (``topics/overlays/cluster`` on a 3-node cluster).
+
+    No workshop agent unless asked for (``workshop_agents=1``): the task-path tests plan onto
+    shell agents (``*=shell``), and an idle process per test only costs the suite time."""
+    options.setdefault("workshop_agents", 0)
     dev_options = DevOptions(bootstrap=settings.bootstrap_servers, topics_dir=topics_dir, **options)
     async with DevMesh(settings, dev_options) as mesh:
         yield mesh

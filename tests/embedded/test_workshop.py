@@ -44,7 +44,7 @@ async def test_the_feature_request_leaves_formatted_tested_commits(
     embedded_settings: Settings, tmp_path: Path
 ) -> None:
     settings = embedded_settings.model_copy(update={"state_dir": tmp_path})
-    async with running_mesh(settings, shell_agents=1, python_agents=0) as mesh:
+    async with running_mesh(settings, shell_agents=1, python_agents=0, workshop_agents=1) as mesh:
         run = await asyncio.to_thread(
             run_mesh, "submit", str(FEATURE), "--wait", "--json", env=settings.to_env(), timeout=300
         )
@@ -77,7 +77,7 @@ async def test_a_failing_generated_test_fails_its_task_with_the_output(
     embedded_settings: Settings, tmp_path: Path
 ) -> None:
     settings = embedded_settings.model_copy(update={"state_dir": tmp_path})
-    async with running_mesh(settings, shell_agents=1, python_agents=0):
+    async with running_mesh(settings, shell_agents=1, python_agents=0, workshop_agents=1):
         run = await asyncio.to_thread(
             run_mesh,
             "submit",
