@@ -97,7 +97,7 @@ class TestWorkflowsOnEmbedded(OnEmbedded, WorkflowManagerContract):
         assert events[-1].producer.instance == "wm-second"
         assert [e.sequence for e in events] == list(range(1, len(events) + 1))
         assert readies_of(agent, wid) == [("a", 1), ("b", 1), ("c", 1), ("d", 1)]
-        rebuilt = [r for r in second.rebuilds if wid in r.workflows]
+        rebuilt = [r for r in second.rebuilds if wid in r.statuses]
         assert len(rebuilt) == 1
         assert rebuilt[0].events > 0
         assert rebuilt[0].snapshots == 1
