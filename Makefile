@@ -47,8 +47,11 @@ checks: lint typecheck
 	$(BIN)/mesh topics validate
 	$(BIN)/mesh topics validate --dir topics/overlays/cluster
 
+# The unit tier is pure CPU: two workers halve it on two cores. The broker tiers stay serial
+# (one broker per session, processes and ports of their own, timing under load).
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest tests/unit -n 2
+	$(BIN)/pytest tests --ignore=tests/unit
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
