@@ -40,7 +40,8 @@ async def test_export_then_plan_is_in_sync(
     out = tmp_path / "adopted"
     exported = mesh(kafka_settings, "export", "--out", str(out))
     assert exported.code == 0, exported.stderr
-    assert f"exported 18 topics under prefix {kafka_settings.topic_prefix!r}" in exported.stdout
+    # the 18 declared topics and the one made by hand
+    assert f"exported 19 topics under prefix {kafka_settings.topic_prefix!r}" in exported.stdout
     document = yaml.safe_load((out / "exported.yaml").read_text())
     by_name = {topic["name"]: topic for topic in document["topics"]}
     assert by_name["handmade"] == {"name": "handmade", "partitions": 1, "replication_factor": 1}
